@@ -1,0 +1,158 @@
+"""Data: synthetic training lines, the challenge's `.pt` files (loaded safely), submissions.
+
+Everything is held as tensors: x (N, 50, 2) lines and y (N, 50, 2) conditions.
+The challenge's files store both as (N, 1, 50, 2) inside a `TensorDataset`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import TensorDataset
+
+from .functions import FunctionPair
+from .lines import POINTS, lines_from_endpoints
+
+LOW, HIGH = 0.1, 1.0
+
+
+class DataFileError(ValueError):
+    """A data file that is missing, unsafe or malformed."""
+
+
+def synthetic_lines(n: int, seed: int = 0, points: int = POINTS) -> torch.Tensor:
+    """n exact line pairs distributed like the official data, as x (n, points, 2).
+
+    Fitted to the official validation set: x0's end ~ U(0.1, 1) and its start ~ U(end, 1);
+    x1's start ~ U(0.1, 1) and its end ~ U(start, 1), independent of x0 (KS < 0.02 per endpoint).
+    """
+    if n < 1:
+        raise ValueError(f"synthetic data needs n >= 1 rows, got {n}")
+    g = torch.Generator().manual_seed(seed)
+    u = torch.rand(n, 4, generator=g, dtype=torch.float64)
+    x0_end = LOW + (HIGH - LOW) * u[:, 0]
+    x0_start = x0_end + (HIGH - x0_end) * u[:, 1]
+    x1_start = LOW + (HIGH - LOW) * u[:, 2]
+    x1_end = x1_start + (HIGH - x1_start) * u[:, 3]
+    p = torch.stack([x0_start, x0_end, x1_start, x1_end], dim=-1)
+    return lines_from_endpoints(p, points).float()
+
+
+def make_dataset(n: int, functions: FunctionPair, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Synthetic (x, y) with y = functions(x), computed in float64 then stored as float32."""
+    x = synthetic_lines(n, seed)
+    return x, functions(x.double()).float()
+
+
+def _check(name: str, tensor, path) -> torch.Tensor:
+    if not isinstance(tensor, torch.Tensor):
+        raise DataFileError(f"{path}: {name} is {type(tensor).__name__}, expected a tensor")
+    if tensor.dim() == 4 and tensor.shape[1] == 1:
+        tensor = tensor[:, 0]
+    if tensor.dim() != 3 or tensor.shape[-1] != 2 or tensor.shape[1] < 2:
+        raise DataFileError(
+            f"{path}: {name} has shape {tuple(tensor.shape)}, expected (N, 1, P, 2) or (N, P, 2)"
+        )
+    if not torch.isfinite(tensor).all():
+        raise DataFileError(f"{path}: {name} contains NaN or inf; clean the file or regenerate it")
+    return tensor.float()
+
+
+def load_challenge(path) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x, y) from a challenge `.pt` file, never unpickling anything but tensors.
+
+    Accepts a TensorDataset(x, y), a list of (x, y) pairs or a {"x", "y"} dict.
+    `weights_only=True` plus an allow-list of TensorDataset keeps a malicious file
+    from running code.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataFileError(f"{path}: no such file; pass the path of a challenge .pt file")
+    try:
+        with torch.serialization.safe_globals([TensorDataset]):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataFileError(
+            f"{path}: refused to load, it holds objects outside the allow-list (tensors, TensorDataset): {first}"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as err:
+        raise DataFileError(f"{path}: not a readable torch file ({type(err).__name__}: {err})") from None
+    if isinstance(obj, TensorDataset) and len(obj.tensors) == 2:
+        x, y = obj.tensors
+    elif isinstance(obj, dict) and {"x", "y"} <= obj.keys():
+        x, y = obj["x"], obj["y"]
+    elif isinstance(obj, (list, tuple)) and obj and all(isinstance(r, (list, tuple)) and len(r) == 2 for r in obj):
+        try:
+            x = torch.stack([torch.as_tensor(r[0]).reshape(-1, 2) for r in obj])
+            y = torch.stack([torch.as_tensor(r[1]).reshape(-1, 2) for r in obj])
+        except (RuntimeError, TypeError) as err:
+            raise DataFileError(f"{path}: (x, y) pairs of unequal or bad shapes ({err})") from None
+    else:
+        raise DataFileError(
+            f"{path}: holds a {type(obj).__name__}; expected TensorDataset(x, y), a list of (x, y) pairs "
+            "or a dict with 'x' and 'y'"
+        )
+    x, y = _check("x", x, path), _check("y", y, path)
+    if x.shape != y.shape:
+        raise DataFileError(f"{path}: x {tuple(x.shape)} and y {tuple(y.shape)} differ in shape")
+    return x, y
+
+
+def save_submission(path, x: torch.Tensor, y: torch.Tensor) -> Path:
+    """Write samples x (N, S, P, 2) for conditions y (N, P, 2) in the challenge's format.
+
+    Rows of one condition are consecutive and y repeats the GIVEN condition
+    (the scorer recomputes y from x itself).
+    """
+    if x.dim() != 4 or y.dim() != 3 or x.shape[0] != y.shape[0] or x.shape[2:] != y.shape[1:]:
+        raise ValueError(f"expected x (N, S, P, 2) and y (N, P, 2), got {tuple(x.shape)} and {tuple(y.shape)}")
+    n, s, p, _ = x.shape
+    rows_x = x.detach().float().cpu().reshape(n * s, 1, p, 2).contiguous()
+    rows_y = y.detach().float().cpu().repeat_interleave(s, dim=0).reshape(n * s, 1, p, 2).contiguous()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(TensorDataset(rows_x, rows_y), path)
+    return path
+
+
+@dataclass
+class DataSpec:
+    """Where training and validation data come from; the `data:` section of a search file."""
+
+    train_size: int = 20000
+    val_conditions: int = 50
+    seed: int = 0
+    train_file: str | None = None  # a challenge .pt file instead of synthetic lines
+    val_file: str | None = None  # e.g. the official validation_dataset.pt
+
+    @classmethod
+    def from_dict(cls, values: dict | None) -> DataSpec:
+        values = dict(values or {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown data key {unknown[0]!r}; known keys: {', '.join(sorted(known))}")
+        spec = cls(**values)
+        for key in ("train_size", "val_conditions"):
+            if int(getattr(spec, key)) < 1:
+                raise ValueError(f"data {key}={getattr(spec, key)!r} must be a positive integer")
+        return spec
+
+    def build(self, functions: FunctionPair) -> tuple[tuple, tuple]:
+        """((x_train, y_train), (x_val, y_val)); synthetic validation uses a seed disjoint from training."""
+        if self.train_file:
+            train = load_challenge(self.train_file)
+            train = (train[0][: self.train_size], train[1][: self.train_size])
+        else:
+            train = make_dataset(self.train_size, functions, self.seed)
+        if self.val_file:
+            x, y = load_challenge(self.val_file)
+            val = (x[: self.val_conditions], y[: self.val_conditions])
+        else:
+            val = make_dataset(self.val_conditions, functions, self.seed + 1_000_003)
+        return train, val

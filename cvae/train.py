@@ -1,0 +1,165 @@
+"""The training loop: epoch by epoch, seeded, device-agnostic, resumable bit for bit.
+
+The whole dataset lives on the device as two tensors and batches are index slices
+of a seeded permutation: no DataLoader, no per-item Python objects. All training
+randomness (shuffling, reparameterisation noise) comes from one generator whose
+state is checkpointed, so a restored run continues exactly as an unbroken one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from .config import Config
+from .functions import FunctionPair
+from .losses import beta_at, cvae_loss
+from .metrics import evaluate
+from .model import CVAE
+from .sampling import sample
+
+OPTIMIZERS = {"Adam": torch.optim.Adam, "RMSprop": torch.optim.RMSprop, "SGD": torch.optim.SGD}
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    """'auto' (or None) takes cuda, then mps, then cpu."""
+    if name not in (None, "auto"):
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+class Trainer:
+    """Trains one CVAE configuration on (x, y) tensors and validates it every epoch."""
+
+    def __init__(self, config: Config, train: tuple, val: tuple | None = None, device=None):
+        self.config = config
+        self.device = pick_device(device)
+        self.functions = FunctionPair(config.functions)
+        torch.manual_seed(config.seed)
+        self.model = CVAE(config).to(self.device)
+        self.optimizer = OPTIMIZERS[config.optimizer](
+            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        self.generator = torch.Generator(self.device).manual_seed(config.seed)
+        self.x, self.y = (t.to(self.device, torch.float32) for t in train[:2])
+        self.val = None if val is None else tuple(t.to(self.device, torch.float32) for t in val[:2])
+        self.epoch = 0
+        self.history: list[dict] = []
+        self.status = "new"
+
+    def train_epoch(self) -> dict:
+        """One pass over the data; returns the mean total loss and its unweighted parts."""
+        self.model.train()
+        n, size = self.x.shape[0], self.config.batch_size
+        beta = beta_at(self.config, self.epoch)
+        order = torch.randperm(n, generator=self.generator, device=self.device)
+        sums = torch.zeros(4, device=self.device)
+        for start in range(0, n, size):
+            index = order[start : start + size]
+            x, y = self.x[index], self.y[index]
+            x_hat, mu, logvar = self.model(x, y, generator=self.generator)
+            total, parts = cvae_loss(x_hat, x, y, mu, logvar, self.functions, self.config, beta)
+            self.optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            self.optimizer.step()
+            sums += torch.stack([total, parts["kld"], parts["x_loss"], parts["y_loss"]]).detach() * len(index)
+        means = (sums / n).tolist()  # the epoch's only host-device sync
+        return dict(zip(("loss", "kld", "x_loss", "y_loss"), means))
+
+    def validate(self) -> dict:
+        """Challenge metrics of `val_samples` samples per held-out condition (fixed noise)."""
+        if self.val is None:
+            return {}
+        generator = torch.Generator(self.device).manual_seed(self.config.seed + 1)
+        x = sample(self.model, self.val[1], self.config.val_samples, generator, self.config.noise)
+        return {f"val_{k}": v for k, v in evaluate(x, self.val[1], self.functions, x_true=self.val[0]).items()}
+
+    def fit(self, epochs: int | None = None, callback: Callable[[dict], bool | None] | None = None) -> dict:
+        """Train up to `epochs` (default config.epochs); `callback(row)` after each epoch may return True to stop.
+
+        A non-finite loss ends the run with status "diverged" and loss inf, never NaN.
+        """
+        epochs = self.config.epochs if epochs is None else epochs
+        self.status = "running"
+        while self.epoch < epochs:
+            started = time.perf_counter()
+            row = self.train_epoch()
+            self.epoch += 1
+            diverged = not all(math.isfinite(v) for v in row.values())
+            if diverged:
+                row = {k: (v if math.isfinite(v) else float("inf")) for k, v in row.items()}
+                row["loss"] = float("inf")
+            else:
+                row.update(self.validate())
+            row.update(epoch=self.epoch, seconds=time.perf_counter() - started, samples=self.x.shape[0])
+            self.history.append(row)
+            if diverged:
+                self.status = "diverged"
+            stop = callback(row) if callback else None
+            if diverged or stop:
+                self.status = self.status if diverged else "stopped"
+                break
+        else:
+            self.status = "finished"
+        return {"status": self.status, "epochs": self.epoch, "history": self.history}
+
+    # --- checkpoints: plain state dicts + config, loadable with weights_only=True ---
+
+    def state_dict(self) -> dict:
+        return {
+            "config": self.config.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "epoch": self.epoch,
+            "history": self.history,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.epoch = state["epoch"]
+        self.history = list(state["history"])
+
+    def save(self, path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        torch.save(self.state_dict(), tmp)
+        tmp.replace(path)  # atomic: a crash mid-write never leaves a torn checkpoint
+        return path
+
+    @classmethod
+    def restore(cls, path, train: tuple, val: tuple | None = None, device=None) -> Trainer:
+        """A trainer that continues from the checkpoint at `path` on the given data."""
+        state = load_checkpoint(path)
+        trainer = cls(Config.from_dict(state["config"]), train, val, device)
+        trainer.load_state_dict(state)
+        return trainer
+
+
+def load_checkpoint(path) -> dict:
+    """A checkpoint or saved model, never unpickling code (weights_only=True)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint or model file")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_model(path, device=None) -> CVAE:
+    """The CVAE saved in a checkpoint or model file (state dict + config), in eval mode."""
+    state = load_checkpoint(path)
+    if not isinstance(state, dict) or not {"config", "model"} <= state.keys():
+        raise ValueError(f"{path}: not a model file (expected a dict with 'config' and 'model')")
+    model = CVAE(Config.from_dict(state["config"]))
+    model.load_state_dict(state["model"])
+    return model.to(pick_device(device)).eval()

@@ -1,0 +1,120 @@
+import pickle
+
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from cvae.data import DataFileError, DataSpec, load_challenge, make_dataset, save_submission, synthetic_lines
+from cvae.functions import FunctionPair
+from tests.helpers import VALIDATION, needs_shared
+
+
+def _endpoints(x):
+    return {"x0 start": x[:, 0, 0], "x0 end": x[:, -1, 0], "x1 start": x[:, 0, 1], "x1 end": x[:, -1, 1]}
+
+
+def test_synthetic_lines_are_exact_monotone_lines_in_the_domain():
+    x = synthetic_lines(2000, seed=3)
+    assert x.shape == (2000, 50, 2) and x.dtype == torch.float32
+    assert (x >= 0.1 - 1e-6).all() and (x <= 1.0 + 1e-6).all()
+    assert (x[:, 1:, 0] <= x[:, :-1, 0]).all() and (x[:, 1:, 1] >= x[:, :-1, 1]).all()
+    t = torch.linspace(0, 1, 50)
+    line = x[:, :1] + (x[:, -1:] - x[:, :1]) * t[None, :, None]
+    assert torch.allclose(x, line, atol=1e-6)
+
+
+def test_synthetic_lines_are_seeded():
+    assert torch.equal(synthetic_lines(10, seed=1), synthetic_lines(10, seed=1))
+    assert not torch.equal(synthetic_lines(10, seed=1), synthetic_lines(10, seed=2))
+
+
+def test_make_dataset_applies_the_functions():
+    pair = FunctionPair(["sin(5*x0 + 3*x1)", "cos(4*x0 + 8*x1)"])
+    x, y = make_dataset(100, pair, seed=0)
+    assert torch.allclose(y[..., 0], torch.sin(5 * x[..., 0] + 3 * x[..., 1]), atol=1e-5)
+    assert torch.allclose(y[..., 1], torch.cos(4 * x[..., 0] + 8 * x[..., 1]), atol=1e-5)
+
+
+@needs_shared
+def test_synthetic_endpoints_match_the_official_distribution():
+    from scipy.stats import ks_2samp
+
+    real, _ = load_challenge(VALIDATION)
+    fake = synthetic_lines(50_000, seed=0)
+    for name, values in _endpoints(real).items():
+        statistic = ks_2samp(values.numpy(), _endpoints(fake)[name].numpy()).statistic
+        assert statistic < 0.05, f"{name}: KS {statistic:.3f}"
+
+
+@needs_shared
+def test_loads_the_official_validation_file():
+    x, y = load_challenge(VALIDATION)
+    assert x.shape == y.shape == (3000, 50, 2)
+    assert torch.allclose(FunctionPair()(x.double()).float(), y, atol=1e-4)
+
+
+def test_roundtrip_of_a_submission(tmp_path):
+    x = synthetic_lines(12).view(4, 3, 50, 2)
+    y = torch.rand(4, 50, 2)
+    path = save_submission(tmp_path / "sub.pt", x, y)
+    rows_x, rows_y = load_challenge(path)
+    assert rows_x.shape == (12, 50, 2)
+    assert torch.equal(rows_x.view(4, 3, 50, 2), x)
+    assert torch.equal(rows_y[3], y[1]) and torch.equal(rows_y[5], y[1]) and torch.equal(rows_y[6], y[2])
+    raw = torch.load(path, weights_only=False)
+    assert isinstance(raw, TensorDataset) and raw.tensors[0].shape == (12, 1, 50, 2)
+
+
+def test_loads_the_list_of_pairs_variant(tmp_path):
+    pairs = [(torch.rand(1, 50, 2), torch.rand(1, 50, 2)) for _ in range(5)]
+    torch.save(pairs, tmp_path / "pairs.pt")
+    x, y = load_challenge(tmp_path / "pairs.pt")
+    assert x.shape == (5, 50, 2) and torch.equal(y[2], pairs[2][1][0])
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (open, ("/tmp/pwned_by_twobirds_test", "w"))
+
+
+def test_refuses_a_pickle_carrying_a_callable_without_running_it(tmp_path):
+    marker = __import__("pathlib").Path("/tmp/pwned_by_twobirds_test")
+    marker.unlink(missing_ok=True)
+    path = tmp_path / "evil.pt"
+    torch.save({"x": _Exploit(), "y": torch.zeros(1)}, path, pickle_module=pickle)
+    with pytest.raises(DataFileError, match="refused to load"):
+        load_challenge(path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (TensorDataset(torch.rand(3, 1, 50, 3), torch.rand(3, 1, 50, 3)), "shape"),
+        ({"x": torch.rand(3, 1, 50, 2), "y": torch.rand(4, 1, 50, 2)}, "differ"),
+        (TensorDataset(torch.full((2, 1, 50, 2), float("nan")), torch.rand(2, 1, 50, 2)), "NaN"),
+        ({"a": torch.zeros(1)}, "expected TensorDataset"),
+    ],
+)
+def test_rejects_bad_files_with_one_line(tmp_path, content, message):
+    path = tmp_path / "bad.pt"
+    torch.save(content, path)
+    with pytest.raises(DataFileError, match=message) as err:
+        load_challenge(path)
+    assert "\n" not in str(err.value)
+
+
+def test_rejects_a_missing_or_garbage_file(tmp_path):
+    with pytest.raises(DataFileError, match="no such file"):
+        load_challenge(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a torch file")
+    with pytest.raises(DataFileError):
+        load_challenge(tmp_path / "junk.pt")
+
+
+def test_data_spec_builds_disjoint_train_and_validation():
+    train, val = DataSpec(train_size=64, val_conditions=8, seed=5).build(FunctionPair())
+    assert train[0].shape == (64, 50, 2) and val[0].shape == (8, 50, 2)
+    assert not any(torch.equal(v, t) for v in val[0] for t in train[0])
+    with pytest.raises(ValueError, match="unknown data key 'trainsize'"):
+        DataSpec.from_dict({"trainsize": 3})

@@ -1,0 +1,97 @@
+import math
+
+import pytest
+import torch
+
+from cvae.config import Config
+from cvae.data import DataSpec
+from cvae.functions import FunctionPair
+from cvae.train import Trainer, load_checkpoint, load_model
+
+
+@pytest.fixture(scope="module")
+def data():
+    return DataSpec(train_size=512, val_conditions=6, seed=0).build(FunctionPair())
+
+
+def _config(**changes):
+    base = dict(model="mlp", hidden=32, latent_dim=4, batch_size=64, epochs=4, lr=3e-3, val_samples=4)
+    return Config(**{**base, **changes})
+
+
+def test_training_lowers_the_loss(data):
+    for model in ("mlp", "conv"):
+        trainer = Trainer(_config(model=model, epochs=5), *data)
+        result = trainer.fit()
+        losses = [row["loss"] for row in result["history"]]
+        assert result["status"] == "finished" and result["epochs"] == 5
+        assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_each_epoch_reports_losses_and_validation_metrics(data):
+    rows = []
+    Trainer(_config(epochs=2), *data).fit(callback=rows.append)
+    assert [r["epoch"] for r in rows] == [1, 2]
+    for key in ("loss", "kld", "x_loss", "y_loss", "val_score", "val_valid_frac", "val_overall_rmse"):
+        assert all(math.isfinite(r[key]) for r in rows), key
+
+
+def test_callback_can_stop_the_run(data):
+    trainer = Trainer(_config(epochs=5), *data)
+    result = trainer.fit(callback=lambda row: row["epoch"] >= 2)
+    assert result["status"] == "stopped" and result["epochs"] == 2
+
+
+@pytest.mark.parametrize("optimizer", ["Adam", "RMSprop", "SGD"])
+def test_optimizers_with_weight_decay(data, optimizer):
+    trainer = Trainer(_config(optimizer=optimizer, weight_decay=1e-4, epochs=1), *data)
+    assert trainer.fit()["status"] == "finished"
+    assert type(trainer.optimizer).__name__ == optimizer
+
+
+def test_diverging_run_stops_with_a_clear_status_and_no_nan(data):
+    trainer = Trainer(_config(optimizer="SGD", lr=1e12, epochs=6), *data)
+    result = trainer.fit()
+    assert result["status"] == "diverged"
+    assert result["epochs"] < 6
+    assert result["history"][-1]["loss"] == float("inf")
+    assert not any(math.isnan(v) for row in result["history"] for v in row.values() if isinstance(v, float))
+
+
+def test_same_seed_same_run(data):
+    a = Trainer(_config(epochs=2), *data).fit()["history"]
+    b = Trainer(_config(epochs=2), *data).fit()["history"]
+    assert [r["loss"] for r in a] == [r["loss"] for r in b]
+
+
+def test_checkpoint_resumes_bit_for_bit(data, tmp_path):
+    straight = Trainer(_config(epochs=4), *data)
+    straight.fit()
+    first = Trainer(_config(epochs=4), *data)
+    first.fit(epochs=2)
+    first.save(tmp_path / "ckpt.pt")
+    resumed = Trainer.restore(tmp_path / "ckpt.pt", *data)
+    assert resumed.epoch == 2
+    resumed.fit()
+    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in straight.history]
+    for p, q in zip(resumed.model.parameters(), straight.model.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_checkpoint_loads_without_unpickling_code(data, tmp_path):
+    trainer = Trainer(_config(epochs=1, head="lines"), *data)
+    trainer.fit()
+    path = trainer.save(tmp_path / "model.pt")
+    state = load_checkpoint(path)  # weights_only=True inside
+    assert state["epoch"] == 1 and state["config"]["head"] == "lines"
+    model = load_model(path)
+    y = data[1][1]
+    assert torch.allclose(model.decode(torch.zeros(6, 4), y), trainer.model.eval().decode(torch.zeros(6, 4), y))
+
+
+def test_device_agnostic_on_cpu_and_cuda_when_present(data):
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for device in devices:
+        trainer = Trainer(_config(epochs=1), *data, device=device)
+        assert trainer.fit()["status"] == "finished"
+        assert next(trainer.model.parameters()).device.type == device
