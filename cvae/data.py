@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,9 +77,11 @@ def load_challenge(path) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.serialization.safe_globals([TensorDataset]):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        # torch's message suggests weights_only=False, i.e. running the file's code: name the culprit only.
+        culprit = re.search(r"GLOBAL ([\w.]+)", str(err))
+        what = f" ({culprit.group(1)})" if culprit else ""
         raise DataFileError(
-            f"{path}: refused to load, it holds objects outside the allow-list (tensors, TensorDataset): {first}"
+            f"{path}: refused to load, it holds objects outside the allow-list of tensors and TensorDataset{what}"
         ) from None
     except (RuntimeError, EOFError, OSError) as err:
         raise DataFileError(f"{path}: not a readable torch file ({type(err).__name__}: {err})") from None

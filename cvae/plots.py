@@ -28,26 +28,51 @@ def plot_samples(x, y, functions: FunctionPair, x_true=None, conditions: int = 3
     for i in range(n):
         top, bottom = axes[0, i], axes[1, i]
         for s in range(x.shape[1]):
-            top.plot(t, x[i, s, :, 0], color="tab:blue", alpha=0.25, lw=1)
-            top.plot(t, x[i, s, :, 1], color="tab:orange", alpha=0.25, lw=1)
-            bottom.plot(t, y_hat[i, s, :, 0], color="tab:blue", alpha=0.2, lw=1)
-            bottom.plot(t, y_hat[i, s, :, 1], color="tab:orange", alpha=0.2, lw=1)
+            first = s == 0
+            top.plot(
+                t, x[i, s, :, 0], color="tab:blue", alpha=0.25, lw=1, label="generated x0" if first else None
+            )
+            top.plot(
+                t,
+                x[i, s, :, 1],
+                color="tab:orange",
+                alpha=0.25,
+                lw=1,
+                label="generated x1" if first else None,
+            )
+            bottom.plot(
+                t,
+                y_hat[i, s, :, 0],
+                color="tab:blue",
+                alpha=0.2,
+                lw=1,
+                label="y1 from generated x" if first else None,
+            )
+            bottom.plot(
+                t,
+                y_hat[i, s, :, 1],
+                color="tab:orange",
+                alpha=0.2,
+                lw=1,
+                label="y2 from generated x" if first else None,
+            )
         if x_true is not None:
             xt = torch.as_tensor(x_true)[i].float().cpu()
-            top.plot(t, xt[:, 0], "k--", lw=1.5, label="a true solution")
+            top.plot(t, xt[:, 0], "k--", lw=1.5, label="a true solution (x0, x1)")
             top.plot(t, xt[:, 1], "k--", lw=1.5)
         bottom.plot(t, y[i, :, 0], "k-", lw=2, label="given y1")
         bottom.plot(t, y[i, :, 1], "k:", lw=2, label="given y2")
-        top.set_title(f"condition {i}: x0 (blue, descending), x1 (orange)", fontsize=9)
+        top.set_title(f"condition {i}: x0 (blue, descending), x1 (orange, ascending)", fontsize=9)
         top.set_ylim(-0.05, 1.05)
         bottom.set_ylim(-1.2, 1.2)
         bottom.set_xlabel("point")
-        bottom.set_title("f(generated x) vs given y (black)", fontsize=9)
+        bottom.set_title("y from the samples (colour) vs given y (black)", fontsize=9)
     axes[0, 0].set_ylabel("x")
     axes[1, 0].set_ylabel("y")
-    if x_true is not None:
-        axes[0, 0].legend(loc="lower left", fontsize=8)
-    axes[1, 0].legend(loc="lower left", fontsize=8)
+    for ax in (axes[0, 0], axes[1, 0]):
+        legend = ax.legend(loc="lower left", fontsize=7, framealpha=0.9)
+        for line in legend.get_lines():
+            line.set_alpha(1)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -68,3 +93,285 @@ def figure_to_array(fig) -> np.ndarray:
     image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
     plt.close(fig)
     return image
+
+
+# --- finalize's pictures: training curves, solution coverage, the search's trials ---
+
+_LOSS_LABELS = {
+    "loss": "total loss",
+    "kld": "KL divergence (unweighted)",
+    "x_loss": "x reconstruction (unweighted)",
+    "y_loss": "y error: f(x_hat) vs y (unweighted)",
+}
+_VAL_LABELS = {
+    "val_score": "search score",
+    "val_valid_frac": "valid samples (fraction)",
+    "val_coverage_norm": "coverage of reachable branches",
+    "val_coverage": "coverage of all branches",
+}
+
+
+def plot_training_curves(history: list[dict], title: str = ""):
+    """Figure: training losses per epoch (log scale), validation quality, and the RMSE gate.
+
+    history: the rows of Trainer.fit (keys loss, kld, x_loss, y_loss, val_*).
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    epochs = [row["epoch"] for row in history]
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(16, 4.5))
+    marker = "o" if len(epochs) <= 30 else None
+
+    def series(key):
+        return np.array([row.get(key, np.nan) for row in history], dtype=float)
+
+    for key, label in _LOSS_LABELS.items():
+        values = series(key)
+        values = np.where(np.isfinite(values) & (values > 0), values, np.nan)
+        if np.isfinite(values).any():
+            left.plot(epochs, values, marker=marker, ms=3, label=label, lw=2 if key == "loss" else 1.2)
+    left.set_yscale("log")
+    left.set_ylabel("training loss (log scale, lower is better)")
+    left.set_title("Training losses (mean per epoch)", fontsize=10)
+    left.legend(fontsize=8)
+    drawn = False
+    for key, label in _VAL_LABELS.items():
+        values = series(key)
+        if np.isfinite(values).any():
+            middle.plot(epochs, values, marker=marker, ms=3, label=label)
+            drawn = True
+    middle.set_ylabel("share / score (higher is better)")
+    middle.set_title("Validation samples after each epoch", fontsize=10)
+    if drawn:
+        middle.legend(fontsize=8)
+    rmse = series("val_overall_rmse")
+    if np.isfinite(rmse).any():
+        right.plot(
+            epochs, rmse, color="black", marker=marker, ms=3, label="overall RMSE of f(generated x) vs y"
+        )
+        right.axhline(0.1, color="red", lw=1.2, ls="--", label="challenge gate: RMSE < 0.1 passes")
+        right.set_ylim(bottom=0, top=max(0.12, float(np.nanmax(rmse)) * 1.1))
+        right.legend(fontsize=8)
+    right.set_ylabel("RMSE (lower is better)")
+    right.set_title("Validation RMSE against the challenge gate", fontsize=10)
+    for ax in (left, middle, right):
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(True, which="both", alpha=0.3)
+    for ax, ok in ((middle, drawn), (right, np.isfinite(rmse).any())):
+        if not ok:
+            ax.text(
+                0.5, 0.5, "no validation metrics recorded", ha="center", va="center", transform=ax.transAxes
+            )
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_coverage(x, y, functions: FunctionPair, x_true=None, conditions: int = 3, title: str = ""):
+    """Figure: per condition (column), every exact solution branch as a point in line-endpoint space.
+
+    Top row: each branch's x0 line as (start, end); bottom row: its x1 line. Branches that
+    some valid sample reached are filled green, missed ones hollow red; the samples' own
+    fitted endpoints are small dots (blue valid, grey invalid). Outside the sin/cos family
+    there are no branches to draw and the figure says so.
+    """
+    from .lines import endpoints_from_lines
+    from .metrics import COVERAGE_TOL, coverage, validity
+
+    x = torch.as_tensor(x).detach().float().cpu()
+    y = torch.as_tensor(y).detach().float().cpu()
+    n = min(conditions, x.shape[0])
+    if functions.trig is None:
+        fig, ax = plt.subplots(figsize=(8, 2.5))
+        ax.axis("off")
+        ax.text(
+            0.5,
+            0.5,
+            f"No coverage picture: {functions.texts} are not both sin/cos(a*x0 + b*x1 + c),\n"
+            "so the exact solution branches cannot be enumerated.",
+            ha="center",
+            va="center",
+        )
+        return fig
+    x_true_n = None if x_true is None else torch.as_tensor(x_true)[:n].float().cpu()
+    cover = coverage(x[:n], y[:n], functions, x_true=x_true_n)
+    valid = validity(x[:n], y[:n], functions)["valid"]
+    ends = endpoints_from_lines(x[:n].double()).numpy()
+    fig, axes = plt.subplots(2, n, figsize=(4.3 * n, 9.6), squeeze=False, layout="constrained")
+    planes = (
+        ("x0", 0, 1, "x0 line (descending: end < start)"),
+        ("x1", 2, 3, "x1 line (ascending: end > start)"),
+    )
+    for i in range(n):
+        branch = cover["branches"][i].cpu().numpy()
+        hit = cover["hit"][i].cpu().numpy().astype(bool)
+        ok = valid[i].numpy().astype(bool)
+        for row, (name, a, b, what) in enumerate(planes):
+            ax = axes[row, i]
+            ax.plot([0, 1], [0, 1], color="0.75", lw=1, zorder=0, label="start = end (constant line)")
+            ax.scatter(
+                ends[i, ~ok, a],
+                ends[i, ~ok, b],
+                s=14,
+                color="0.55",
+                alpha=0.6,
+                label="generated sample, invalid",
+                zorder=1,
+            )
+            ax.scatter(
+                ends[i, ok, a],
+                ends[i, ok, b],
+                s=14,
+                color="tab:blue",
+                alpha=0.7,
+                label="generated sample, valid",
+                zorder=2,
+            )
+            ax.scatter(
+                branch[~hit, a],
+                branch[~hit, b],
+                s=70,
+                facecolors="none",
+                edgecolors="tab:red",
+                linewidths=1.5,
+                label="exact solution missed",
+                zorder=3,
+            )
+            ax.scatter(
+                branch[hit, a],
+                branch[hit, b],
+                s=70,
+                color="tab:green",
+                edgecolors="black",
+                linewidths=0.8,
+                label="exact solution hit",
+                zorder=4,
+            )
+            ax.set_xlim(-0.03, 1.03)
+            ax.set_ylim(-0.03, 1.03)
+            ax.set_xlabel(f"{name} at the first point (start)")
+            ax.set_ylabel(f"{name} at the last point (end)")
+            ax.grid(True, alpha=0.3)
+            head = (
+                f"condition {i}: {int(hit.sum())} of {len(branch)} exact solutions hit\n"
+                f"{int(ok.sum())} of {ok.size} samples valid\n"
+                if row == 0
+                else ""
+            )
+            ax.set_title(f"{head}{what}", fontsize=9)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(
+        handles, labels, loc="outside lower center", ncol=3, fontsize=9, frameon=False, markerscale=1.2
+    )
+    fig.suptitle(
+        title
+        or "Solution coverage: every exact solution (branch) of a condition is one point in each row;\n"
+        f"it is hit when a valid sample's endpoints lie within {COVERAGE_TOL} of it",
+        fontsize=11,
+    )
+    return fig
+
+
+def _categorical(values) -> bool:
+    return values.dtype == object or values.dtype == bool or str(values.dtype) in ("string", "category")
+
+
+def plot_trials(results, score: str = "score", mode: str = "max", params=None, title: str = ""):
+    """Figure: the search's trials; score vs trial (colour = how it ended), then each hyperparameter vs score.
+
+    results: a DataFrame with one row per trial (trial_id, status, stop_reason, epochs,
+    score/best_score, config/<key>). params: the hyperparameters to show (default: every
+    config/<key> column that varies).
+    """
+    import pandas as pd
+
+    frame = results.reset_index(drop=True)
+    values = pd.to_numeric(frame[score], errors="coerce").to_numpy(dtype=float)
+    ended = (
+        frame["stop_reason"] if "stop_reason" in frame else frame.get("status", pd.Series(["?"] * len(frame)))
+    )
+    ended = ended.fillna(frame["status"] if "status" in frame else "?").astype(str)
+    kinds = list(dict.fromkeys(ended))
+    colours = {k: plt.get_cmap("tab10")(i % 10) for i, k in enumerate(kinds)}
+    if params is None:
+        params = [
+            c[len("config/") :]
+            for c in frame.columns
+            if c.startswith("config/") and frame[c].astype(str).nunique() > 1
+        ]
+    params = [p for p in params if f"config/{p}" in frame]
+    panels = 1 + len(params)
+    cols = min(4, panels)
+    rows = -(-panels // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.6 * rows), squeeze=False)
+    flat = axes.ravel()
+    better = np.fmax if mode == "max" else np.fmin
+    finite = np.isfinite(values)
+    index = np.arange(len(frame))
+    ax = flat[0]
+    for kind in kinds:
+        mask = (ended == kind).to_numpy() & finite
+        ax.scatter(
+            index[mask],
+            values[mask],
+            s=25,
+            color=colours[kind],
+            label=kind,
+            edgecolors="black",
+            linewidths=0.3,
+        )
+    if finite.any():
+        running = better.accumulate(np.where(finite, values, np.nan))
+        ax.step(index, running, where="post", color="black", lw=1, label=f"best so far ({mode})")
+        best = int(np.nanargmax(values) if mode == "max" else np.nanargmin(values))
+        ax.scatter(
+            [best],
+            [values[best]],
+            marker="*",
+            s=220,
+            color="gold",
+            edgecolors="black",
+            zorder=5,
+            label="best trial",
+        )
+    failed = int((~finite).sum())
+    metric = frame["metric"].dropna() if "metric" in frame else ()
+    named = f" = {metric.iloc[0]}" if len(metric) and score == "score" else ""
+    better_label = f"{score}{named} ({'higher' if mode == 'max' else 'lower'} is better)"
+    ax.set_xlabel("trial (in order of the results table)")
+    ax.set_ylabel(better_label)
+    ax.set_title(
+        f"{score} per trial ({len(frame)} trials" + (f", {failed} without a score)" if failed else ")"),
+        fontsize=10,
+    )
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, title="how the trial ended", title_fontsize=7)
+    rng = np.random.default_rng(0)
+    for ax, param in zip(flat[1:], params):
+        column = frame[f"config/{param}"]
+        numeric = pd.to_numeric(column, errors="coerce")
+        for kind in kinds:
+            mask = (ended == kind).to_numpy() & finite
+            if _categorical(column) or numeric.isna().any():
+                labels = sorted(column.astype(str).unique())
+                position = column.astype(str).map({v: k for k, v in enumerate(labels)}).to_numpy(dtype=float)
+                jitter = rng.uniform(-0.15, 0.15, len(position))
+                ax.scatter(position[mask] + jitter[mask], values[mask], s=20, color=colours[kind], alpha=0.8)
+                ax.set_xticks(range(len(labels)), labels, rotation=30 if len(labels) > 3 else 0, fontsize=8)
+                ax.set_xlim(-0.5, len(labels) - 0.5)
+            else:
+                ax.scatter(numeric.to_numpy()[mask], values[mask], s=20, color=colours[kind], alpha=0.8)
+                positive = numeric[numeric > 0]
+                if len(positive) == len(numeric) and positive.max() / positive.min() > 20:
+                    ax.set_xscale("log")
+        ax.set_xlabel(param)
+        ax.set_ylabel(better_label)
+        ax.set_title(f"{score} vs {param}", fontsize=10)
+        ax.grid(True, alpha=0.3)
+    for ax in flat[panels:]:
+        ax.axis("off")
+    fig.suptitle(title or "The search's trials", fontsize=11)
+    fig.tight_layout()
+    return fig

@@ -4,38 +4,42 @@ A solution is fully described by its endpoints p = (x0_start, x0_end, x1_start, 
 so fitting f(lines(p)) = y is a 4-parameter least-squares problem with 100 residuals.
 `refine` polishes many such problems at once (a network's samples, or random starts);
 `solve` finds one exact solution of each condition from y alone by multi-start.
-Functions are plain torch ops, so the Jacobian comes from forward-mode autodiff and
+Functions are plain element-wise torch ops, so the Jacobian comes from autograd and
 works for any `FunctionPair`.
 """
 
 from __future__ import annotations
 
 import torch
-from torch.func import jacfwd, vmap
 
 from cvae.functions import FunctionPair
-from cvae.lines import lines_from_endpoints
+from cvae.lines import grid, lines_from_endpoints
 
 _ROWS_PER_CHUNK = 16384  # bounds the (rows, 100, 4) float64 Jacobian to ~50 MB
 
 
-def project(p: torch.Tensor) -> torch.Tensor:
-    """Nearest-ish point of the domain: endpoints in [0, 1], x0 non-ascending, x1 non-descending.
+MIN_DROP = 1e-3  # a projected line still falls/rises by this much, so it stays strictly monotone
 
-    A line that runs the wrong way is replaced by the constant line at its mean, the
-    closest line that is not wrong-way (in endpoint max-abs distance).
+
+def project(p: torch.Tensor) -> torch.Tensor:
+    """Nearest-ish point of the domain: endpoints in [0, 1], x0 descending, x1 ascending.
+
+    A line that runs the wrong way (or is flat) becomes the line through its mean that
+    falls/rises by MIN_DROP: nearly the closest allowed line, yet still strictly monotone
+    and straight, so one bad row cannot fail the challenge's monotone/straight gates.
     """
     p = p.clamp(0.0, 1.0)
-    x0_mean = (p[..., 0] + p[..., 1]) / 2
-    x1_mean = (p[..., 2] + p[..., 3]) / 2
-    x0_wrong = p[..., 0] < p[..., 1]
-    x1_wrong = p[..., 2] > p[..., 3]
+    half = MIN_DROP / 2
+    x0_mid = ((p[..., 0] + p[..., 1]) / 2).clamp(half, 1 - half)
+    x1_mid = ((p[..., 2] + p[..., 3]) / 2).clamp(half, 1 - half)
+    x0_wrong = p[..., 0] - p[..., 1] < MIN_DROP
+    x1_wrong = p[..., 3] - p[..., 2] < MIN_DROP
     return torch.stack(
         [
-            torch.where(x0_wrong, x0_mean, p[..., 0]),
-            torch.where(x0_wrong, x0_mean, p[..., 1]),
-            torch.where(x1_wrong, x1_mean, p[..., 2]),
-            torch.where(x1_wrong, x1_mean, p[..., 3]),
+            torch.where(x0_wrong, x0_mid + half, p[..., 0]),
+            torch.where(x0_wrong, x0_mid - half, p[..., 1]),
+            torch.where(x1_wrong, x1_mid - half, p[..., 2]),
+            torch.where(x1_wrong, x1_mid + half, p[..., 3]),
         ],
         dim=-1,
     )
@@ -44,6 +48,25 @@ def project(p: torch.Tensor) -> torch.Tensor:
 def _residuals(functions: FunctionPair, p: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """f(lines(p)) - y flattened to (..., 100)."""
     return (functions(lines_from_endpoints(p, y.shape[-2])) - y).flatten(-2)
+
+
+def _jacobian(functions: FunctionPair, p: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Residuals (B, 100) and their Jacobian (B, 100, 4) with respect to the endpoints.
+
+    Every y point depends only on its own (x0, x1), so two backward passes of summed
+    outputs give all per-point derivatives at once; the chain rule through the lines
+    (x = (1 - t) * start + t * end) finishes the job. That is ~5x cheaper than vmap(jacfwd).
+    """
+    with torch.enable_grad():
+        x = lines_from_endpoints(p.detach(), y.shape[-2]).requires_grad_(True)
+        out = functions(x)
+        (d0,) = torch.autograd.grad(out[..., 0].sum(), x, retain_graph=True)
+        (d1,) = torch.autograd.grad(out[..., 1].sum(), x)
+    t = grid(y.shape[-2], p).unsqueeze(-1)
+    dx_dp = torch.cat([1 - t, t], dim=-1)  # (P, 2): d x / d (start, end)
+    dy_dx = torch.stack([d0, d1], dim=-2)  # (B, P, output, input)
+    jac = (dy_dx.unsqueeze(-1) * dx_dp[:, None, None, :]).flatten(-2)  # (B, P, output, 4)
+    return (out.detach() - y).flatten(-2), jac.flatten(1, 2)
 
 
 def refine(
@@ -56,7 +79,7 @@ def refine(
     cost never increases. The λ·I term keeps the system solvable where J is degenerate.
     Steps are projected into the domain. Math runs in float64; the result has p's dtype.
     The default λ = 1 starts cautious: from endpoints 0.02 off the truth, near-Gauss-Newton
-    steps (λ = 1e-3) jump into a neighbouring local minimum about 3x as often.
+    steps (λ = 1e-3) jump into a neighbouring local minimum 2-7x as often.
     """
     if p.shape[0] > _ROWS_PER_CHUNK:
         return torch.cat(
@@ -66,18 +89,12 @@ def refine(
             ]
         )
     dtype = p.dtype
-    p = project(p.to(torch.float64))
-    y = y.to(device=p.device, dtype=torch.float64)
-
-    def residual_twice(q, target):
-        r = _residuals(functions, q, target)
-        return r, r
-
-    jacobian = vmap(jacfwd(residual_twice, has_aux=True))
+    p = project(p.detach().to(torch.float64))
+    y = y.detach().to(p)
     lam = torch.full(p.shape[:1], damping, dtype=p.dtype, device=p.device)
     eye = torch.eye(4, dtype=p.dtype, device=p.device)
     for _ in range(steps):
-        jac, r = jacobian(p, y)  # (B, 100, 4), (B, 100)
+        r, jac = _jacobian(functions, p, y)  # (B, 100), (B, 100, 4)
         cost = r.square().sum(-1)
         jtj = jac.transpose(-1, -2) @ jac
         jtr = (jac.transpose(-1, -2) @ r.unsqueeze(-1)).squeeze(-1)
@@ -92,9 +109,8 @@ def refine(
 
 def rmse(p: torch.Tensor, y: torch.Tensor, functions: FunctionPair) -> torch.Tensor:
     """RMSE over the 100 values of f(lines(p)) vs y, per row."""
-    return _residuals(functions, p.to(torch.float64), y.to(device=p.device, dtype=torch.float64)).square().mean(
-        -1
-    ).sqrt()
+    p = p.to(torch.float64)
+    return _residuals(functions, p, y.to(p)).square().mean(-1).sqrt()
 
 
 def uniform_starts(

@@ -18,7 +18,7 @@ import torch
 from .config import Config
 from .functions import FunctionPair
 from .losses import beta_at, cvae_loss
-from .metrics import evaluate
+from .metrics import branches, evaluate
 from .model import CVAE
 from .sampling import sample
 
@@ -51,6 +51,7 @@ class Trainer:
         self.generator = torch.Generator(self.device).manual_seed(config.seed)
         self.x, self.y = (t.to(self.device, torch.float32) for t in train[:2])
         self.val = None if val is None else tuple(t.to(self.device, torch.float32) for t in val[:2])
+        self._val_branches = None  # enumerated on first validation, then reused every epoch
         self.epoch = 0
         self.history: list[dict] = []
         self.status = "new"
@@ -79,8 +80,12 @@ class Trainer:
         if self.val is None:
             return {}
         generator = torch.Generator(self.device).manual_seed(self.config.seed + 1)
-        x = sample(self.model, self.val[1], self.config.val_samples, generator, self.config.noise)
-        return {f"val_{k}": v for k, v in evaluate(x, self.val[1], self.functions, x_true=self.val[0]).items()}
+        x_val, y_val = self.val
+        if self._val_branches is None and self.functions.trig is not None:
+            self._val_branches = branches(y_val.cpu(), self.functions, x_true=x_val.cpu())
+        x = sample(self.model, y_val, self.config.val_samples, generator, self.config.noise)
+        metrics = evaluate(x.cpu(), y_val.cpu(), self.functions, branch_sets=self._val_branches)
+        return {f"val_{k}": v for k, v in metrics.items()}
 
     def fit(self, epochs: int | None = None, callback: Callable[[dict], bool | None] | None = None) -> dict:
         """Train up to `epochs` (default config.epochs); `callback(row)` after each epoch may return True to stop.
