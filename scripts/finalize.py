@@ -1,0 +1,130 @@
+#!/usr/bin/env python
+"""Finalize a search: retrain its best configuration, validate it, plot it, save model and report.
+
+    python scripts/finalize.py --experiment runs/my-search
+    python scripts/finalize.py --config runs/my-search/best_config.yaml --out final/
+
+Writes model.pt, report.md, report.json, training_curves.png, samples.png, coverage.png and
+(for an experiment) trials.png into --out (default: <experiment>/final).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="finalize.py",
+        description=(
+            "Retrain the best configuration of a search on the full training set for its full epochs "
+            "(seeded, with a progress bar), validate it with 30 samples per validation condition, and "
+            "write model.pt, report.md, report.json and PNG plots."
+        ),
+        epilog="Exit status: 0 done, 1 training diverged (files are still written), 2 bad input.",
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--experiment",
+        metavar="DIR",
+        type=Path,
+        help="a search experiment folder <storage>/<name> (search_config.yaml, best_config.yaml, "
+        "results.csv)",
+    )
+    source.add_argument(
+        "--config",
+        metavar="FILE",
+        type=Path,
+        help="a flat configuration YAML instead (e.g. a best_config.yaml); data: the data section of a "
+        "search_config.yaml beside it, else the defaults (20000 synthetic rows, 50 synthetic validation "
+        "conditions), then the options below; no trials plot",
+    )
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        type=Path,
+        help="output folder (default: <experiment>/final, or final/ next to --config)",
+    )
+    parser.add_argument(
+        "--epochs", type=int, help="override the configuration's epochs (default: its full budget)"
+    )
+    parser.add_argument(
+        "--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, ..."
+    )
+    parser.add_argument(
+        "--samples", type=int, default=30, help="samples per validation condition (default 30)"
+    )
+    data = parser.add_argument_group("data (override the experiment's data section)")
+    data.add_argument("--train-size", type=int, help="training rows")
+    data.add_argument("--train-file", help="a challenge .pt file to train on instead of synthetic lines")
+    data.add_argument(
+        "--val-file", help="a validation .pt file, e.g. ../shared/twobirds/validation_dataset.pt"
+    )
+    data.add_argument("--val-conditions", type=int, help="validation conditions to use")
+    data.add_argument("--data-seed", type=int, help="seed of the synthetic data")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from cvae.config import ConfigError
+    from cvae.data import DataFileError
+    from cvae.functions import FunctionSyntaxError
+    from search.finalize import FinalizeError, finalize, load_config_file, load_experiment, with_data
+
+    overrides = {
+        "train_size": args.train_size,
+        "train_file": args.train_file,
+        "val_file": args.val_file,
+        "val_conditions": args.val_conditions,
+        "seed": args.data_seed,
+    }
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        for name in ("epochs", "samples", "train_size", "val_conditions"):
+            value = getattr(args, name)
+            if value is not None and value < 1:
+                raise FinalizeError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+        if args.experiment is not None:
+            experiment = with_data(load_experiment(args.experiment), overrides)
+            out = args.out or args.experiment / "final"
+        else:
+            experiment = load_config_file(args.config, overrides)
+            out = args.out or args.config.parent / "final"
+        print(f"finalizing {experiment.source} -> {out}", flush=True)
+        report = finalize(
+            experiment,
+            out,
+            epochs=args.epochs,
+            device=args.device,
+            samples=args.samples,
+            progress=not args.quiet,
+        )
+    except (FinalizeError, ConfigError, DataFileError, FunctionSyntaxError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; nothing was saved", file=sys.stderr)
+        return 130
+    v = report["validation"]
+    gates = "PASS" if v["gates_pass"] else "FAIL"
+    coverage = "n/a" if v["coverage"] is None else f"{100 * v['coverage']:.1f}%"
+    score = "n/a" if v.get("score") is None else f"{v['score']:.4g}"
+    rmse = "n/a" if v["overall_rmse"] is None else f"{v['overall_rmse']:.4g}"
+    print(
+        f"validation: gates {gates} (overall RMSE {rmse}), valid samples "
+        f"{100 * v['valid_frac']:.1f}%, coverage {coverage}, score {score}"
+    )
+    print(f"wrote {out}/: " + ", ".join(report["files"].values()) + ", report.md, report.json")
+    for name, reason in report["skipped_plots"].items():
+        print(f"note: {name}: {reason}")
+    return 0 if report["training"]["status"] == "finished" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+#!/usr/bin/env python
+"""Write a challenge submission: S samples for every condition of a scoring file.
+
+    python scripts/generate.py --model runs/my-search/final/model.pt \\
+        --scoring ../shared/twobirds/validation_dataset.pt --samples 30 --out result.pt
+
+The result is a TensorDataset(x, y) of shapes (N*S, 1, 50, 2): for each condition S
+consecutive rows whose y repeats the given condition. By default the network alone
+generates; --refine-steps and --proposals add Levenberg-Marquardt polishing and
+oversampling with selection; --proposals-from uniform needs no model (a baseline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="generate.py",
+        description="Generate a challenge submission (TensorDataset(x, y), S consecutive rows per condition) "
+        "from a trained model for the conditions (y) of a scoring file.",
+        epilog="Score the result with: python scripts/score.py RESULT --scoring FILE",
+    )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        help="a model.pt from finalize (or a trainer checkpoint); optional with --proposals-from uniform",
+    )
+    parser.add_argument(
+        "--scoring",
+        type=Path,
+        required=True,
+        help="challenge .pt file whose y holds the conditions (one per row; a submission's "
+        "repeated rows count once)",
+    )
+    parser.add_argument("--out", type=Path, default=Path("result.pt"), help="output file (default result.pt)")
+    parser.add_argument(
+        "--samples", type=int, default=30, help="samples per condition (default 30, as the challenge)"
+    )
+    parser.add_argument(
+        "--refine-steps",
+        type=int,
+        default=0,
+        help="Levenberg-Marquardt steps polishing each proposal's line endpoints (default 0: none)",
+    )
+    parser.add_argument(
+        "--proposals",
+        type=int,
+        help="proposals drawn per condition (>= --samples); the --samples best valid, spread-out "
+        "ones are kept (default: --samples, no selection)",
+    )
+    parser.add_argument(
+        "--proposals-from",
+        choices=("model", "uniform"),
+        default="model",
+        help="where proposals come from: the network, or uniformly random monotone lines "
+        "(the no-learning baseline; pair it with --refine-steps)",
+    )
+    parser.add_argument(
+        "--functions",
+        nargs=2,
+        metavar="EXPR",
+        help="condition functions (default: the model's; without a model the official pair)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, ...")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.model is None and args.proposals_from == "model":
+        print(
+            "error: --model is required (or pass --proposals-from uniform for the no-model baseline)",
+            file=sys.stderr,
+        )
+        return 2
+    import torch
+
+    from cvae.config import ConfigError
+    from cvae.data import DataFileError, save_submission
+    from cvae.functions import OFFICIAL_FUNCTIONS, FunctionPair, FunctionSyntaxError
+    from cvae.sampling import generate
+    from cvae.train import load_model, pick_device
+    from search.finalize import FinalizeError, read_conditions
+
+    try:
+        for name in ("samples", "proposals"):
+            value = getattr(args, name)
+            if value is not None and value < 1:
+                raise FinalizeError(f"--{name} must be a positive integer, got {value}")
+        if args.refine_steps < 0:
+            raise FinalizeError(f"--refine-steps must be >= 0, got {args.refine_steps}")
+        if args.proposals is not None and args.proposals < args.samples:
+            raise FinalizeError(
+                f"--proposals {args.proposals} is below --samples {args.samples}; it must be at least as many"
+            )
+        model = None
+        if args.model is not None:
+            try:
+                model = load_model(args.model, args.device)
+            except pickle.UnpicklingError:
+                raise FinalizeError(
+                    f"{args.model}: not a model file; it holds objects other than tensors and plain values "
+                    "(a dataset or submission?) and is not unpickled; pass the model.pt written by finalize"
+                ) from None
+            except (ValueError, RuntimeError, KeyError, TypeError, EOFError) as err:
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise FinalizeError(f"{args.model}: not a loadable model file ({first})") from None
+        texts = args.functions or (model.config.functions if model is not None else OFFICIAL_FUNCTIONS)
+        functions = FunctionPair(texts)
+        device = next(model.parameters()).device if model is not None else pick_device(args.device)
+        conditions = read_conditions(args.scoring, functions)
+        print(f"conditions: {conditions.note}", flush=True)
+        started = time.perf_counter()
+        generator = torch.Generator(device).manual_seed(args.seed)
+        x = generate(
+            model,
+            conditions.y.to(device),
+            functions,
+            samples=args.samples,
+            proposals=args.proposals,
+            refine_steps=args.refine_steps,
+            proposals_from=args.proposals_from,
+            generator=generator,
+            noise=model.config.noise if model is not None else "prior",
+        )
+        seconds = time.perf_counter() - started
+        path = save_submission(args.out, x, conditions.y)
+    except (FinalizeError, ConfigError, DataFileError, FunctionSyntaxError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    n, s = x.shape[:2]
+    source = "uniform random lines" if args.proposals_from == "uniform" else str(args.model)
+    extra = []
+    if args.proposals and args.proposals > args.samples:
+        extra.append(f"{args.proposals} proposals selected down to {s}")
+    if args.refine_steps:
+        extra.append(f"{args.refine_steps} refinement steps")
+    print(
+        f"wrote {path}: {n} conditions x {s} samples = {n * s} rows from {source}"
+        + (f" ({', '.join(extra)})" if extra else "")
+        + f" in {seconds:.1f} s on {device}"
+    )
+    print(f"score it: python scripts/score.py {path} --scoring {args.scoring}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

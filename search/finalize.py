@@ -1,0 +1,795 @@
+"""Finalize a search: retrain its best configuration on the full training set, validate, plot, report.
+
+`load_experiment` reads a search experiment folder (`search_config.yaml`, `best_config.yaml`,
+`results.csv`), `finalize` retrains, evaluates with `cvae.metrics`, and writes `model.pt`,
+`report.json`, `report.md` and the PNGs. The submission helpers at the end (`read_conditions`,
+`group_submission`, `score_submission`) serve `scripts/generate.py` and `scripts/score.py`.
+Every user mistake raises `FinalizeError` with a one-line message.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+
+from cvae.config import Config, ConfigError
+from cvae.data import DataFileError, DataSpec, load_challenge
+from cvae.functions import FunctionPair, FunctionSyntaxError
+
+SEARCH_CONFIG = "search_config.yaml"
+BEST_CONFIG = "best_config.yaml"
+RESULTS = "results.csv"
+MODEL = "model.pt"
+PLOTS = {
+    "training_curves": "training_curves.png",
+    "samples": "samples.png",
+    "coverage": "coverage.png",
+    "trials": "trials.png",
+}
+VAL_SAMPLES = 30  # samples per validation condition, as in a challenge submission
+PLOT_CONDITIONS = 3
+# A trial counts as finished when it reported a finite score and did not end in one of these.
+UNFINISHED = {"error", "errored", "failed", "running", "pending", "paused"}  # Tune's trial status
+FAILED = {"error", "diverged"}  # the search's stop_reason of a trial without a real score
+EXACT_X_RMSE = 1e-3  # a file's x counts as a true solution of its y below this RMSE
+
+
+class FinalizeError(Exception):
+    """A user-facing problem (missing file, no finished trial, bad config); one line."""
+
+
+# --- the experiment folder ------------------------------------------------------------------
+
+
+@dataclass
+class Experiment:
+    """What finalize needs: the configuration to retrain, its data, and the search's trials."""
+
+    config: Config
+    data: DataSpec
+    path: Path | None = None  # the experiment folder; None for a bare --config file
+    source: str = ""  # where the configuration came from, for the report
+    search: dict = field(default_factory=dict)  # the search file's sections
+    results: object = None  # pandas DataFrame of results.csv, or None
+    score_column: str = "score"
+    mode: str = "max"
+    best_trial: dict | None = None  # the best finished trial's row (trial_id, score, ...)
+    finished_trials: int = 0
+
+    @property
+    def params(self) -> list[str]:
+        """The searched hyperparameters (the search file's `space` keys)."""
+        return list((self.search.get("space") or {}).keys())
+
+
+def _read_yaml(path: Path, what: str):
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise FinalizeError(
+            f"{path}: not valid YAML{where} ({what}): {getattr(err, 'problem', err)}"
+        ) from None
+    except OSError as err:
+        raise FinalizeError(f"{path}: cannot read {what}: {err.strerror or err}") from None
+
+
+def _config_from(values, path: Path, functions=None) -> Config:
+    if not isinstance(values, dict):
+        raise FinalizeError(
+            f"{path}: expected a mapping of Config keys to values, got {type(values).__name__}"
+        )
+    values = dict(values)
+    if functions is not None and "functions" not in values:
+        values["functions"] = list(functions)
+    try:
+        return Config.from_dict(values)
+    except (ConfigError, FunctionSyntaxError, TypeError) as err:
+        raise FinalizeError(f"{path}: {err}") from None
+
+
+def _resolve_file(name, base: Path | None, key: str):
+    """A data file path as written, else relative to the experiment folder; None stays None."""
+    if name in (None, ""):
+        return None
+    path = Path(str(name)).expanduser()
+    if path.is_file() or base is None:
+        return str(path)
+    if (base / path).is_file():
+        return str(base / path)
+    return str(path)  # DataSpec.build reports the missing file by name
+
+
+def _data_spec(values, path: Path, base: Path | None) -> DataSpec:
+    values = dict(values or {})
+    for key in ("train_file", "val_file"):
+        if key in values:
+            values[key] = _resolve_file(values[key], base, key)
+    try:
+        return DataSpec.from_dict(values)
+    except (TypeError, ValueError) as err:
+        raise FinalizeError(f"{path}: data: {err}") from None
+
+
+def _finished(results):
+    """Rows of results.csv that count as finished trials: a finite score, neither failed nor diverged.
+
+    A trial ASHA stopped early or the time budget ended still counts (it was scored); a
+    diverged one does not (its score is a placeholder). The score is the `score` column,
+    the objective's last value, which the search ranks by.
+    """
+    import pandas as pd
+
+    if "score" not in results:
+        return results.iloc[0:0]
+    scores = pd.to_numeric(results["score"], errors="coerce")
+    keep = scores.apply(math.isfinite)
+    for column, bad in (("status", UNFINISHED), ("stop_reason", FAILED)):
+        if column in results:
+            keep &= ~results[column].astype(str).str.lower().isin(bad)
+    return results[keep]
+
+
+def _best_trial(finished, mode: str):
+    """The search's choice: the best full-length trial by score, else the best of all finished."""
+    import pandas as pd
+
+    full = (
+        finished[finished["stop_reason"].astype(str) == "finished"] if "stop_reason" in finished else finished
+    )
+    pool = full if not full.empty else finished
+    scores = pd.to_numeric(pool["score"], errors="coerce")
+    return pool.loc[scores.idxmax() if mode == "max" else scores.idxmin()]
+
+
+def load_experiment(path) -> Experiment:
+    """Read `<storage>/<name>/`; raises FinalizeError naming the missing or bad file."""
+    import pandas as pd
+
+    folder = Path(path).expanduser()
+    if not folder.exists():
+        raise FinalizeError(f"{folder}: no such experiment folder; pass --experiment <storage>/<name>")
+    if not folder.is_dir():
+        raise FinalizeError(f"{folder}: not a folder; pass --experiment <storage>/<name> (or --config FILE)")
+    search_file, results_file, best_file = folder / SEARCH_CONFIG, folder / RESULTS, folder / BEST_CONFIG
+    if not search_file.is_file():
+        raise FinalizeError(
+            f"{folder}: {SEARCH_CONFIG} is missing; not a search experiment folder "
+            f"(expected {SEARCH_CONFIG}, {BEST_CONFIG} and {RESULTS} written by the search)"
+        )
+    search = _read_yaml(search_file, "the search file")
+    if not isinstance(search, dict):
+        raise FinalizeError(
+            f"{search_file}: expected the search file's sections, got {type(search).__name__}"
+        )
+    if not results_file.is_file():
+        raise FinalizeError(f"{folder}: {RESULTS} is missing; the search has not recorded any trial yet")
+    try:
+        results = pd.read_csv(results_file)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise FinalizeError(
+            f"{results_file}: not a readable results table: {str(err).splitlines()[0]}"
+        ) from None
+    finished = _finished(results)
+    if finished.empty:
+        column = "stop_reason" if "stop_reason" in results else "status"
+        counts = results[column].astype(str).value_counts().to_dict() if column in results else {}
+        seen = ", ".join(f"{n} {s}" for s, n in counts.items()) or "none"
+        raise FinalizeError(
+            f"{folder}: no finished trial in {RESULTS} ({len(results)} trials; {column}: {seen}); "
+            "let the search finish at least one trial, or pass --config FILE"
+        )
+    if not best_file.is_file():
+        raise FinalizeError(
+            f"{folder}: {BEST_CONFIG} is missing although {len(finished)} trials finished; "
+            "the search did not write its result (resume it), or pass --config FILE"
+        )
+    functions = search.get("functions")
+    config = _config_from(_read_yaml(best_file, "the best configuration"), best_file, functions)
+    if functions is not None and tuple(functions) != config.functions:
+        try:
+            same = FunctionPair(functions).texts == FunctionPair(config.functions).texts
+        except FunctionSyntaxError:
+            same = False
+        if not same:
+            raise FinalizeError(
+                f"{best_file}: functions {list(config.functions)} differ from the search file's "
+                f"{list(functions)}"
+            )
+    mode = "min" if (search.get("search") or {}).get("objective") == "train_loss" else "max"
+    best = _best_trial(finished, mode)
+    best_trial = {
+        k: _plain(best[k])
+        for k in ("trial_id", "status", "stop_reason", "epochs", "node", "score", "best_score", "metric")
+        if k in best
+    }
+    return Experiment(
+        config=config,
+        data=_data_spec(search.get("data"), search_file, folder),
+        path=folder,
+        source=str(best_file),
+        search=search,
+        results=results,
+        mode=mode,
+        best_trial=best_trial,
+        finished_trials=len(finished),
+    )
+
+
+def load_config_file(path, data: dict | None = None) -> Experiment:
+    """A bare configuration (`best_config.yaml` or any flat Config YAML) and its data.
+
+    Data: DataSpec defaults, then the `data` section of a search_config.yaml next to the
+    file (when it is an experiment's best_config.yaml), then `data` (command-line values).
+    A search file (with `fixed`/`space` sections) is refused: it has no single configuration.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FinalizeError(f"{path}: no such config file; pass a flat Config YAML such as best_config.yaml")
+    values = _read_yaml(path, "the configuration")
+    if isinstance(values, dict) and {"space", "fixed"} & values.keys():
+        raise FinalizeError(
+            f"{path}: this is a search file, not one configuration; pass --experiment <storage>/<name> "
+            f"or that experiment's {BEST_CONFIG}"
+        )
+    sibling = path.parent / SEARCH_CONFIG  # a best_config.yaml inside its experiment: use its data section
+    search = _read_yaml(sibling, "the search file") if sibling.is_file() else None
+    base = dict(search.get("data") or {}) if isinstance(search, dict) else {}
+    return Experiment(
+        config=_config_from(values, path),
+        data=_data_spec({**base, **(data or {})}, path, path.parent),
+        source=str(path),
+    )
+
+
+def with_data(experiment: Experiment, overrides: dict) -> Experiment:
+    """The experiment with some data keys replaced (command-line overrides); None values are ignored."""
+    import dataclasses
+
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if overrides:
+        values = {**dataclasses.asdict(experiment.data), **overrides}
+        experiment.data = _data_spec(values, Path("command line"), None)
+    return experiment
+
+
+def _plain(value):
+    """numpy/pandas scalars to JSON-friendly Python values; NaN to None."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+# --- retraining -----------------------------------------------------------------------------
+
+
+def _progress_callback(bar):
+    def callback(row: dict):
+        postfix = {
+            "loss": f"{row['loss']:.4g}",
+            "kld": f"{row['kld']:.3g}",
+            "x": f"{row['x_loss']:.3g}",
+            "y": f"{row['y_loss']:.3g}",
+        }
+        if "val_score" in row:
+            postfix["val_score"] = f"{row['val_score']:.3f}"
+            postfix["valid"] = f"{100 * row['val_valid_frac']:.0f}%"
+        bar.set_postfix(postfix, refresh=False)
+        bar.update(1)
+
+    return callback
+
+
+def retrain(config: Config, train: tuple, val: tuple | None, device=None, progress: bool = True):
+    """A Trainer that has trained `config` for config.epochs, with a tqdm bar (epochs, losses, ETA)."""
+    from tqdm.auto import tqdm
+
+    from cvae.train import Trainer
+
+    trainer = Trainer(config, train, val, device)
+    with tqdm(
+        total=config.epochs,
+        desc="retraining",
+        unit="epoch",
+        disable=not progress,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    ) as bar:
+        trainer.fit(callback=_progress_callback(bar))
+    return trainer
+
+
+def save_model(trainer, path) -> Path:
+    """{'config', 'model', 'history', 'epoch', 'status'}: plain tensors and values, so
+    `cvae.train.load_model` reads it with weights_only=True. No optimizer state."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "config": trainer.config.to_dict(),
+        "model": {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()},
+        "history": trainer.history,
+        "epoch": trainer.epoch,
+        "status": trainer.status,
+    }
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+    return path
+
+
+# --- evaluation -----------------------------------------------------------------------------
+
+
+def _percentiles(values: torch.Tensor) -> dict:
+    values = values.flatten().double()
+    values = values[torch.isfinite(values)]
+    if values.numel() == 0:
+        return {"median": None, "p90": None, "max": None}
+    q = torch.quantile(values, torch.tensor([0.5, 0.9], dtype=values.dtype))
+    return {"median": q[0].item(), "p90": q[1].item(), "max": values.max().item()}
+
+
+def assess(
+    x: torch.Tensor, y: torch.Tensor, functions: FunctionPair, x_true: torch.Tensor | None = None
+) -> dict:
+    """Gates, per-criterion validity, coverage and the search score of samples x (N, S, P, 2).
+
+    Coverage is None where it cannot be measured (functions outside the sin/cos family, or
+    conditions without an exact solution); the reason is under coverage_note.
+    """
+    from cvae.metrics import branches, coverage, evaluate, validity
+
+    checks = validity(x, y, functions)
+    n, s = checks["valid"].shape
+    frac = {k: checks[k].double().mean().item() for k in ("descending", "ascending", "straight")}
+    frac["rmse_below_0.1"] = (checks["rmse"] < 0.1).double().mean().item()
+    frac["valid"] = checks["valid_frac"]
+    result = {
+        "conditions": n,
+        "samples_per_condition": s,
+        "gates_pass": bool(checks["gates_pass"]),
+        "gate_monotone": bool(checks["gate_monotone"]),
+        "gate_straight": bool(checks["gate_straight"]),
+        "gate_rmse": bool(checks["gate_rmse"]),
+        "overall_rmse": _plain(float(checks["overall_rmse"])),
+        "valid_frac": checks["valid_frac"],
+        "per_sample": frac,
+        "sample_rmse": _percentiles(checks["rmse"]),
+        "coverage": None,
+        "coverage_norm": None,
+        "branches_median": None,
+        "coverage_note": "",
+        "per_condition": [{"valid": int(v)} for v in checks["valid"].sum(1).tolist()],
+    }
+    summary, branch_sets = None, None
+    try:
+        if functions.trig is not None:
+            branch_sets = branches(y, functions, x_true)  # the costly part: once, shared below
+        summary = evaluate(x, y, functions, x_true=x_true, branch_sets=branch_sets)
+    except ValueError as err:  # y without an exact solution: no branches to count
+        result["coverage_note"] = f"coverage not measured: {err}"
+    if summary is not None:
+        result["score"] = _plain(summary["score"])
+        result["diversity"] = _plain(summary["diversity"])
+    if functions.trig is None:
+        result["coverage_note"] = (
+            f"coverage not measured: {list(functions.texts)} are not both sin/cos(a*x0 + b*x1 + c), "
+            "so the exact branches cannot be enumerated (diversity stands in)"
+        )
+    elif summary is not None:
+        cover = coverage(x, y, functions, branch_sets=branch_sets)
+        result.update(
+            coverage=cover["coverage"],
+            coverage_norm=cover["coverage_norm"],
+            branches_median=cover["branches_median"],
+        )
+        for row, count, hits in zip(result["per_condition"], cover["n_branches"].tolist(), cover["hits"].tolist()):
+            row.update(branches=int(count), hits=int(hits))
+    return result
+
+
+def exact_x(x: torch.Tensor, y: torch.Tensor, functions: FunctionPair) -> bool:
+    """Whether x (N, P, 2) reproduces y exactly enough to serve as the true solutions."""
+    if x.shape != y.shape or not torch.isfinite(x).all():
+        return False
+    error = (functions(x.double()) - y.double()).square().mean((-2, -1)).sqrt()
+    return bool((error < EXACT_X_RMSE).all())
+
+
+# --- finalize -------------------------------------------------------------------------------
+
+
+def _write_png(fig, path: Path) -> str:
+    from cvae.plots import figure_to_png
+
+    path.write_bytes(figure_to_png(fig))
+    return path.name
+
+
+def finalize(
+    experiment: Experiment,
+    out,
+    *,
+    epochs: int | None = None,
+    device=None,
+    samples: int = VAL_SAMPLES,
+    progress: bool = True,
+    log=print,
+) -> dict:
+    """Retrain, validate, save model.pt, plots and report.json/report.md in `out`; returns the report."""
+    from cvae.plots import plot_coverage, plot_samples, plot_training_curves, plot_trials
+    from cvae.sampling import sample
+
+    started = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    config = experiment.config if epochs is None else experiment.config.replace(epochs=epochs)
+    functions = FunctionPair(config.functions)
+    timings = {}
+
+    t = time.perf_counter()
+    train, val = experiment.data.build(functions)
+    timings["data_s"] = time.perf_counter() - t
+    log(
+        f"data: {train[0].shape[0]} training rows ({experiment.data.train_file or 'synthetic'}), "
+        f"{val[0].shape[0]} validation conditions ({experiment.data.val_file or 'synthetic'})"
+    )
+    x_true = val[0] if exact_x(val[0], val[1], functions) else None
+
+    t = time.perf_counter()
+    trainer = retrain(config, train, val, device, progress)
+    timings["train_s"] = time.perf_counter() - t
+    timings["epoch_mean_s"] = timings["train_s"] / max(trainer.epoch, 1)
+    model_path = save_model(trainer, out / MODEL)
+    if trainer.status != "finished":
+        log(f"warning: training ended with status {trainer.status!r} after {trainer.epoch} epochs")
+
+    t = time.perf_counter()
+    generator = torch.Generator(trainer.device).manual_seed(config.seed + 1)
+    x = sample(trainer.model, val[1].to(trainer.device), samples, generator, config.noise).cpu()
+    validation = assess(x, val[1], functions, x_true)
+    timings["evaluate_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    plots, skipped = {}, {}
+    shown = f"{config.model} {config.head}, {trainer.epoch} epochs"
+    plots["training_curves"] = _write_png(
+        plot_training_curves(
+            trainer.history,
+            title=f"Retraining the best configuration ({shown}); validation after each epoch with "
+            f"{config.val_samples} samples per condition",
+        ),
+        out / PLOTS["training_curves"],
+    )
+    plots["samples"] = _write_png(
+        plot_samples(
+            x,
+            val[1],
+            functions,
+            x_true=x_true,
+            conditions=PLOT_CONDITIONS,
+            title=f"{samples} generated samples for each of {PLOT_CONDITIONS} validation conditions "
+            f"({shown})",
+        ),
+        out / PLOTS["samples"],
+    )
+    try:
+        figure = plot_coverage(x, val[1], functions, x_true=x_true, conditions=PLOT_CONDITIONS)
+    except ValueError as err:
+        skipped["coverage"] = f"no coverage picture: {err}"
+    else:
+        plots["coverage"] = _write_png(figure, out / PLOTS["coverage"])
+    if experiment.results is not None and len(experiment.results):
+        plots["trials"] = _write_png(
+            plot_trials(
+                experiment.results,
+                score=experiment.score_column,
+                mode=experiment.mode,
+                params=experiment.params or None,
+                title=f"The search's trials ({experiment.path.name if experiment.path else ''})",
+            ),
+            out / PLOTS["trials"],
+        )
+    else:
+        skipped["trials"] = "no search results (finalized from a bare --config file)"
+    timings["plots_s"] = time.perf_counter() - t
+    timings["total_s"] = time.perf_counter() - started
+
+    final = trainer.history[-1] if trainer.history else {}
+    report = {
+        "experiment": str(experiment.path) if experiment.path else None,
+        "config_source": experiment.source,
+        "config": config.to_dict(),
+        "data": {
+            "train_rows": int(train[0].shape[0]),
+            "train_file": experiment.data.train_file,
+            "val_conditions": int(val[0].shape[0]),
+            "val_file": experiment.data.val_file,
+            "seed": experiment.data.seed,
+            "true_x_known": x_true is not None,
+        },
+        "search": {
+            "trials": 0 if experiment.results is None else len(experiment.results),
+            "finished_trials": experiment.finished_trials,
+            "score_column": experiment.score_column,
+            "mode": experiment.mode,
+            "best_trial": experiment.best_trial,
+        },
+        "training": {
+            "status": trainer.status,
+            "epochs": trainer.epoch,
+            "final": {k: _plain(final[k]) for k in ("loss", "kld", "x_loss", "y_loss") if k in final},
+            "history": [{k: _plain(v) for k, v in row.items()} for row in trainer.history],
+        },
+        "validation": validation,
+        "timings": {k: round(v, 3) for k, v in timings.items()},
+        "device": str(trainer.device),
+        "versions": {"python": platform.python_version(), "torch": torch.__version__},
+        "files": {"model": model_path.name, **plots},
+        "skipped_plots": skipped,
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+    (out / "report.md").write_text(report_markdown(report))
+    return report
+
+
+# --- the Markdown report --------------------------------------------------------------------
+
+
+def _fmt(value, digits: int = 4) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return "PASS" if value else "FAIL"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def _pct(value) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def report_markdown(report: dict) -> str:
+    v, training, timings = report["validation"], report["training"], report["timings"]
+    config = report["config"]
+    lines = [
+        "# Final model",
+        "",
+        f"- configuration: `{report['config_source']}`",
+    ]
+    if report["experiment"]:
+        best = report["search"]["best_trial"] or {}
+        lines.append(
+            f"- experiment: `{report['experiment']}` ({report['search']['finished_trials']} of "
+            f"{report['search']['trials']} trials finished; best trial `{best.get('trial_id', '?')}`, "
+            f"{report['search']['score_column']} {_fmt(best.get(report['search']['score_column']))})"
+        )
+    data = report["data"]
+    lines += [
+        f"- functions: `{config['functions'][0]}`, `{config['functions'][1]}`",
+        f"- data: {data['train_rows']} training rows ({data['train_file'] or 'synthetic'}), "
+        f"{data['val_conditions']} validation conditions ({data['val_file'] or 'synthetic'})",
+        f"- training: {training['status']} after {training['epochs']} epochs on {report['device']}, "
+        f"{timings['train_s']:.1f} s ({timings['epoch_mean_s']:.2f} s per epoch)",
+        f"- model: `{report['files']['model']}` (load with `cvae.train.load_model`)",
+        "",
+        "## Validation",
+        "",
+        f"{v['samples_per_condition']} samples for each of {v['conditions']} validation conditions.",
+        "",
+        "| challenge gate (whole result) | result |",
+        "| --- | --- |",
+        f"| x0 descending and x1 ascending in every sample | {_fmt(v['gate_monotone'])} |",
+        f"| every line straight (Pearson abs(r) > 0.8) | {_fmt(v['gate_straight'])} |",
+        f"| overall RMSE of f(x) vs y < 0.1 | {_fmt(v['gate_rmse'])} ({_fmt(v['overall_rmse'])}) |",
+        f"| **all gates** | **{_fmt(v['gates_pass'])}** |",
+        "",
+        "| per sample | share |",
+        "| --- | --- |",
+        f"| x0 descending | {_pct(v['per_sample']['descending'])} |",
+        f"| x1 ascending | {_pct(v['per_sample']['ascending'])} |",
+        f"| straight | {_pct(v['per_sample']['straight'])} |",
+        f"| RMSE < 0.1 | {_pct(v['per_sample']['rmse_below_0.1'])} |",
+        f"| valid (all of the above) | {_pct(v['per_sample']['valid'])} |",
+        "",
+        f"Sample RMSE: median {_fmt(v['sample_rmse']['median'])}, 90th percentile "
+        f"{_fmt(v['sample_rmse']['p90'])}, max {_fmt(v['sample_rmse']['max'])}.",
+        "",
+    ]
+    if v["coverage"] is not None:
+        lines += [
+            f"Coverage: {_pct(v['coverage'])} of each condition's exact branches hit on average "
+            f"({_pct(v['coverage_norm'])} of what {v['samples_per_condition']} samples can reach); "
+            f"median {_fmt(v['branches_median'])} branches per condition.",
+            "",
+        ]
+    if v["coverage_note"]:
+        lines += [v["coverage_note"], ""]
+    if v.get("score") is not None:
+        lines += [f"Search score: {_fmt(v['score'])}.", ""]
+    final = training["final"]
+    lines += [
+        "## Training",
+        "",
+        "Final epoch: " + ", ".join(f"{k} {_fmt(val)}" for k, val in final.items()) + ".",
+        "",
+        "| epoch | loss | kld | x_loss | y_loss | val_score | val valid | seconds |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in training["history"]:
+        lines.append(
+            f"| {row.get('epoch')} | {_fmt(row.get('loss'))} | {_fmt(row.get('kld'))} "
+            f"| {_fmt(row.get('x_loss'))} | {_fmt(row.get('y_loss'))} | {_fmt(row.get('val_score'))} "
+            f"| {_pct(row.get('val_valid_frac'))} "
+            f"| {_fmt(row.get('seconds'), 3)} |"
+        )
+    lines += ["", "## Configuration", "", "| key | value |", "| --- | --- |"]
+    lines += [f"| {k} | `{value}` |" for k, value in config.items()]
+    lines += ["", "## Pictures", ""]
+    captions = {
+        "training_curves": "Training losses and validation metrics per epoch",
+        "samples": "Generated lines against a true solution, and f(generated x) against the given y",
+        "coverage": "Solution coverage: each exact branch in line-endpoint space, hit ones filled green",
+        "trials": "The search's trials: score per trial and against each hyperparameter",
+    }
+    for key, caption in captions.items():
+        if key in report["files"]:
+            lines += [f"![{caption}]({report['files'][key]})", ""]
+        elif key in report["skipped_plots"]:
+            lines += [f"- {key}: {report['skipped_plots'][key]}", ""]
+    lines += [
+        "## Timings",
+        "",
+        ", ".join(f"{k.removesuffix('_s')} {val:.2f} s" for k, val in timings.items()) + ".",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# --- submissions: conditions of a scoring file, rows grouped by condition ---------------------
+
+
+def _runs(y: torch.Tensor, atol: float = 1e-5) -> list[tuple[int, int]]:
+    """(start, length) of each run of consecutive rows with the same y."""
+    if y.shape[0] == 0:
+        return []
+    change = (y[1:] - y[:-1]).abs().flatten(1).amax(1) > atol
+    starts = [0] + (change.nonzero().flatten() + 1).tolist()
+    ends = starts[1:] + [y.shape[0]]
+    return [(s, e - s) for s, e in zip(starts, ends)]
+
+
+@dataclass
+class Conditions:
+    """The conditions of a scoring file: y (N, P, 2), true x or None, and how they were read."""
+
+    y: torch.Tensor
+    x_true: torch.Tensor | None
+    note: str
+
+
+def read_conditions(path, functions: FunctionPair) -> Conditions:
+    """Conditions from a challenge file: one per row, or one per run if it is itself a submission.
+
+    A submission repeats each condition in consecutive rows; those runs collapse to one
+    condition and its x (generated samples) is not a truth. Otherwise x serves as x_true when
+    it reproduces y exactly (the official validation set does), else it is ignored.
+    """
+    x, y = load_challenge(path)
+    runs = _runs(y)
+    if len(runs) < y.shape[0]:
+        lengths = sorted({n for _, n in runs})
+        return Conditions(
+            y[[s for s, _ in runs]],
+            None,
+            f"{len(runs)} conditions from a submission's y ({y.shape[0]} rows, runs of "
+            f"{'/'.join(map(str, lengths))} repeated rows collapsed); its x are samples, not true solutions",
+        )
+    if exact_x(x, y, functions):
+        return Conditions(
+            y, x, f"{y.shape[0]} conditions, one per row; the file's x reproduce y and serve as true x"
+        )
+    return Conditions(
+        y, None, f"{y.shape[0]} conditions, one per row; the file's x do not reproduce y and are ignored"
+    )
+
+
+def group_submission(
+    x: torch.Tensor, y: torch.Tensor, conditions: torch.Tensor, atol: float = 1e-4
+) -> torch.Tensor:
+    """Samples x (N, S, P, 2) for conditions (N, P, 2) from submission rows (x, y) of shape (R, P, 2).
+
+    Rows in the challenge's order (S consecutive rows per condition, conditions in the scoring
+    file's order) are taken as they are; otherwise each run of consecutive rows with one y is
+    matched to the condition it repeats. Every condition needs the same number S of rows.
+    """
+    n, rows = conditions.shape[0], x.shape[0]
+    if y.shape[1:] != conditions.shape[1:]:
+        raise FinalizeError(
+            f"the submission's conditions have shape {tuple(y.shape[1:])}, the scoring file's "
+            f"{tuple(conditions.shape[1:])}"
+        )
+    if rows % n == 0 and rows:
+        s = rows // n
+        if (y.view(n, s, *y.shape[1:]) - conditions[:, None]).abs().amax().item() <= atol:
+            return x.view(n, s, *x.shape[1:])
+    runs = _runs(y)
+    starts = torch.tensor([start for start, _ in runs])
+    first = y[starts].flatten(1).double()
+    distance = torch.cdist(first, conditions.flatten(1).double())  # (runs, N)
+    nearest = distance.argmin(1)
+    gap = (y[starts] - conditions[nearest]).abs().flatten(1).amax(1)
+    if (gap > atol).any():
+        bad = int((gap > atol).nonzero()[0])
+        raise FinalizeError(
+            f"submission rows {runs[bad][0]}..{runs[bad][0] + runs[bad][1] - 1} repeat a y that is not a "
+            f"condition of the scoring file (max difference {gap[bad]:.3g}); score against the file the "
+            "submission was made for"
+        )
+    members: list[list[int]] = [[] for _ in range(n)]
+    for (start, length), target in zip(runs, nearest.tolist()):
+        members[target].extend(range(start, start + length))
+    counts = [len(m) for m in members]
+    missing = [i for i, c in enumerate(counts) if c == 0]
+    if missing:
+        raise FinalizeError(
+            f"the submission has no rows for {len(missing)} of the scoring file's {n} conditions "
+            f"(first: condition {missing[0]}); generate it from the same scoring file"
+        )
+    if len(set(counts)) > 1:
+        raise FinalizeError(
+            f"conditions have unequal numbers of samples ({min(counts)} to {max(counts)} rows); "
+            "a submission has the same number (30) of rows for every condition"
+        )
+    index = torch.tensor(members)
+    return x[index]
+
+
+def score_submission(path, scoring=None, functions=None) -> dict:
+    """Assess a submission file against a scoring file (default: the submission's own y).
+
+    Returns assess()'s dict plus `submission`, `scoring`, `rows`, `conditions_note`, `functions`.
+    """
+    functions = FunctionPair(functions) if functions is not None else FunctionPair()
+    x, y = load_challenge(path)
+    conditions = read_conditions(scoring if scoring is not None else path, functions)
+    samples = group_submission(x, y, conditions.y)
+    result = assess(samples, conditions.y, functions, conditions.x_true)
+    result.update(
+        submission=str(path),
+        scoring=str(scoring if scoring is not None else path),
+        rows=int(x.shape[0]),
+        conditions_note=conditions.note,
+        functions=list(functions.texts),
+    )
+    return result
+
+
+__all__ = [
+    "DataFileError",
+    "Experiment",
+    "FinalizeError",
+    "assess",
+    "finalize",
+    "group_submission",
+    "load_config_file",
+    "load_experiment",
+    "read_conditions",
+    "with_data",
+    "report_markdown",
+    "retrain",
+    "save_model",
+    "score_submission",
+]

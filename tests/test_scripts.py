@@ -1,0 +1,192 @@
+"""scripts/finalize.py, generate.py and score.py run as a user runs them: subprocesses from the repo root."""
+
+import json
+import subprocess
+import sys
+
+import matplotlib.image
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from cvae.data import load_challenge, make_dataset
+from cvae.functions import FunctionPair
+from cvae.train import load_model
+from tests.helpers import REPO, SAMPLE_SUBMISSION, needs_shared
+from tests.test_finalize import make_experiment
+
+PNGS = ("training_curves.png", "samples.png", "coverage.png", "trials.png")
+
+
+def run(script, *args, check=True):
+    done = subprocess.run(
+        [sys.executable, f"scripts/{script}.py", *map(str, args)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if check:
+        assert done.returncode == 0, f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    return done
+
+
+def assert_one_line_error(done, message):
+    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], done.stderr
+
+
+@pytest.fixture(scope="module")
+def finalized(tmp_path_factory):
+    folder = make_experiment(tmp_path_factory.mktemp("storage") / "tiny")
+    done = run("finalize", "--experiment", folder)
+    return folder / "final", done
+
+
+@pytest.fixture(scope="module")
+def conditions(tmp_path_factory):
+    """A scoring file of 5 conditions with their true x, in the challenge's layout."""
+    x, y = make_dataset(5, FunctionPair(), seed=7)
+    path = tmp_path_factory.mktemp("scoring") / "conditions.pt"
+    torch.save(TensorDataset(x.unsqueeze(1), y.unsqueeze(1)), path)
+    return path
+
+
+@pytest.mark.parametrize("script", ["finalize", "generate", "score"])
+def test_help(script):
+    assert "usage:" in run(script, "--help").stdout
+
+
+def test_finalize_writes_model_report_and_every_plot(finalized):
+    out, done = finalized
+    assert "retraining" in done.stderr and "2/2" in done.stderr and "epoch" in done.stderr  # the progress bar
+    assert "validation: gates" in done.stdout
+    model = load_model(out / "model.pt")
+    assert model.config.epochs == 2 and model.config.head == "lines"
+    for name in PNGS:
+        assert (out / name).stat().st_size > 1000, name
+        image = matplotlib.image.imread(out / name)
+        assert image.ndim == 3 and min(image.shape[:2]) > 200, (name, image.shape)
+    report = json.loads((out / "report.json").read_text())
+    assert report["training"]["status"] == "finished" and report["training"]["epochs"] == 2
+    assert len(report["training"]["history"]) == 2
+    validation = report["validation"]
+    assert validation["conditions"] == 6 and validation["samples_per_condition"] == 30
+    for key in (
+        "gates_pass",
+        "gate_monotone",
+        "gate_straight",
+        "gate_rmse",
+        "overall_rmse",
+        "valid_frac",
+        "coverage",
+        "coverage_norm",
+        "branches_median",
+        "per_sample",
+        "score",
+    ):
+        assert key in validation, key
+    assert set(report["timings"]) >= {"data_s", "train_s", "evaluate_s", "plots_s", "total_s"}
+    assert report["search"]["best_trial"]["trial_id"].startswith("trial_")
+    assert report["config"]["functions"] == list(model.config.functions)
+    markdown = (out / "report.md").read_text()
+    assert "## Validation" in markdown and all(f"]({name})" in markdown for name in PNGS)
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [("no_finished_trial", "no finished trial"), ("no_best_config", "best_config.yaml is missing")],
+)
+def test_finalize_on_a_broken_experiment_exits_2_with_one_line(tmp_path, damage, message):
+    folder = make_experiment(tmp_path / "exp", finished=damage != "no_finished_trial")
+    if damage == "no_best_config":
+        (folder / "best_config.yaml").unlink()
+    assert_one_line_error(run("finalize", "--experiment", folder, check=False), message)
+    assert not (folder / "final").exists()
+
+
+@pytest.fixture(scope="module")
+def generated(finalized, conditions, tmp_path_factory):
+    out = tmp_path_factory.mktemp("generated") / "result.pt"
+    model = finalized[0] / "model.pt"
+    done = run(
+        "generate",
+        "--model",
+        model,
+        "--scoring",
+        conditions,
+        "--samples",
+        30,
+        "--out",
+        out,
+        "--seed",
+        3,
+        "--device",
+        "cpu",
+    )
+    return out, done
+
+
+def test_generate_writes_the_submission_format(generated, conditions):
+    out, done = generated
+    assert "5 conditions x 30 samples" in done.stdout
+    with torch.serialization.safe_globals([TensorDataset]):
+        raw = torch.load(out, weights_only=True)
+    assert isinstance(raw, TensorDataset) and len(raw.tensors) == 2
+    assert all(t.shape == (150, 1, 50, 2) and t.dtype == torch.float32 for t in raw.tensors)
+    x, y = load_challenge(out)
+    _, given = load_challenge(conditions)
+    assert torch.equal(y, given.repeat_interleave(30, dim=0))  # y repeats the GIVEN condition, 30 rows each
+    assert not torch.equal(x[0], x[1])  # 30 different samples
+
+
+def test_generate_without_a_model_needs_uniform_proposals(conditions, tmp_path):
+    out = tmp_path / "baseline.pt"
+    run(
+        "generate",
+        "--proposals-from",
+        "uniform",
+        "--proposals",
+        8,
+        "--refine-steps",
+        2,
+        "--samples",
+        4,
+        "--scoring",
+        conditions,
+        "--out",
+        out,
+    )
+    assert load_challenge(out)[0].shape == (20, 50, 2)
+    assert_one_line_error(
+        run("generate", "--scoring", conditions, "--out", out, check=False), "--model is required"
+    )
+
+
+def test_score_json_on_a_generated_submission(generated, conditions, tmp_path):
+    out = generated[0]
+    result = json.loads(run("score", out, "--scoring", conditions, "--json").stdout)
+    for key in ("gates_pass", "overall_rmse", "valid_frac", "coverage", "coverage_norm", "branches_median"):
+        assert key in result, key
+    assert result["conditions"] == 5 and result["samples_per_condition"] == 30
+    assert "serve as true x" in result["conditions_note"]
+    other = tmp_path / "other.pt"
+    x, y = make_dataset(5, FunctionPair(), seed=99)
+    torch.save(TensorDataset(x.unsqueeze(1), y.unsqueeze(1)), other)
+    done = run("score", out, "--scoring", other, check=False)
+    assert_one_line_error(done, "not a condition of the scoring file")
+
+
+@needs_shared
+def test_score_on_the_official_sample_submission():
+    """Its y holds its own 50 conditions (not rows of validation_dataset.pt): it is scored against itself."""
+    result = json.loads(run("score", SAMPLE_SUBMISSION, "--scoring", SAMPLE_SUBMISSION, "--json").stdout)
+    assert result["gates_pass"] and result["overall_rmse"] == pytest.approx(0.09998, abs=1e-4)
+    assert result["valid_frac"] == pytest.approx(0.57, abs=0.01)
+    assert (result["conditions"], result["samples_per_condition"]) == (50, 30)
+    assert 0.2 < result["coverage"] < 0.4 and 10 <= result["branches_median"] <= 16
+    text = run("score", SAMPLE_SUBMISSION).stdout  # --scoring defaults to the submission itself
+    assert "all gates" in text and "PASS" in text.split("all gates")[1].splitlines()[0]
+    assert "56.9%" in text
