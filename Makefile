@@ -22,8 +22,9 @@ lint: install
 test: install lint
 	$(PY) -m pytest -q
 
+# The main job: the default laptop search on a local Ray, then finalize, generate and score (runs/demo/).
 search: install
-	@echo "make search: not yet (the search lands with issue 3)"
+	$(PY) scripts/demo.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

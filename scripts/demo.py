@@ -1,0 +1,89 @@
+"""The README's main job (`make search`): search, finalize, generate, score, in one go.
+
+Runs the default laptop search on a local Ray (this machine's cores), retrains the best
+configuration, generates 30 samples for each official validation condition (or synthetic
+ones when ../shared/twobirds is absent), scores them, and says where everything is.
+Each step is the same command a user would type; they are printed as they run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+OFFICIAL = REPO.parent / "shared" / "twobirds" / "validation_dataset.pt"
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config", default=str(REPO / "search/configs/laptop.yaml"), help="search file")
+    parser.add_argument("--out", default="runs/demo", help="everything lands here (default runs/demo)")
+    parser.add_argument("--conditions", type=int, default=50, help="official conditions to generate for")
+    parser.add_argument("--samples", type=int, default=30, help="samples per condition (challenge: 30)")
+    return parser.parse_args(argv)
+
+
+def run(*args) -> None:
+    command = [sys.executable, *map(str, args)]
+    print(f"\n$ {shlex.join(['python', *map(str, args)])}", flush=True)
+    done = subprocess.run(command, cwd=REPO)
+    if done.returncode != 0:
+        sys.exit(f"error: step failed with exit code {done.returncode}: {shlex.join(map(str, args))}")
+
+
+def conditions_file(out: Path, count: int) -> Path:
+    """The first `count` official validation conditions, or synthetic ones without ../shared."""
+    from cvae.data import load_challenge, make_dataset, save_submission
+    from cvae.functions import FunctionPair
+
+    if OFFICIAL.is_file():
+        x, y = load_challenge(OFFICIAL)
+        source = f"the first {count} official validation conditions ({OFFICIAL})"
+    else:
+        x, y = make_dataset(count, FunctionPair(), seed=2026)
+        source = f"{count} synthetic conditions (../shared/twobirds is absent)"
+    path = out / "conditions.pt"
+    save_submission(path, x[:count].unsqueeze(1), y[:count])  # one true solution per condition
+    print(f"conditions: {source} -> {path}")
+    return path
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    sys.path.insert(0, str(REPO))
+    started = time.perf_counter()
+    out = (REPO / args.out).resolve() if not Path(args.out).is_absolute() else Path(args.out)
+    experiment, final = out / "search", out / "final"
+    if (experiment / "results.csv").is_file():
+        print(f"search: {experiment} is finished already; delete {out} to start over")
+    elif experiment.exists():
+        run("scripts/tune.py", "--name", "search", "--storage", out, "--resume")
+    else:
+        run("scripts/tune.py", "--config", args.config, "--name", "search", "--storage", out)
+    run("scripts/finalize.py", "--experiment", experiment, "--out", final)
+    scoring = conditions_file(final, args.conditions)
+    submission = final / "submission.pt"
+    run("scripts/generate.py", "--model", final / "model.pt", "--scoring", scoring,
+        "--samples", args.samples, "--out", submission)  # fmt: skip
+    run("scripts/score.py", submission, "--scoring", scoring)
+    minutes = (time.perf_counter() - started) / 60
+    print(
+        f"\ndone in {minutes:.1f} min\n"
+        f"  report:      {final / 'report.md'} (and report.json, *.png beside it)\n"
+        f"  model:       {final / 'model.pt'}\n"
+        f"  submission:  {submission}\n"
+        f"  trials:      {experiment / 'results.csv'}, best config {experiment / 'best_config.yaml'}\n"
+        f"  TensorBoard: tensorboard --logdir {experiment}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

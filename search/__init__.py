@@ -1,0 +1,23 @@
+"""Distributed hyperparameter search for the cvae package: Ray Tune + Optuna TPE + ASHA + TensorBoard.
+
+Modules, one job each: space (the search file), trainable (one trial), searcher (Optuna with
+pruned early stops), runner (Tuner, Ray, resume), results (table, best config), cli.
+Imports are lazy so that `twobirds-tune --help` answers without loading torch or Ray.
+"""
+
+__all__ = ["SearchConfigError", "SearchError", "load_search_config", "run_search"]
+
+
+def run_search(*args, **kwargs):
+    """See search.runner.run_search."""
+    from .runner import run_search as run
+
+    return run(*args, **kwargs)
+
+
+def __getattr__(name):
+    if name in ("SearchConfigError", "SearchError", "load_search_config"):
+        from . import space
+
+        return getattr(space, name)
+    raise AttributeError(f"module 'search' has no attribute {name!r}")

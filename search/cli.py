@@ -1,0 +1,101 @@
+"""`twobirds-tune` / `python scripts/tune.py`: run or resume a hyperparameter search."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+EPILOG = """examples:
+  %(prog)s --config search/configs/laptop.yaml --name laptop --storage runs
+  %(prog)s --config search/configs/cluster.yaml --name big --storage /nfs/runs --address auto \\
+      --gpus-per-trial 0.25
+  %(prog)s --config search/configs/laptop.yaml --name laptop --storage runs --resume   # after Ctrl-C
+then: tensorboard --logdir runs/laptop   (results.csv, results.parquet, best_config.yaml in that folder)"""
+
+
+def _positive(kind):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+        return value
+
+    return parse
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="twobirds-tune",
+        description="Hyperparameter search for the Two Birds CVAE: Ray Tune + Optuna TPE + ASHA, "
+        "monitored in TensorBoard. Command-line values override the search file's `search:` section.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="search file (YAML), e.g. search/configs/laptop.yaml; "
+        "optional with --resume, which uses the experiment's saved copy",
+    )
+    p.add_argument("--name", required=True, help="experiment name: the folder <storage>/<name>/")
+    p.add_argument(
+        "--storage",
+        required=True,
+        metavar="DIR",
+        help="local or NFS folder, or an s3:// / gs:// URI (shared by all nodes on a cluster)",
+    )
+    p.add_argument("--num-samples", type=int, metavar="N", help="number of trials (search.num_samples)")
+    p.add_argument(
+        "--address",
+        metavar="A",
+        help="none: start Ray on this machine's cores; "
+        "'auto', host:port or ray://host:10001: join that cluster",
+    )
+    p.add_argument(
+        "--cpus-per-trial", type=_positive(float), metavar="C", help="CPUs per trial (search.cpus_per_trial)"
+    )
+    p.add_argument(
+        "--gpus-per-trial",
+        type=_positive(float),
+        metavar="G",
+        help="GPUs per trial, fractions allowed: 0.25 runs four trials per GPU (search.gpus_per_trial)",
+    )
+    p.add_argument(
+        "--time-budget",
+        type=_positive(float),
+        metavar="S",
+        help="stop the whole search after S seconds (search.time_budget_s)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="finish an interrupted experiment: completed trials are kept, the searcher continues",
+    )
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    from .runner import SearchInterrupted, run_search
+    from .space import SearchError
+
+    try:
+        run_search(
+            args.config, args.name, args.storage, num_samples=args.num_samples, address=args.address,
+            cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+            time_budget=args.time_budget, resume=args.resume,
+        )  # fmt: skip
+    except SearchInterrupted as err:
+        print(f"twobirds-tune: {err}", file=sys.stderr)
+        return 130
+    except SearchError as err:
+        print(f"twobirds-tune: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

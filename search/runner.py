@@ -1,0 +1,296 @@
+"""Assemble and run the search: Ray (local or a cluster), Tuner + OptunaSearch/TPE + ASHA, resume, results.
+
+`run_search` is the one public entry point; the CLI and other scripts call it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+from .space import SearchConfigError, SearchError, SearchSpec, load_search_config, parse_search_config
+
+SEARCH_CONFIG = "search_config.yaml"
+RESULTS_CSV, RESULTS_PARQUET, BEST_CONFIG = "results.csv", "results.parquet", "best_config.yaml"
+# A trial that raised is retried this many times from its last checkpoint.
+MAX_FAILURES = 2
+
+
+class SearchInterrupted(SearchError):
+    """The search stopped (Ctrl-C) before all its trials ran; --resume finishes it."""
+
+
+class Storage:
+    """Where experiments live: a local/NFS folder or an s3:// / gs:// URI, written through pyarrow."""
+
+    def __init__(self, storage: str):
+        import pyarrow.fs
+
+        storage = str(storage)
+        self.is_uri = "://" in storage
+        if self.is_uri:
+            self.fs, self.root = pyarrow.fs.FileSystem.from_uri(storage)
+            self.path = storage.rstrip("/")  # what Tune's RunConfig(storage_path=...) gets
+        else:
+            self.path = str(Path(storage).expanduser().resolve())
+            self.fs, self.root = pyarrow.fs.LocalFileSystem(), self.path
+
+    def experiment(self, name: str) -> str:
+        return f"{self.path}/{name}"
+
+    def _fs_path(self, name: str, file: str | None = None) -> str:
+        return "/".join(p for p in (self.root.rstrip("/"), name, file) if p)
+
+    def exists(self, name: str, file: str | None = None) -> bool:
+        import pyarrow.fs
+
+        return self.fs.get_file_info(self._fs_path(name, file)).type != pyarrow.fs.FileType.NotFound
+
+    def write(self, name: str, file: str, data: bytes | str) -> None:
+        self.fs.create_dir(self._fs_path(name), recursive=True)
+        with self.fs.open_output_stream(self._fs_path(name, file)) as out:
+            out.write(data.encode() if isinstance(data, str) else data)
+
+    def read_text(self, name: str, file: str) -> str:
+        with self.fs.open_input_stream(self._fs_path(name, file)) as stream:
+            return stream.readall().decode()
+
+
+def _connect(address: str | None) -> bool:
+    """Start or join Ray; True if this call started it (and so must shut it down).
+
+    address None/"local": a new Ray on this machine's cores, on 127.0.0.1 without a dashboard.
+    "auto", "host:port" or "ray://host:10001": join that cluster.
+    """
+    import ray
+
+    if ray.is_initialized():  # e.g. a test or a notebook already holds a Ray
+        return False
+    if address in (None, "", "local"):
+        # Workers are started by the local raylet and inherit this environment: let them import
+        # search/ and cvae/ from this checkout even when the project is not pip-installed.
+        root = str(Path(__file__).resolve().parents[1])
+        paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+        if root not in paths:
+            os.environ["PYTHONPATH"] = os.pathsep.join([root, *filter(None, paths)])
+        ray.init(address="local", include_dashboard=False, dashboard_host="127.0.0.1")
+        return True
+    try:
+        ray.init(address=address)
+    except (ConnectionError, TimeoutError, RuntimeError, ValueError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise SearchError(
+            f"--address {address}: cannot join a Ray cluster ({first}); is `ray start` running?"
+        ) from None
+    return True
+
+
+def _concurrency(spec: SearchSpec) -> int:
+    """max_concurrent_trials: the file's value, else as many trials as the cluster's CPUs/GPUs hold."""
+    import ray
+
+    if spec.search["max_concurrent_trials"]:
+        return spec.search["max_concurrent_trials"]
+    resources = ray.cluster_resources()
+    fits = [resources.get("CPU", 1) / spec.search["cpus_per_trial"]]
+    if spec.search["gpus_per_trial"]:
+        fits.append(resources.get("GPU", 0) / spec.search["gpus_per_trial"])
+    return max(1, math.floor(min(fits) + 1e-9))
+
+
+def _check_resources(spec: SearchSpec) -> None:
+    """Fail now, not after a silent wait, when no node could ever hold one trial."""
+    import ray
+
+    resources = ray.cluster_resources()
+    for key, need in (("CPU", spec.search["cpus_per_trial"]), ("GPU", spec.search["gpus_per_trial"])):
+        if need and resources.get(key, 0) < need:
+            flag = f"--{key.lower()}s-per-trial"
+            raise SearchError(
+                f"{flag}={need}: this Ray has {resources.get(key, 0):g} {key}s; lower {flag} or add nodes"
+            )
+
+
+def make_trainable(spec: SearchSpec, data):
+    """The function trainable with the data in the object store and the trial's resources attached."""
+    from ray import tune
+
+    from .trainable import KEY_COLUMNS, image_epochs, train_trial
+
+    settings = {
+        "base": spec.base_config(),
+        "metric": spec.metric,
+        "max_t": spec.max_t,
+        "image_epochs": image_epochs(spec.max_t, spec.asha["grace_period"], spec.asha["reduction_factor"]),
+    }
+    trainable = tune.with_parameters(train_trial, data=data, settings=settings)
+    resources = {"cpu": spec.search["cpus_per_trial"], "gpu": spec.search["gpus_per_trial"]}
+    trainable = tune.with_resources(trainable, resources)
+    # Tune prints each finished trial's result: only these keys (the progress table picks its own).
+    trainable._progress_metrics = [
+        spec.metric,
+        *(k for k in KEY_COLUMNS if k != spec.metric),
+        "epoch",
+        "node",
+    ]
+    return trainable
+
+
+def make_tuner(spec: SearchSpec, trainable, name: str, storage: Storage):
+    from optuna.samplers import TPESampler
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    from .searcher import PruningOptunaSearch
+    from .trainable import trial_name
+
+    sampler = TPESampler(seed=spec.search["seed"], n_startup_trials=spec.search["tpe_startup_trials"])
+    searcher = PruningOptunaSearch(
+        space=spec.optuna_space(),
+        # With its own space the searcher never receives TuneConfig's metric/mode, so both get them;
+        # the scheduler gets them from TuneConfig only.
+        metric=spec.metric,
+        mode=spec.mode,
+        points_to_evaluate=spec.start_points or None,
+        sampler=sampler,  # Optuna 5's TPE defaults (multivariate, constant liar); the seed lives here
+        max_t=spec.max_t,
+    )
+    scheduler = ASHAScheduler(
+        time_attr="epoch",  # the trainer's own epoch count: unaffected by restores
+        max_t=spec.max_t,
+        grace_period=spec.asha["grace_period"],
+        reduction_factor=spec.asha["reduction_factor"],
+    )
+    tune_config = tune.TuneConfig(
+        metric=spec.metric,
+        mode=spec.mode,
+        search_alg=searcher,
+        scheduler=scheduler,
+        num_samples=spec.search["num_samples"],
+        max_concurrent_trials=_concurrency(spec),
+        time_budget_s=spec.search["time_budget_s"],
+        trial_name_creator=trial_name,
+        trial_dirname_creator=trial_name,
+    )
+    run_config = tune.RunConfig(
+        name=name,
+        storage_path=storage.path,
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
+        sync_config=tune.SyncConfig(sync_artifacts=True),  # the trials' image event files
+        verbose=1,  # the progress table, not every result
+    )
+    # param_space stays empty: the searcher owns the space, fixed values travel with the trainable.
+    return tune.Tuner(trainable, tune_config=tune_config, run_config=run_config)
+
+
+def _spec_for(config_path, name: str, storage: Storage, resume: bool) -> SearchSpec:
+    """The validated search file: the given one, or on --resume the experiment's saved copy."""
+    if not resume:
+        if config_path is None:
+            raise SearchConfigError("--config: a search file is required (see search/configs/)")
+        return load_search_config(config_path)
+    if not storage.exists(name, SEARCH_CONFIG):
+        raise SearchConfigError(
+            f"--resume: {storage.experiment(name)} holds no {SEARCH_CONFIG}; check --name and --storage"
+        )
+    saved = storage.read_text(name, SEARCH_CONFIG)
+    if config_path is not None and Path(config_path).read_text() != saved:
+        raise SearchConfigError(
+            f"--config {config_path} differs from the experiment's saved {SEARCH_CONFIG}; "
+            "a resume continues the saved search: drop --config or use a new --name"
+        )
+    try:
+        return parse_search_config(
+            yaml.safe_load(saved), path=Path(storage.experiment(name), SEARCH_CONFIG), text=saved
+        )
+    except SearchConfigError as err:
+        raise SearchConfigError(f"{storage.experiment(name)}/{SEARCH_CONFIG}: {err}") from None
+
+
+def run_search(
+    config_path,
+    name: str,
+    storage,
+    num_samples: int | None = None,
+    address: str | None = None,
+    cpus_per_trial: float | None = None,
+    gpus_per_trial: float | None = None,
+    time_budget: float | None = None,
+    resume: bool = False,
+) -> Path:
+    """Run (or with resume=True finish) the search `name` under `storage`; returns the experiment folder.
+
+    The folder ends with search_config.yaml, results.csv, results.parquet, best_config.yaml and
+    Tune's trial folders. For an s3:// or gs:// storage, those four files are also copied to
+    ./runs/<name>/ and that local folder is returned.
+    """
+    from cvae.functions import FunctionPair
+
+    from . import results
+
+    storage = Storage(storage)
+    spec = _spec_for(config_path, name, storage, resume)
+    overrides = dict(num_samples=num_samples, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
+                     time_budget_s=time_budget)  # fmt: skip
+    if resume and any(v is not None for v in overrides.values()):
+        print("note: --resume continues with the original run's samples, resources and budget", file=sys.stderr)
+    spec = spec.with_overrides(**({} if resume else overrides))
+    if not resume and storage.exists(name):
+        raise SearchError(
+            f"--name {name}: {storage.experiment(name)} exists; pass --resume to finish it or pick a new name"
+        )
+    # Validation is over: only now start (or join) Ray.
+    from ray import tune
+
+    # Each epoch checkpoints, so Tune snapshots its state often; that is wanted, its warning is not.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+    started = _connect(address)
+    try:
+        if address in (None, "", "local"):
+            _check_resources(spec)
+        # Built once, here on the driver; trials receive it through the object store.
+        data = spec.data.build(FunctionPair(spec.functions))
+        trainable = make_trainable(spec, data)
+        experiment = storage.experiment(name)
+        if resume and tune.Tuner.can_restore(experiment):
+            tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True, resume_errored=True)
+        else:  # a new search, or a resume of one killed before Tune saved any state: start it afresh
+            storage.write(name, SEARCH_CONFIG, spec.text)
+            tuner = make_tuner(spec, trainable, name, storage)
+        tuner.fit()
+        table = results.build_table(experiment, spec, storage_filesystem=None if storage.is_uri else storage.fs)
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+    csv, parquet = results.table_bytes(table)
+    best = results.best_row(table, spec)
+    files = {RESULTS_CSV: csv, RESULTS_PARQUET: parquet}
+    if best is not None:
+        files[BEST_CONFIG] = results.best_config_yaml(best, spec, name)
+    for file, content in files.items():
+        storage.write(name, file, content)
+    local = Path(storage.experiment(name))
+    if storage.is_uri:  # a local copy for scripts (e.g. finalize) that read best_config.yaml
+        local = Path("runs", name).resolve()
+        local.mkdir(parents=True, exist_ok=True)
+        for file, content in {**files, SEARCH_CONFIG: spec.text}.items():
+            (local / file).write_bytes(content.encode() if isinstance(content, str) else content)
+    print(results.summary(table, spec, name, best))
+    if not table.empty and (table["stop_reason"] == "error").all():
+        raise SearchError(f"every trial failed; the first: {table['error'].iloc[0]} (see trial_*/error.txt)")
+    left = results.trials_left(table, None if storage.is_uri else storage.experiment(name))
+    if left:
+        raise SearchInterrupted(
+            f"interrupted with {left} trials to go; rerun the same command with --resume to finish {name}"
+        )
+    print(f"\nresults: {storage.experiment(name)}/{RESULTS_CSV}")
+    print(f"tensorboard --logdir {storage.experiment(name)}")
+    return local

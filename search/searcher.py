@@ -1,0 +1,63 @@
+"""OptunaSearch that keeps TPE from mixing fidelities: ASHA-stopped trials are told as PRUNED.
+
+Ray's OptunaSearch tells Optuna COMPLETE with the last value of every trial, so a trial that
+ASHA stopped after one epoch would enter TPE's history as if its one-epoch score were a
+full-length result. Here such trials are told PRUNED: Optuna stores their last intermediate
+value and step, and TPE ranks pruned trials by (step, value) below every complete trial.
+"""
+
+from __future__ import annotations
+
+import math
+
+from optuna.trial import TrialState
+from ray.tune.search.optuna import OptunaSearch
+
+
+def stopped_early(result: dict | None, max_t: int) -> bool:
+    """Whether a trial's last result is one the scheduler cut short (not finished, not diverged).
+
+    Tune marks the result that triggered a scheduler STOP with done=True; ASHA stops at max_t
+    too, so only a stop before the full budget counts as early.
+    """
+    if not result or not result.get("done") or result.get("diverged"):
+        return False
+    epoch = result.get("epoch", result.get("training_iteration"))
+    return epoch is not None and epoch < max_t
+
+
+class PruningOptunaSearch(OptunaSearch):
+    """OptunaSearch (TPE) that reports trials stopped before `max_t` epochs as PRUNED."""
+
+    def __init__(self, *args, max_t: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._max_t = max_t
+        self._last_step: dict[str, int] = {}
+
+    def on_trial_result(self, trial_id: str, result: dict):
+        super().on_trial_result(trial_id, result)
+        self._last_step[trial_id] = result.get("training_iteration")
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        if error or trial_id in self._completed_trials or trial_id not in self._ot_trials or not result:
+            return super().on_trial_complete(trial_id, result=result, error=error)
+        # The result that made the scheduler stop the trial never reached on_trial_result
+        # (Tune skips the searcher on STOP): record it so the history has every epoch.
+        value, step = result.get(self.metric), result.get("training_iteration")
+        if (
+            value is not None
+            and step is not None
+            and step != self._last_step.get(trial_id)
+            and math.isfinite(value)
+        ):
+            self._ot_trials[trial_id].report(value, step)
+        if not stopped_early(result, self._max_t):
+            return super().on_trial_complete(trial_id, result=result, error=error)
+        self._ot_study.tell(self._ot_trials[trial_id], state=TrialState.PRUNED)
+        self._completed_trials.add(trial_id)
+        self._last_step.pop(trial_id, None)
+
+    @property
+    def study(self):
+        """The Optuna study behind the search (for tests and reports)."""
+        return self._ot_study

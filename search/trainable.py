@@ -1,0 +1,135 @@
+"""The Tune function trainable: one CVAE configuration, trained and reported epoch by epoch.
+
+The data arrives through `tune.with_parameters` (put in the object store once by the driver),
+never read from disk per trial. Every epoch writes a checkpoint, so a retried trial or a
+resumed experiment continues where it stopped instead of starting over.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+from pathlib import Path
+
+import ray
+import torch
+from ray import tune
+
+from cvae.config import Config
+from cvae.train import Trainer
+
+CHECKPOINT_FILE = "trainer.pt"
+IMAGE_DIR = "images"  # a subfolder of the trial folder: TensorBoard shows it as run `<trial>/images`
+PLOT_CONDITIONS = 3
+# What a diverged epoch reports for the objective: never NaN (ASHA never stops a NaN trial and
+# Optuna marks it FAIL). For the maximised score (which lies in [0, 2]) -1 is below any real
+# result yet finite, so ASHA's rung percentiles and TensorBoard's charts stay usable.
+DIVERGED = {"val_score": -1.0, "loss": float("inf")}
+# The first four non-default keys of a result become the console table's columns: keep these first.
+KEY_COLUMNS = ("val_score", "loss", "val_valid_frac", "val_coverage_norm", "val_gates_pass")
+
+
+def image_epochs(max_t: int, grace_period: int, reduction_factor: float) -> list[int]:
+    """Epochs with a sample plot: the first, each ASHA rung (where trials are compared) and the last."""
+    epochs, rung = {1, max_t}, float(grace_period)
+    while rung < max_t:
+        epochs.add(int(rung))
+        rung *= reduction_factor
+    return sorted(epochs)
+
+
+def _trial_resources() -> tuple[float, float]:
+    try:
+        resources = tune.get_context().get_trial_resources().required_resources
+    except Exception:  # outside a Tune session (e.g. called directly in a test)
+        return 1.0, 0.0
+    return float(resources.get("CPU", 1)), float(resources.get("GPU", 0))
+
+
+def _metrics(row: dict, metric: str, node: str, node_id: str = "") -> dict:
+    """The epoch's row with the objective first, never NaN for the objective, plus node and diverged.
+
+    node is the IP; node_id tells apart Ray nodes that share one (several nodes on one machine).
+    """
+    diverged = not math.isfinite(row.get("loss", math.nan))
+    value = row.get(metric, math.nan)
+    if diverged or not math.isfinite(value):
+        value = DIVERGED[metric]
+    out = {metric: value}
+    out.update({k: row[k] for k in KEY_COLUMNS if k in row and k != metric})
+    out.update({k: v for k, v in row.items() if k not in out})
+    out.update(node=node, node_id=node_id, diverged=int(diverged))
+    return out
+
+
+class _Images:
+    """Sample plots (generated lines vs the condition) for TensorBoard, written in the trial folder."""
+
+    def __init__(self, trainer: Trainer, epochs: list[int]):
+        self.trainer, self.epochs, self.writer = trainer, set(epochs), None
+
+    def maybe_write(self, epoch: int) -> None:
+        if epoch not in self.epochs or self.trainer.val is None:
+            return
+        from torch.utils.tensorboard import SummaryWriter
+
+        from cvae.plots import figure_to_array, plot_samples
+        from cvae.sampling import sample
+
+        trainer = self.trainer
+        x_val, y_val = (t[:PLOT_CONDITIONS] for t in trainer.val)
+        generator = torch.Generator(trainer.device).manual_seed(trainer.config.seed + 2)
+        samples = sample(
+            trainer.model, y_val, min(trainer.config.val_samples, 16), generator, trainer.config.noise
+        )
+        figure = plot_samples(samples, y_val, trainer.functions, x_true=x_val, title=f"epoch {epoch}")
+        if self.writer is None:
+            self.writer = SummaryWriter(log_dir=str(Path.cwd() / IMAGE_DIR))
+        self.writer.add_image("samples", figure_to_array(figure), global_step=epoch, dataformats="HWC")
+        self.writer.flush()  # before the report: artifacts are synced with the checkpoint
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def train_trial(config: dict, data=None, settings=None) -> None:
+    """Train `config` (fixed + searched Config keys) for up to settings['max_t'] epochs.
+
+    config: the searched values (Tune's trial config, so HParams and the console show only those);
+    data: ((x_train, y_train), (x_val, y_val)) tensors;
+    settings: {'base': fixed Config values, 'metric', 'max_t', 'image_epochs'}.
+    """
+    train, val = data
+    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)  # a line per checkpoint
+    cpus, gpus = _trial_resources()
+    torch.set_num_threads(max(1, int(cpus)))  # Ray sets OMP_NUM_THREADS; torch keeps its own count
+    device = "cuda" if gpus > 0 and torch.cuda.is_available() else "cpu"
+    checkpoint = tune.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as folder:
+            trainer = Trainer.restore(Path(folder) / CHECKPOINT_FILE, train, val, device)
+    else:
+        trainer = Trainer(Config.from_dict({**settings["base"], **config}), train, val, device)
+    node, node_id = ray.util.get_node_ip_address(), ray.get_runtime_context().get_node_id()
+    images = _Images(trainer, settings.get("image_epochs", []))
+
+    def report(row: dict) -> None:
+        images.maybe_write(row["epoch"])
+        with tempfile.TemporaryDirectory() as folder:
+            trainer.save(Path(folder) / CHECKPOINT_FILE)
+            tune.report(
+                _metrics(row, settings["metric"], node, node_id),
+                checkpoint=tune.Checkpoint.from_directory(folder),
+            )
+
+    try:
+        trainer.fit(settings["max_t"], report)
+    finally:
+        images.close()
+
+
+def trial_name(trial) -> str:
+    """Short trial names and folders (Tune's default puts the whole config in the folder name)."""
+    return f"trial_{trial.trial_id}"

@@ -1,0 +1,82 @@
+"""Killing the driver with SIGKILL mid-search and rerunning with --resume finishes the experiment."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from search.results import load_study
+from tests.conftest import REPO, SMOKE
+
+pytestmark = pytest.mark.slow
+
+
+def _statuses(folder) -> dict:
+    """Trial statuses in Tune's latest saved experiment state (what a resume starts from)."""
+    files = sorted(folder.glob("experiment_state-*.json"))
+    if not files:
+        return {}
+    try:
+        state = json.loads(files[-1].read_text())
+    except (json.JSONDecodeError, OSError):  # caught mid-write
+        return {}
+    trials = (json.loads(t[0]) for t in state["trial_data"])
+    return {t["trial_id"]: t["status"] for t in trials}
+
+
+def _reported(folder, trial_id) -> list:
+    return (folder / f"trial_{trial_id}" / "result.json").read_text().splitlines()
+
+
+def test_killed_search_resumes_without_rerunning_finished_trials(tmp_path):
+    folder = tmp_path / "smoke"
+    command = [
+        sys.executable,
+        "scripts/tune.py",
+        "--config",
+        str(SMOKE),
+        "--name",
+        "smoke",
+        "--storage",
+        str(tmp_path),
+    ]
+    log = open(tmp_path / "first.log", "w")
+    driver = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and driver.poll() is None:
+            statuses = _statuses(folder)
+            if "TERMINATED" in statuses.values():
+                break
+            time.sleep(0.5)
+        assert driver.poll() is None, (
+            "the search ended before it could be killed: " + (tmp_path / "first.log").read_text()[-2000:]
+        )
+        done = sorted(t for t, s in statuses.items() if s == "TERMINATED")
+        assert done, "no trial finished within 180 s"
+        before = {t: _reported(folder, t) for t in done}
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver and the local Ray it started
+        driver.wait()
+    assert not (folder / "results.csv").exists()
+
+    started = time.perf_counter()
+    resumed = subprocess.run(command + ["--resume"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    print(f"resume: {time.perf_counter() - started:.1f} s, {len(done)} trials were done before the kill")
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+
+    table = pd.read_csv(folder / "results.csv")
+    assert len(table) == 6 and (table["status"] == "TERMINATED").all()
+    assert set(done) <= set(table["trial_id"])
+    for trial_id in done:  # not run again: not one more reported epoch
+        assert _reported(folder, trial_id) == before[trial_id], trial_id
+    assert (folder / "best_config.yaml").is_file()
+    # the searcher continued: one Optuna study with every trial, none left running
+    study = load_study(folder)
+    assert len(study.trials) == 6
+    assert all(t.state.is_finished() for t in study.trials)

@@ -1,0 +1,175 @@
+"""The search file is checked before Ray starts; small pieces of the search that need no Ray."""
+
+import math
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from search.cli import main
+from search.results import stop_reason
+from search.searcher import stopped_early
+from search.space import SearchConfigError, load_search_config, parse_search_config
+from search.trainable import DIVERGED, _metrics, image_epochs
+from tests.conftest import REPO, SMOKE
+
+CONFIGS = sorted((REPO / "search" / "configs").glob("*.yaml"))
+
+
+def _smoke() -> dict:
+    return yaml.safe_load(SMOKE.read_text())
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_are_valid(path):
+    spec = load_search_config(path)
+    assert spec.max_t >= spec.asha["grace_period"] >= 1
+    assert spec.trial_config({}).epochs == spec.max_t
+    for point in spec.start_points:
+        spec.trial_config(point)
+    assert {p.name for p in CONFIGS} >= {"smoke.yaml", "laptop.yaml", "cluster.yaml"}
+
+
+def _with(change):
+    raw = _smoke()
+    change(raw)
+    return raw
+
+
+BAD = {
+    "unknown section": (lambda r: r.update(searchh={}), "searchh"),
+    "unknown space key": (
+        lambda r: r["space"].update(learning_rate={"type": "uniform", "low": 0, "high": 1}),
+        "space.learning_rate",
+    ),
+    "unknown fixed key": (lambda r: r["fixed"].update(widht=3), "fixed.widht"),
+    "unknown search key": (lambda r: r["search"].update(samples=3), "search.samples"),
+    "unknown data key": (lambda r: r["data"].update(size=3), "data.size"),
+    "unknown param key": (lambda r: r["space"]["lr"].update(scale="log"), "space.lr.scale"),
+    "low > high": (lambda r: r["space"]["beta"].update(low=3.0, high=1.0), "space.beta"),
+    "log with zero bound": (lambda r: r["space"]["lr"].update(low=0.0), "space.lr.low"),
+    "log with negative bound": (
+        lambda r: r["space"].update(free_bits={"type": "loguniform", "low": -1, "high": 1}),
+        "space.free_bits.low",
+    ),
+    "int log with zero bound": (
+        lambda r: r["space"].update(beta_warmup={"type": "int", "low": 0, "high": 8, "log": True}),
+        "space.beta_warmup.low",
+    ),
+    "empty choice": (lambda r: r["space"]["optimizer"].update(values=[]), "space.optimizer.values"),
+    "bad choice value": (
+        lambda r: r["space"]["optimizer"].update(values=["Adam", "Adamax"]),
+        "space.optimizer",
+    ),
+    "unknown type": (lambda r: r["space"]["lr"].update(type="normal"), "space.lr.type"),
+    "fixed and searched": (lambda r: r["fixed"].update(lr=0.01), "space.lr"),
+    "epochs searched": (
+        lambda r: r["space"].update(epochs={"type": "int", "low": 1, "high": 4}),
+        "space.epochs",
+    ),
+    "float range on an int key": (
+        lambda r: r["space"].update(hidden={"type": "uniform", "low": 8, "high": 64}),
+        "space.hidden",
+    ),
+    "range on a text key": (
+        lambda r: r["space"].update(recon={"type": "uniform", "low": 0, "high": 1}),
+        "space.recon",
+    ),
+    "bad objective": (lambda r: r["search"].update(objective="accuracy"), "search.objective"),
+    "zero samples": (lambda r: r["search"].update(num_samples=0), "search.num_samples"),
+    "grace above max_t": (lambda r: r["asha"].update(grace_period=9), "asha.grace_period"),
+    "max_t vs epochs": (lambda r: r["fixed"].update(epochs=7), "asha.max_t"),
+    "bad function": (lambda r: r.update(functions=["cos(49*x0 + 42*x2)", "cos(x1)"]), "functions"),
+    "one function": (lambda r: r.update(functions=["cos(x0)"]), "functions"),
+    "missing data file": (lambda r: r["data"].update(val_file="no/such/file.pt"), "data.val_file"),
+    "start point outside": (lambda r: r.update(start_points=[{"lr": 5.0}]), "start_points[0].lr"),
+    "start point unknown key": (lambda r: r.update(start_points=[{"hidden": 32}]), "start_points[0].hidden"),
+}
+
+
+@pytest.mark.parametrize("case", BAD, ids=list(BAD))
+def test_bad_search_file_names_the_key(case, tmp_path):
+    change, key = BAD[case]
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(_with(change)))
+    with pytest.raises(SearchConfigError) as err:
+        load_search_config(path)
+    message = str(err.value)
+    assert key in message and "\n" not in message, message
+    assert message.startswith(str(path)), message
+
+
+def test_numbers_written_as_1e_minus_4_are_accepted():
+    raw = _smoke()
+    raw["space"]["lr"] = {"type": "loguniform", "low": "1e-4", "high": "1e-2"}  # how PyYAML reads 1e-4
+    assert parse_search_config(raw).space["lr"].low == 1e-4
+
+
+def test_bad_file_errors_before_ray_starts(tmp_path, monkeypatch, capsys):
+    import ray
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("ray.init was called for a bad search file")
+
+    monkeypatch.setattr(ray, "init", no_ray)
+    for case in ("low > high", "empty choice", "unknown space key", "log with zero bound"):
+        path = tmp_path / "bad.yaml"
+        path.write_text(yaml.safe_dump(_with(BAD[case][0])))
+        assert main(["--config", str(path), "--name", "x", "--storage", str(tmp_path / "runs")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("twobirds-tune: error:") and BAD[case][1] in err and "\n" not in err, err
+    assert not (tmp_path / "runs" / "x").exists()
+    # command-line values are validated too
+    assert (
+        main(["--config", str(SMOKE), "--name", "x", "--storage", str(tmp_path), "--num-samples", "0"]) == 2
+    )
+    assert "search.num_samples" in capsys.readouterr().err
+
+
+def test_cli_help_runs_from_the_repo_root():
+    out = subprocess.run(
+        [sys.executable, "scripts/tune.py", "--help"], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    for flag in (
+        "--config",
+        "--name",
+        "--storage",
+        "--num-samples",
+        "--address",
+        "--cpus-per-trial",
+        "--gpus-per-trial",
+        "--time-budget",
+        "--resume",
+    ):
+        assert flag in out.stdout
+
+
+def test_image_epochs_cover_first_rungs_and_last():
+    assert image_epochs(4, 1, 2) == [1, 2, 4]
+    assert image_epochs(30, 3, 3) == [1, 3, 9, 27, 30]
+
+
+def test_diverged_epoch_reports_a_finite_floor_or_inf_never_nan():
+    row = {"loss": math.inf, "kld": math.inf, "x_loss": 0.3, "y_loss": math.inf, "epoch": 3}
+    score = _metrics(row, "val_score", "127.0.0.1")
+    assert score["val_score"] == DIVERGED["val_score"] and score["diverged"] == 1
+    assert next(iter(score)) == "val_score"  # the objective leads the console table
+    assert _metrics(row, "loss", "127.0.0.1")["loss"] == math.inf
+    nan_score = _metrics({"loss": 1.0, "val_score": math.nan, "epoch": 1}, "val_score", "n")
+    assert nan_score["val_score"] == DIVERGED["val_score"] and nan_score["diverged"] == 0
+
+
+def test_stop_reasons():
+    assert stopped_early({"done": True, "epoch": 1}, 4)
+    assert not stopped_early({"done": True, "epoch": 4}, 4)  # ASHA also stops at max_t: finished
+    assert not stopped_early({"done": True, "epoch": 2, "diverged": 1}, 4)
+    assert not stopped_early({"done": False, "epoch": 2}, 4)  # the experiment ended it, not ASHA
+    assert stop_reason("TERMINATED", {"done": True, "epoch": 1}, 4) == "asha"
+    assert stop_reason("TERMINATED", {"done": True, "epoch": 4}, 4) == "finished"
+    assert stop_reason("TERMINATED", {"done": True, "epoch": 2, "diverged": 1}, 4) == "diverged"
+    assert stop_reason("TERMINATED", {"done": False, "epoch": 2}, 4) == "time_budget"
+    assert stop_reason("TERMINATED", {}, 4) == "time_budget"  # never ran before the budget ended
+    assert stop_reason("RUNNING", {"done": False, "epoch": 2}, 4) == "interrupted"
+    assert stop_reason("ERROR", {"epoch": 1}, 4) == "error"
