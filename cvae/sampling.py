@@ -18,11 +18,14 @@ CHUNK = 65536  # rows decoded at once: bounds memory for K = 3000 over many cond
 
 
 @torch.no_grad()
-def sample(model: CVAE, y: torch.Tensor, samples: int, generator=None, noise: str = "prior") -> torch.Tensor:
+def sample(
+    model: CVAE, y: torch.Tensor, samples: int, generator=None, noise: str = "prior", temperature: float = 1.0
+) -> torch.Tensor:
     """x (N, samples, P, 2) for conditions y (N, P, 2).
 
     noise="prior" draws z ~ N(0, I), the textbook CVAE; "encoder" pushes Gaussian noise
-    through the encoder as the original did.
+    through the encoder as the original did. temperature scales z's standard deviation
+    (> 1 spreads proposals wider than the training posterior).
     """
     was_training = model.training
     model.eval()
@@ -35,20 +38,25 @@ def sample(model: CVAE, y: torch.Tensor, samples: int, generator=None, noise: st
             fake = torch.randn(part.shape, generator=generator, device=device)
             mu, logvar = model.encode(fake, part)
             eps = torch.randn(shape, generator=generator, device=device)
-            z = mu + eps * torch.exp(0.5 * logvar)
+            z = mu + temperature * eps * torch.exp(0.5 * logvar)
         else:
-            z = torch.randn(shape, generator=generator, device=device)
+            z = temperature * torch.randn(shape, generator=generator, device=device)
         out.append(model.decode(z, part))
     model.train(was_training)
     return torch.cat(out).view(y.shape[0], samples, *y.shape[1:])
 
 
-def select(x: torch.Tensor, y: torch.Tensor, functions: FunctionPair, samples: int) -> torch.Tensor:
+def select(
+    x: torch.Tensor, y: torch.Tensor, functions: FunctionPair, samples: int, repeat_valid: bool = True
+) -> torch.Tensor:
     """Pick `samples` of K candidates per condition: valid ones first, spread out.
 
     Greedy farthest-point selection in endpoint space over the valid candidates (the
-    lowest-RMSE one first, near-duplicates naturally last); only when a condition has
-    fewer valid candidates than `samples` do invalid ones fill in, lowest RMSE first.
+    lowest-RMSE one first, near-duplicates naturally last). When a condition has fewer
+    valid candidates than `samples` but at least one, the valid ones are repeated in
+    turn (a repeat costs no coverage, while an invalid sample costs validity and can
+    fail the whole result's RMSE gate); with `repeat_valid=False`, or with no valid
+    candidate at all, invalid ones fill in, lowest RMSE first.
     """
     n, k = x.shape[:2]
     if k < samples:
@@ -67,7 +75,13 @@ def select(x: torch.Tensor, y: torch.Tensor, functions: FunctionPair, samples: i
         chosen[rows, index] = True
         distance = (p - p[rows, index].unsqueeze(1)).abs().amax(-1)
         nearest = torch.minimum(nearest, distance)
-    return x[rows.unsqueeze(1), torch.stack(picks, dim=1)]
+    picks = torch.stack(picks, dim=1)  # (N, samples): the valid picks come first
+    if repeat_valid:
+        n_valid = valid.sum(1, keepdim=True).clamp(max=samples)
+        slot = torch.arange(samples, device=x.device).unsqueeze(0)
+        cycled = picks.gather(1, slot % n_valid.clamp(min=1))
+        picks = torch.where((n_valid > 0) & (slot >= n_valid), cycled, picks)
+    return x[rows.unsqueeze(1), picks]
 
 
 def generate(
@@ -80,21 +94,29 @@ def generate(
     proposals_from: str = "model",
     generator=None,
     noise: str = "prior",
+    temperature: float = 1.0,
+    mix: float = 0.5,
 ) -> torch.Tensor:
     """x (N, samples, P, 2): the network alone by default; with refinement and oversampling on request.
 
     proposals_from="uniform" replaces the network by uniformly random monotone lines:
-    the no-learning multi-start baseline through the same code path.
+    the no-learning multi-start baseline through the same code path. "mixed" draws a
+    fraction `mix` of the K proposals from the network and the rest uniformly.
     """
     k = proposals or samples
-    if proposals_from == "uniform":
-        device = y.device
-        p = uniform_starts(y.shape[0] * k, generator=generator, device=device).view(y.shape[0], k, 4)
-        x = lines_from_endpoints(p.to(y.dtype), y.shape[1])
-    elif model is None:
+    if proposals_from not in ("model", "uniform", "mixed"):
+        raise ValueError(f"proposals_from={proposals_from!r} is not one of model, uniform, mixed")
+    k_model = 0 if proposals_from == "uniform" else k if proposals_from == "model" else round(k * mix)
+    if k_model > 0 and model is None:
         raise ValueError("generate needs a model unless proposals_from='uniform'")
-    else:
-        x = sample(model, y, k, generator=generator, noise=noise)
+    parts = []
+    if k_model > 0:
+        parts.append(sample(model, y, k_model, generator=generator, noise=noise, temperature=temperature))
+    if k_model < k:
+        n = y.shape[0]
+        p = uniform_starts(n * (k - k_model), generator=generator, device=y.device).view(n, k - k_model, 4)
+        parts.append(lines_from_endpoints(p.to(y.dtype), y.shape[1]).to(parts[0].device if parts else y.device))
+    x = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
     if refine_steps > 0:
         rows_y = y.to(x.device).repeat_interleave(k, dim=0)
         p = refine(endpoints_from_lines(x).flatten(0, 1), rows_y, functions, steps=refine_steps)

@@ -1,0 +1,232 @@
+"""Quality of a trained CVAE in both regimes, against the no-learning multi-start baseline.
+
+For the first N official validation conditions (never trained on; synthetic ones when
+../shared/twobirds is absent), S = 30 samples each:
+
+- network only: the decoder's output as is (the challenge's setting), K = S;
+- network + refinement: K decoder proposals per condition, each refined by Levenberg-Marquardt
+  on its 4 line endpoints, then S valid, spread-out ones selected (K = 30, 300, 3000);
+- uniform + refinement: the same code path started from K uniformly random monotone lines.
+
+Each regime reports the challenge gates, valid fraction, overall RMSE, coverage and
+coverage_norm (cvae.metrics.evaluate, the numbers scripts/score.py prints). The goals of
+issue 7 end the output as `RESULT <name> <value> goal <goal> met|missed` lines.
+
+    .venv/bin/python bench/quality.py --model runs/demo/final/model.pt
+    .venv/bin/python bench/quality.py --quick          # seconds: tiny model, 3 conditions
+    .venv/bin/python bench/quality.py --model M --plot docs/quality_coverage.png
+
+Without --model a model is trained here first (quick: a tiny one for ~1 s, only to exercise
+the code path; otherwise --train-epochs epochs of the configuration in TRAIN_CONFIG), and
+the output says so: its network numbers are then not those of the search's model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from cvae.config import Config  # noqa: E402
+from cvae.data import load_challenge, make_dataset  # noqa: E402
+from cvae.functions import FunctionPair  # noqa: E402
+from cvae.metrics import branches, coverage, evaluate  # noqa: E402
+from cvae.sampling import generate  # noqa: E402
+from cvae.train import Trainer, load_model  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+OFFICIAL = REPO.parent / "shared" / "twobirds" / "validation_dataset.pt"
+# the configuration trained when no --model is given (the best family measured in docs/quality.md)
+TRAIN_CONFIG = dict(
+    model="mlp", head="lines", hidden=256, depth=3, latent_dim=8, encoder_sees_y=True,
+    beta=1.0, free_bits=0.5, wy=0.0, recon="mse",
+)  # fmt: skip
+QUICK_CONFIG = dict(
+    model="mlp", head="lines", hidden=32, depth=1, latent_dim=4, encoder_sees_y=True,
+    beta=1.0, free_bits=0.5, wy=0.0, recon="mse",
+)  # fmt: skip
+KEYS = ("gates_pass", "valid_frac", "overall_rmse", "coverage", "coverage_norm")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, help="a trained model.pt (e.g. runs/demo/final/model.pt)")
+    parser.add_argument("--quick", action="store_true", help="3 conditions, 3 refinement steps, tiny model (seconds)")
+    parser.add_argument("--conditions", type=int, help="first N validation conditions (default 50; quick 3)")
+    parser.add_argument("--samples", type=int, default=30, help="samples per condition (default 30)")
+    parser.add_argument("--proposals", default="30,300,3000", help="K values, comma separated")
+    parser.add_argument("--refine-steps", type=int, help="Levenberg-Marquardt steps (default 20; quick 3)")
+    parser.add_argument("--train-epochs", type=int, default=10, help="epochs when no --model (default 10)")
+    parser.add_argument("--temperature", type=float, default=2.0, help="z scale of network proposals (default 2)")
+    parser.add_argument("--mix", type=float, default=0.2, help="network share of mixed proposals (default 0.2)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--plot", type=Path, help="write coverage per condition vs uniform as a PNG here")
+    parser.add_argument("--json", type=Path, help="write all measured rows as JSON here")
+    return parser.parse_args(argv)
+
+
+def conditions(n: int, functions: FunctionPair) -> tuple[torch.Tensor, torch.Tensor, str]:
+    if OFFICIAL.is_file():
+        x, y = load_challenge(OFFICIAL)
+        return x[:n], y[:n], f"the first {n} official validation conditions"
+    x, y = make_dataset(n, functions, seed=2026)
+    return x, y, f"{n} synthetic conditions (../shared/twobirds is absent)"
+
+
+def get_model(args, functions):
+    if args.model is not None:
+        return load_model(args.model, "cpu"), f"{args.model}"
+    quick = args.quick
+    config = Config(
+        **(QUICK_CONFIG if quick else TRAIN_CONFIG), epochs=1 if quick else args.train_epochs, seed=args.seed
+    )
+    rows = 1000 if quick else 20000
+    train = make_dataset(rows, functions, seed=args.seed)
+    trainer = Trainer(config, train, None, device="cpu")
+    started = time.perf_counter()
+    trainer.fit()
+    what = "a tiny model" if quick else "a model"
+    note = (
+        f"{what} trained here ({config.epochs} epochs on {rows} synthetic rows in "
+        f"{time.perf_counter() - started:.0f} s; no --model given): its network numbers are not the search's"
+    )
+    return trainer.model.eval(), note
+
+
+def measure(model, y, functions, branch_sets, source, k, steps, samples, seed, temperature=1.0, mix=0.5):
+    generator = torch.Generator().manual_seed(seed)
+    noise = model.config.noise if model is not None else "prior"
+    started = time.perf_counter()
+    x = generate(
+        model, y, functions, samples=samples, proposals=k, refine_steps=steps,
+        proposals_from=source, generator=generator, noise=noise, temperature=temperature, mix=mix,
+    )  # fmt: skip
+    seconds = time.perf_counter() - started
+    row = {key: evaluate(x, y, functions, branch_sets=branch_sets)[key] for key in KEYS}
+    row.update(seconds=seconds)
+    return row, x
+
+
+def result(name: str, value: float, goal: float, met: bool) -> str:
+    return f"RESULT {name} {value:.4f} goal {goal:g} {'met' if met else 'missed'}"
+
+
+def plot(path: Path, per_condition: dict[str, torch.Tensor], n_branches: torch.Tensor) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    order = torch.argsort(n_branches, stable=True)
+    fig, ax = plt.subplots(figsize=(8, 3.2), dpi=80)
+    index = torch.arange(len(order))
+    styles = {"uniform": ("o", "tab:gray"), "model": ("x", "tab:red"), "mixed": ("^", "tab:blue")}
+    for label, values in per_condition.items():
+        marker, color = next((s for key, s in styles.items() if label.startswith(key)), ("s", "tab:green"))
+        fill = "none" if "3000" in label else color
+        ax.scatter(index, values[order], s=18, marker=marker, label=label, facecolors=fill, edgecolors=color)
+    ax.set_xlabel("condition (sorted by number of branches)")
+    ax.set_ylabel("hits / min(branches, 30)")
+    ax.set_ylim(-0.03, 1.03)
+    ax.legend(fontsize=7, loc="lower left")
+    ax.set_title("coverage per condition: network + refinement vs uniform multi-start", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    n = args.conditions or (3 if args.quick else 50)
+    steps = args.refine_steps if args.refine_steps is not None else (3 if args.quick else 20)
+    ks = [int(k) for k in args.proposals.split(",")]
+    functions = FunctionPair()
+    model, note = get_model(args, functions)
+    functions = FunctionPair(model.config.functions)
+    x_true, y, source = conditions(n, functions)
+    branch_sets = branches(y, functions, x_true=x_true)
+    counts = torch.tensor([len(b) for b in branch_sets])
+    print(f"model: {note}")
+    print(f"network proposals for refinement: z temperature {args.temperature}; mixed: {args.mix:g} network, "
+          f"the rest uniform")  # fmt: skip
+    print(f"conditions: {source}; branches per condition median {counts.median().item()}, "
+          f"max {counts.max().item()}; {args.samples} samples each; {steps} refinement steps")  # fmt: skip
+
+    rows, per_condition = [], {}
+    plan = [("network only", "model", args.samples, 0)]
+    for k in ks:
+        plan += [(f"uniform + refine K={k}", "uniform", k, steps), (f"network + refine K={k}", "model", k, steps)]
+        plan += [(f"mixed + refine K={k}", "mixed", k, steps)]
+    header = f"{'regime':<26}{'gates':>6}{'valid':>8}{'rmse':>8}{'cover':>8}{'c_norm':>8}{'sec':>7}"
+    print(header)
+    for label, origin, k, refine_steps in plan:
+        temperature = 1.0 if refine_steps == 0 else args.temperature  # network only: as trained
+        row, x = measure(
+            model, y, functions, branch_sets, origin, k, refine_steps, args.samples, args.seed, temperature, args.mix
+        )
+        row.update(regime=label, source=origin, proposals=k, refine_steps=refine_steps)
+        rows.append(row)
+        print(
+            f"{label:<26}{'pass' if row['gates_pass'] else 'FAIL':>6}{row['valid_frac']:>8.3f}"
+            f"{row['overall_rmse']:>8.3f}{row['coverage']:>8.3f}{row['coverage_norm']:>8.3f}{row['seconds']:>7.1f}",
+            flush=True,
+        )
+        if refine_steps and args.plot is not None and k in (300, 3000):
+            cover = coverage(x, y, functions, branch_sets=branch_sets)
+            name = f"{origin} + refine K={k}"
+            per_condition[name] = cover["hits"] / counts.clamp(min=1, max=args.samples)
+
+    def get(label):
+        return next((r for r in rows if r["regime"] == label), None)
+
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"model": note, "conditions": source, "rows": rows}, indent=1))
+    if args.plot is not None and per_condition:
+        keep = {
+            k: v
+            for k, v in per_condition.items()
+            if "K=300" in k.replace("K=3000", "") or k == "uniform + refine K=3000"
+        }
+        plot(args.plot, keep, counts)
+        print(f"plot: {args.plot}")
+
+    net = get("network only")
+    print(result("network_gates_pass", net["gates_pass"], 1, net["gates_pass"] == 1))
+    print(result("network_overall_rmse", net["overall_rmse"], 0.1, net["overall_rmse"] < 0.1))
+    print(result("network_valid_frac", net["valid_frac"], 0.6, net["valid_frac"] >= 0.6))
+    print(result("network_valid_frac_long_term", net["valid_frac"], 0.95, net["valid_frac"] >= 0.95))
+    k = 300 if 300 in ks else max(k for k in ks if k >= args.samples)
+    mine, base = get(f"network + refine K={k}"), get(f"uniform + refine K={k}")
+    print(result(f"refined_k{k}_valid_frac", mine["valid_frac"], 1, mine["valid_frac"] >= 1))
+    print(result(f"refined_k{k}_coverage_norm", mine["coverage_norm"], 0.9, mine["coverage_norm"] >= 0.9))
+    gain = mine["coverage_norm"] - base["coverage_norm"]
+    print(result(f"refined_k{k}_coverage_norm_minus_uniform", gain, 0, gain > 0))
+    mixed = get(f"mixed + refine K={k}")
+    print(result(f"mixed_k{k}_valid_frac", mixed["valid_frac"], 1, mixed["valid_frac"] >= 1))
+    print(result(f"mixed_k{k}_coverage_norm", mixed["coverage_norm"], 0.9, mixed["coverage_norm"] >= 0.9))
+    gain = mixed["coverage_norm"] - base["coverage_norm"]
+    print(result(f"mixed_k{k}_coverage_norm_minus_uniform", gain, 0, gain > 0))
+    top = max(ks)
+    if top > k:
+        far = get(f"uniform + refine K={top}")["coverage_norm"]
+        best = max(mine["coverage_norm"], mixed["coverage_norm"])
+        print(
+            f"RESULT refined_k{k}_best_coverage_norm_vs_uniform_k{top} {best:.4f} goal {far:.4f} "
+            f"{'met' if best >= far and not math.isnan(far) else 'missed'}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
