@@ -60,6 +60,16 @@ class Storage:
             return stream.readall().decode()
 
 
+def loopback_only() -> None:
+    """Make a Ray started by this process bind to 127.0.0.1 and nothing else.
+
+    On Linux Ray resolves 127.0.0.1 to the machine's network address and listens there;
+    this switch (Ray's own, read when ray is imported) keeps a local search off the network.
+    Call it before the first `import ray` of the process.
+    """
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+
 def _connect(address: str | None) -> bool:
     """Start or join Ray; True if this call started it (and so must shut it down).
 
@@ -140,7 +150,12 @@ def make_trainable(spec: SearchSpec, data):
     return trainable
 
 
-def make_tuner(spec: SearchSpec, trainable, name: str, storage: Storage):
+def make_tuner(spec: SearchSpec, trainable, name: str, storage: Storage, reuse_actors: bool = True):
+    """The Tuner: OptunaSearch (TPE) + ASHA.
+
+    reuse_actors: a finished trial's worker process runs the next trial (all trials ask for the same
+    resources), saving each trial a fresh process start (~3 s on 2 cores; see docs/benchmarks.md).
+    """
     from optuna.samplers import TPESampler
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
@@ -172,6 +187,7 @@ def make_tuner(spec: SearchSpec, trainable, name: str, storage: Storage):
         scheduler=scheduler,
         num_samples=spec.search["num_samples"],
         max_concurrent_trials=_concurrency(spec),
+        reuse_actors=reuse_actors,
         time_budget_s=spec.search["time_budget_s"],
         trial_name_creator=trial_name,
         trial_dirname_creator=trial_name,
@@ -229,6 +245,8 @@ def run_search(
     Tune's trial folders. For an s3:// or gs:// storage, those four files are also copied to
     ./runs/<name>/ and that local folder is returned.
     """
+    if address in (None, "", "local"):
+        loopback_only()  # before ray is first imported (results imports it)
     from cvae.functions import FunctionPair
 
     from . import results

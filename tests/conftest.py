@@ -4,6 +4,10 @@ from pathlib import Path
 
 import pytest
 
+from search.runner import loopback_only
+
+loopback_only()  # before any test imports ray: every Ray the tests start listens on 127.0.0.1 only
+
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "search" / "configs" / "smoke.yaml"
 
