@@ -25,6 +25,10 @@ def parse_args(argv=None):
     )
     parser.add_argument("--config", default=str(REPO / "search/configs/laptop.yaml"), help="search file")
     parser.add_argument("--out", default="runs/demo", help="everything lands here (default runs/demo)")
+    parser.add_argument(
+        "--time-budget", type=float, default=420,
+        help="seconds for the search (default 420, so the whole job fits ~15 min on 2 cores)",
+    )  # fmt: skip
     parser.add_argument("--conditions", type=int, default=50, help="official conditions to generate for")
     parser.add_argument("--samples", type=int, default=30, help="samples per condition (challenge: 30)")
     return parser.parse_args(argv)
@@ -66,7 +70,8 @@ def main(argv=None) -> int:
     elif experiment.exists():
         run("scripts/tune.py", "--name", "search", "--storage", out, "--resume")
     else:
-        run("scripts/tune.py", "--config", args.config, "--name", "search", "--storage", out)
+        run("scripts/tune.py", "--config", args.config, "--name", "search", "--storage", out,
+            "--time-budget", args.time_budget)  # fmt: skip
     run("scripts/finalize.py", "--experiment", experiment, "--out", final)
     scoring = conditions_file(final, args.conditions)
     submission = final / "submission.pt"
