@@ -78,12 +78,18 @@ def main(argv=None) -> int:
     run("scripts/generate.py", "--model", final / "model.pt", "--scoring", scoring,
         "--samples", args.samples, "--out", submission)  # fmt: skip
     run("scripts/score.py", submission, "--scoring", scoring)
+    # Second regime (docs/quality.md): network proposals mixed with uniform starts, refined, selected.
+    refined = final / "submission_refined.pt"
+    run("scripts/generate.py", "--model", final / "model.pt", "--scoring", scoring, "--samples", args.samples,
+        "--refine-steps", 20, "--proposals", 300, "--proposals-from", "mixed", "--temperature", 2,
+        "--mix", 0.2, "--out", refined)  # fmt: skip
+    run("scripts/score.py", refined, "--scoring", scoring)
     minutes = (time.perf_counter() - started) / 60
     print(
         f"\ndone in {minutes:.1f} min\n"
         f"  report:      {final / 'report.md'} (and report.json, *.png beside it)\n"
         f"  model:       {final / 'model.pt'}\n"
-        f"  submission:  {submission}\n"
+        f"  submissions: {submission} (network only), {refined} (network + refinement)\n"
         f"  trials:      {experiment / 'results.csv'}, best config {experiment / 'best_config.yaml'}\n"
         f"  TensorBoard: tensorboard --logdir {experiment}"
     )

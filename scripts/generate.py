@@ -58,10 +58,18 @@ def parse_args(argv=None):
     )
     parser.add_argument(
         "--proposals-from",
-        choices=("model", "uniform"),
+        choices=("model", "uniform", "mixed"),
         default="model",
-        help="where proposals come from: the network, or uniformly random monotone lines "
-        "(the no-learning baseline; pair it with --refine-steps)",
+        help="where proposals come from: the network, uniformly random monotone lines "
+        "(the no-learning baseline; pair it with --refine-steps), or mixed (--mix of them from the network)",
+    )
+    parser.add_argument(
+        "--temperature", type=float, default=1.0,
+        help="scale of the latent noise z (default 1; > 1 spreads the network's proposals wider)",
+    )
+    parser.add_argument(
+        "--mix", type=float, default=0.5,
+        help="with --proposals-from mixed: fraction of proposals from the network (default 0.5)",
     )
     parser.add_argument(
         "--functions",
@@ -76,7 +84,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.model is None and args.proposals_from == "model":
+    if args.model is None and args.proposals_from != "uniform":
         print(
             "error: --model is required (or pass --proposals-from uniform for the no-model baseline)",
             file=sys.stderr,
@@ -131,6 +139,8 @@ def main(argv=None) -> int:
             proposals_from=args.proposals_from,
             generator=generator,
             noise=model.config.noise if model is not None else "prior",
+            temperature=args.temperature,
+            mix=args.mix,
         )
         seconds = time.perf_counter() - started
         path = save_submission(args.out, x, conditions.y)
@@ -138,7 +148,10 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     n, s = x.shape[:2]
-    source = "uniform random lines" if args.proposals_from == "uniform" else str(args.model)
+    source = {
+        "uniform": "uniform random lines",
+        "mixed": f"{args.model} ({args.mix:.0%}) and uniform random lines",
+    }.get(args.proposals_from, str(args.model))
     extra = []
     if args.proposals and args.proposals > args.samples:
         extra.append(f"{args.proposals} proposals selected down to {s}")
