@@ -95,7 +95,7 @@ class Trainer:
         epochs = self.config.epochs if epochs is None else epochs
         self.status = "running"
         while self.epoch < epochs:
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             row = self.train_epoch()
             self.epoch += 1
             diverged = not all(math.isfinite(v) for v in row.values())
@@ -104,7 +104,13 @@ class Trainer:
                 row["loss"] = float("inf")
             else:
                 row.update(self.validate())
-            row.update(epoch=self.epoch, seconds=time.perf_counter() - started, samples=self.x.shape[0])
+            # cpu_seconds (this process's CPU time) < seconds means the epoch waited for a core.
+            row.update(
+                epoch=self.epoch,
+                seconds=time.perf_counter() - started,
+                cpu_seconds=time.process_time() - cpu_started,
+                samples=self.x.shape[0],
+            )
             self.history.append(row)
             if diverged:
                 self.status = "diverged"

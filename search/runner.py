@@ -129,7 +129,7 @@ def make_trainable(spec: SearchSpec, data):
     """The function trainable with the data in the object store and the trial's resources attached."""
     from ray import tune
 
-    from .trainable import KEY_COLUMNS, image_epochs, train_trial
+    from .trainable import KEY_COLUMNS, image_epochs, shareable, train_trial
 
     settings = {
         "base": spec.base_config(),
@@ -137,7 +137,8 @@ def make_trainable(spec: SearchSpec, data):
         "max_t": spec.max_t,
         "image_epochs": image_epochs(spec.max_t, spec.asha["grace_period"], spec.asha["reduction_factor"]),
     }
-    trainable = tune.with_parameters(train_trial, data=data, settings=settings)
+    # numpy, not tensors, in the object store: trials on a node share one zero-copy copy
+    trainable = tune.with_parameters(train_trial, data=shareable(data), settings=settings)
     resources = {"cpu": spec.search["cpus_per_trial"], "gpu": spec.search["gpus_per_trial"]}
     trainable = tune.with_resources(trainable, resources)
     # Tune prints each finished trial's result: only these keys (the progress table picks its own).

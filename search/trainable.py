@@ -12,6 +12,7 @@ import math
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import ray
 import torch
 from ray import tune
@@ -94,14 +95,42 @@ class _Images:
             self.writer.close()
 
 
+def shareable(data):
+    """((x, y), (x_val, y_val)) tensors as numpy arrays, for the object store.
+
+    Ray hands numpy arrays to every trial on a node as read-only views of one shared-memory copy
+    (zero-copy); torch tensors are unpickled into a private copy per trial. With 100,000 rows this
+    saves ~150 MB of peak RSS and ~0.1 s per trial (docs/benchmarks.md, data sharing).
+    """
+    return tuple(tuple(t.detach().cpu().numpy() for t in part) for part in data)
+
+
+def _tensors(data):
+    """shareable()'s arrays back as tensors without copying (tensors pass through unchanged).
+
+    The arrays are read-only: torch warns that writing to them is undefined; the Trainer never
+    writes to its data (it indexes batches, which copies), so the warning is silenced.
+    """
+    import warnings
+
+    def one(t):
+        if isinstance(t, np.ndarray):
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*not writable.*")
+                return torch.from_numpy(t)
+        return t
+
+    return tuple(tuple(one(t) for t in part) for part in data)
+
+
 def train_trial(config: dict, data=None, settings=None) -> None:
     """Train `config` (fixed + searched Config keys) for up to settings['max_t'] epochs.
 
     config: the searched values (Tune's trial config, so HParams and the console show only those);
-    data: ((x_train, y_train), (x_val, y_val)) tensors;
+    data: ((x_train, y_train), (x_val, y_val)) tensors, or numpy arrays from `shareable`;
     settings: {'base': fixed Config values, 'metric', 'max_t', 'image_epochs'}.
     """
-    train, val = data
+    train, val = _tensors(data)
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)  # a line per checkpoint
     cpus, gpus = _trial_resources()
     torch.set_num_threads(max(1, int(cpus)))  # Ray sets OMP_NUM_THREADS; torch keeps its own count

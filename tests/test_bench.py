@@ -1,0 +1,72 @@
+"""The benchmarks in bench/ keep working: each runs in --quick mode and prints its table and RESULT line.
+
+Never asserts a timing (machines here are noisy); results live in docs/benchmarks.md.
+All of them share one local Ray (the `ray_local` fixture) so Ray starts once.
+"""
+
+import importlib
+import re
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+BENCH = REPO / "bench"
+RESULT = re.compile(r"^RESULT (\w+) (\S+) goal (\S+) (met|missed)$")
+
+
+def run_quick(name, capsys, *extra):
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    module = importlib.import_module(name)
+    module.main(["--quick", *extra])
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert RESULT.match(lines[-1]), lines[-1]  # the script ends with its RESULT line
+    table = [line for line in lines if line.startswith("|")]
+    assert len(table) >= 3 and set(table[1]) <= set("|-"), out  # a markdown table: header, rule, rows
+    return out, RESULT.match(lines[-1])
+
+
+def test_train_throughput(capsys):
+    out, result = run_quick("train_throughput", capsys)
+    assert result.group(1) == "train_throughput_ratio" and "| cvae.Trainer |" in out
+
+
+def test_gpu_scaling_skips_without_cuda(capsys):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the real benchmark runs by hand (see docs/benchmarks.md)")
+    out, result = run_quick("gpu_scaling", capsys)
+    assert "skipped: no GPU" in out and result.group(2) == "skipped"
+
+
+def test_trial_overhead(ray_local, capsys):
+    out, result = run_quick("trial_overhead", capsys)
+    assert result.group(1) == "trial_overhead_ratio" and "| plain process" in out and "| Tune trial" in out
+
+
+@pytest.mark.slow
+def test_parallel_scaling(ray_local, capsys):
+    out, result = run_quick("parallel_scaling", capsys)
+    assert result.group(1) == "parallel_scaling_2v1" and "| 2 concurrent" in out
+
+
+@pytest.mark.slow
+def test_data_sharing(ray_local, capsys):
+    out, result = run_quick("data_sharing", capsys)
+    sources = ("object store, tensors", "object store, numpy (project)", "generate", "load .pt file")
+    assert all(f"| {source} |" in out for source in sources)
+
+
+@pytest.mark.slow
+def test_search_efficiency(ray_local, capsys):
+    out, result = run_quick("search_efficiency", capsys)
+    assert "| TPE + ASHA (project) |" in out and "| random + FIFO |" in out
+
+
+@pytest.mark.slow
+def test_original_workflow(ray_local, capsys):
+    out, result = run_quick("original_workflow", capsys)
+    assert "(a) sequential Optuna" in out and "(b) this project" in out
