@@ -1,0 +1,505 @@
+#!/usr/bin/env python
+"""A real multi-node Ray cluster on one host: a head and N workers, each its own `ray start` process.
+
+Every node is a separate `ray start --block` process group (its own raylet, object store and
+workers, its own CPU count and custom resources) on 127.0.0.1, with a private Ray temp dir, token
+authentication on and nothing listening beyond 127.0.0.1. It behaves like a small cluster of
+machines sharing a folder (as NFS would be): searches join it with --address, and a worker can be
+killed to rehearse a node failure.
+
+    python cluster/local_cluster.py start --dir /tmp/rc-demo --head-cpus 1 --worker-cpus 2 1
+    source /tmp/rc-demo/env.sh      # RAY_ADDRESS, token auth, loopback (see `env_for_driver`)
+    python scripts/tune.py --config search/configs/smoke.yaml --name demo \\
+        --storage /tmp/rc-demo/shared --address "$RAY_ADDRESS"
+    python cluster/local_cluster.py status --dir /tmp/rc-demo
+    python cluster/local_cluster.py kill-worker --dir /tmp/rc-demo --index 1   # SIGKILL its raylet
+    python cluster/local_cluster.py stop --dir /tmp/rc-demo
+
+`stop` ends only this cluster's processes (its process groups, then any Ray process still naming its
+temp dir); it never calls `ray stop`, which would end every Ray on the machine.
+The same module is imported by tests/test_cluster.py (class `LocalCluster`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+LOOPBACK_RAY = HERE / "loopback_ray.py"
+HOST = "127.0.0.1"
+STATE_FILE = "cluster.json"
+ENV_FILE = "env.sh"
+TOKEN_FILE = "auth_token"
+STARTED = "Ray runtime started"
+# Inherited settings that would point the nodes or the driver at another Ray.
+DROPPED_ENV = (
+    "RAY_ADDRESS",
+    "RAY_AUTH_MODE",
+    "RAY_AUTH_TOKEN",
+    "RAY_AUTH_TOKEN_PATH",
+    "RAY_NAMESPACE",
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER",  # set for drivers only: `ray start` of a worker refuses it
+)
+# Ray's Unix socket paths live under the temp dir and must stay below ~107 characters.
+MAX_DIR_LEN = 40
+
+
+class ClusterError(RuntimeError):
+    """The local cluster could not start, or a node died while starting."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+# --- processes, read from /proc (Linux) -------------------------------------------------------
+
+
+def _stat(pid: int) -> tuple[int, int, str] | None:
+    """(ppid, pgid, comm) of a live process, or None."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    comm = text[text.index("(") + 1 : text.rindex(")")]
+    fields = text[text.rindex(")") + 2 :].split()
+    if fields[0] == "Z":  # a zombie is dead
+        return None
+    return int(fields[1]), int(fields[2]), comm
+
+
+def _all_pids() -> list[int]:
+    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def descendants(root: int) -> dict[int, str]:
+    """pid -> comm of every live process below `root` or in its process group (not root itself).
+
+    The group catches processes whose parent died before them (re-parented to init).
+    """
+    children: dict[int, list[int]] = {}
+    comms, out = {}, {}
+    for pid in _all_pids():
+        info = _stat(pid)
+        if info:
+            children.setdefault(info[0], []).append(pid)
+            comms[pid] = info[2]
+            if info[1] == root and pid != root:
+                out[pid] = info[2]
+    todo = [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out[child] = comms[child]
+            todo.append(child)
+    return out
+
+
+def ancestors() -> set[int]:
+    """This process and its parents: never to be killed by a sweep."""
+    pids, pid = set(), os.getpid()
+    while pid > 1 and pid not in pids:
+        pids.add(pid)
+        info = _stat(pid)
+        pid = info[0] if info else 0
+    return pids
+
+
+def alive(pid: int) -> bool:
+    return _stat(pid) is not None
+
+
+# --- the cluster ------------------------------------------------------------------------------
+
+
+@dataclass
+class Node:
+    """One `ray start --block` process; its pid is also its process-group id (a new session)."""
+
+    name: str
+    head: bool
+    cpus: float
+    gpus: float = 0
+    resources: dict = field(default_factory=dict)
+    pid: int | None = None
+    log: str = ""
+
+    def alive(self) -> bool:
+        return self.pid is not None and alive(self.pid)
+
+    def processes(self) -> dict[int, str]:
+        """pid -> name of the node's processes: raylet, its workers (trials), agents, GCS on the head."""
+        return descendants(self.pid) if self.pid else {}
+
+    def raylet_pid(self) -> int | None:
+        return next((pid for pid, comm in self.processes().items() if comm == "raylet"), None)
+
+
+class LocalCluster:
+    """Start, inspect, break and stop a multi-node Ray cluster on 127.0.0.1.
+
+    root: a short folder (Ray's socket paths grow under it) holding the Ray temp dir, the node
+    logs, the token, env.sh and cluster.json. Use as a context manager to always stop it.
+    """
+
+    def __init__(
+        self,
+        root: str | Path | None = None,
+        head_cpus: float = 1,
+        worker_cpus: tuple[float, ...] | list[float] = (2,),
+        object_store_mb: int = 256,
+        dashboard: bool = False,
+        port: int | None = None,
+        node_env: dict | None = None,
+    ):
+        self._own_root = root is None  # a temporary folder: removed on leaving a `with` block
+        self.root = Path(root or tempfile.mkdtemp(prefix="rc-", dir="/tmp")).resolve()
+        if len(str(self.root)) > MAX_DIR_LEN:
+            raise ClusterError(f"--dir {self.root}: keep it under {MAX_DIR_LEN} characters (Ray's socket paths)")
+        self.port = port or free_port()
+        self.object_store_mb = object_store_mb
+        self.dashboard = dashboard
+        self.dashboard_port = free_port() if dashboard else None
+        self.node_env = dict(node_env or {})
+        self._procs: dict[str, subprocess.Popen] = {}
+        self.nodes = [Node("head", True, head_cpus)]
+        for i, cpus in enumerate(worker_cpus, 1):
+            self.nodes.append(Node(f"worker{i}", False, cpus, resources={"worker": 1, f"worker{i}": 1}))
+
+    # paths and environments
+
+    @property
+    def address(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    @property
+    def temp_dir(self) -> Path:
+        return self.root / "ray"
+
+    @property
+    def token_path(self) -> Path:
+        return self.root / TOKEN_FILE
+
+    @property
+    def workers(self) -> list[Node]:
+        return [n for n in self.nodes if not n.head]
+
+    @property
+    def head(self) -> Node:
+        return self.nodes[0]
+
+    def _auth_env(self) -> dict:
+        return {
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN_PATH": str(self.token_path),
+            "RAY_USAGE_STATS_ENABLED": "0",
+        }
+
+    def env_for_nodes(self) -> dict:
+        env = {k: v for k, v in os.environ.items() if k not in DROPPED_ENV}
+        return {**env, **self._auth_env(), **self.node_env}
+
+    def env_for_driver(self, base: dict | None = None) -> dict:
+        """The environment of a driver (scripts/tune.py --address ...) that joins this cluster.
+
+        RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 only stops ray.init from rewriting the loopback
+        address to the host's routable IP (where nothing listens); a driver starts no node.
+        """
+        env = {k: v for k, v in (os.environ if base is None else base).items() if k not in DROPPED_ENV}
+        env.update(self._auth_env())
+        env.update(RAY_ADDRESS=self.address, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+        return env
+
+    # lifecycle
+
+    def start(self, timeout: float = 90) -> LocalCluster:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.temp_dir.mkdir(exist_ok=True)
+        if not self.token_path.exists():
+            fd = os.open(self.token_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_hex(32))
+        try:
+            for node in self.nodes:
+                self._start_node(node, timeout)
+        except BaseException:
+            self.stop()
+            raise
+        self._write_state()
+        return self
+
+    def _ray_start_args(self, node: Node) -> list[str]:
+        args = [
+            f"--node-ip-address={HOST}",
+            f"--num-cpus={node.cpus:g}",
+            f"--num-gpus={node.gpus:g}",
+            f"--temp-dir={self.temp_dir}",
+            f"--object-store-memory={self.object_store_mb * 1024 * 1024}",
+            "--min-worker-port=0",
+            "--max-worker-port=0",
+            "--disable-usage-stats",
+            "--block",
+        ]
+        if node.resources:
+            args.append("--resources=" + json.dumps(node.resources))
+        if node.head:
+            args += [f"--port={self.port}", f"--ray-client-server-port={free_port()}"]
+            if self.dashboard:
+                args += [
+                    "--include-dashboard=true",
+                    f"--dashboard-host={HOST}",
+                    f"--dashboard-port={self.dashboard_port}",
+                ]
+            else:
+                args.append("--include-dashboard=false")
+        else:
+            args.append(f"--address={self.address}")
+        if self.dashboard:  # one agent per node: give each its own ports on one host
+            args += [
+                f"--dashboard-agent-listen-port={free_port()}",
+                f"--dashboard-agent-grpc-port={free_port()}",
+            ]
+        return args
+
+    def _start_node(self, node: Node, timeout: float) -> None:
+        node.log = str(self.root / f"{node.name}.log")
+        command = [
+            sys.executable,
+            str(LOOPBACK_RAY),
+            "start",
+            *(["--head"] if node.head else []),
+            *self._ray_start_args(node),
+        ]
+        with open(node.log, "w") as log:
+            proc = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env=self.env_for_nodes(),
+                start_new_session=True, cwd=self.root,
+            )  # fmt: skip
+        node.pid = proc.pid
+        self._procs[node.name] = proc  # kept so the exit status is collected (no zombies)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = Path(node.log).read_text(errors="replace")
+            if STARTED in text and node.raylet_pid():
+                return
+            if proc.poll() is not None:
+                raise ClusterError(
+                    f"{node.name}: `ray start` exited with {proc.returncode}; see {node.log}:\n{text[-2000:]}"
+                )
+            time.sleep(0.2)
+        raise ClusterError(f"{node.name}: not started after {timeout:.0f}s; see {node.log}")
+
+    def kill_raylet(self, node: Node, sig: int = signal.SIGKILL) -> int:
+        """Kill a node's raylet (default SIGKILL, as a crashed machine); `ray start --block` then
+        ends the node's other processes, trials included. Returns the raylet's pid."""
+        pid = node.raylet_pid()
+        if pid is None:
+            raise ClusterError(f"{node.name}: no raylet running")
+        os.kill(pid, sig)
+        return pid
+
+    def wait_dead(self, node: Node, timeout: float = 30) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not node.alive() and not node.processes():
+                return True
+            time.sleep(0.2)
+        return False
+
+    def stop(self, timeout: float = 20) -> None:
+        """End this cluster's processes only: workers first, then the head; SIGTERM, then SIGKILL."""
+        for node in reversed(self.nodes):
+            if node.alive():
+                _signal_group(node.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(n.alive() for n in self.nodes):
+            time.sleep(0.2)
+        for node in self.nodes:
+            if node.pid is not None:
+                _signal_group(node.pid, signal.SIGKILL)
+        for proc in self._procs.values():
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        # Any Ray process of this cluster that left the process groups (its command names the temp dir).
+        marker, mine = str(self.temp_dir) + "/", ancestors()
+        for pid in _all_pids():
+            if pid not in mine and marker in _cmdline(pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+
+    def __enter__(self) -> LocalCluster:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+        if self._own_root:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    # state for the CLI
+
+    def _write_state(self) -> None:
+        state = {
+            "address": self.address,
+            "port": self.port,
+            "root": str(self.root),
+            "dashboard_port": self.dashboard_port,
+            "nodes": [asdict(n) for n in self.nodes],
+        }
+        (self.root / STATE_FILE).write_text(json.dumps(state, indent=2))
+        lines = [f"export {k}={v}" for k, v in self.env_for_driver(base={}).items()]
+        (self.root / ENV_FILE).write_text(
+            '# source this file, then: python scripts/tune.py ... --address "$RAY_ADDRESS"\n' + "\n".join(lines) + "\n"
+        )
+
+    @classmethod
+    def load(cls, root: str | Path) -> LocalCluster:
+        state = json.loads((Path(root) / STATE_FILE).read_text())
+        cluster = cls.__new__(cls)
+        cluster.root = Path(state["root"])
+        cluster.port = state["port"]
+        cluster.dashboard_port = state.get("dashboard_port")
+        cluster.dashboard = cluster.dashboard_port is not None
+        cluster.object_store_mb, cluster.node_env, cluster._procs, cluster._own_root = 0, {}, {}, False
+        cluster.nodes = [Node(**n) for n in state["nodes"]]
+        for node in cluster.nodes:  # a pid reused by another program is not ours
+            if node.pid and str(cluster.root) not in _cmdline(node.pid):
+                node.pid = None
+        return cluster
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+# --- inspecting the running cluster (in a fresh process: Ray reads the auth settings at import) --
+
+INSPECT = r"""
+import json, ray
+ray.init(address="{address}", logging_level="ERROR", log_to_driver=False)
+nodes = [dict(node_id=n["NodeID"], alive=n["Alive"], ip=n["NodeManagerAddress"],
+              head=n["Resources"].get("node:__internal_head__", 0) > 0,
+              resources={{k: v for k, v in n["Resources"].items() if not k.startswith("node:")}})
+         for n in ray.nodes()]
+actors = [dict(actor_id=a["ActorID"], class_name=a.get("ActorClassName", ""), state=a.get("State"),
+               pid=a.get("Pid"), node_id=(a.get("Address") or {{}}).get("NodeID"))
+          for a in ray._private.state.actors().values()]
+print("INSPECT" + json.dumps(dict(nodes=nodes, actors=actors)))
+"""
+
+
+def inspect(cluster: LocalCluster, timeout: float = 60) -> dict:
+    """{'nodes': [...], 'actors': [...]} as the cluster's GCS knows them (dead actors included)."""
+    out = subprocess.run(
+        [sys.executable, "-c", INSPECT.format(address=cluster.address)], env=cluster.env_for_driver(),
+        capture_output=True, text=True, timeout=timeout, cwd=cluster.root,
+    )  # fmt: skip
+    for line in out.stdout.splitlines():
+        if line.startswith("INSPECT"):
+            return json.loads(line[len("INSPECT") :])
+    raise ClusterError(f"inspect failed ({out.returncode}):\n{out.stderr[-3000:]}")
+
+
+# --- command line -----------------------------------------------------------------------------
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(
+        prog="local_cluster.py",
+        description="Start, inspect, break or stop a multi-node Ray cluster on 127.0.0.1 (one `ray start` per node).",
+        epilog="then: source DIR/env.sh; "
+        'python scripts/tune.py --config ... --storage DIR/shared --address "$RAY_ADDRESS"',
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    start = sub.add_parser("start", help="start a head and workers; writes DIR/env.sh and DIR/cluster.json")
+    start.add_argument(
+        "--dir",
+        required=True,
+        help=f"a short, new folder (under {MAX_DIR_LEN} characters), e.g. /tmp/rc-demo",
+    )
+    start.add_argument("--head-cpus", type=float, default=1, help="CPUs of the head node (default 1)")
+    start.add_argument(
+        "--worker-cpus",
+        type=float,
+        nargs="*",
+        default=[2],
+        metavar="C",
+        help="one value per worker node: its CPUs (default: one worker with 2)",
+    )
+    start.add_argument("--port", type=int, help="the head's GCS port (default: a free one)")
+    start.add_argument("--object-store-mb", type=int, default=256, help="object store per node (default 256)")
+    start.add_argument(
+        "--dashboard",
+        action="store_true",
+        help="start the dashboard on 127.0.0.1 (needs ray[default]); needed by `ray job submit`",
+    )
+    commands = {
+        "status": "nodes and actors as the GCS knows them (JSON)",
+        "stop": "stop every node",
+        "kill-worker": "SIGKILL one worker's raylet, as a crashed machine",
+    }
+    for name, text in commands.items():
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("--dir", required=True)
+        if name == "kill-worker":
+            cmd.add_argument("--index", type=int, default=1, help="worker number, from 1 (default 1)")
+    args = p.parse_args(argv)
+
+    if args.command == "start":
+        if (Path(args.dir) / STATE_FILE).exists() and any(n.alive() for n in LocalCluster.load(args.dir).nodes):
+            p.error(f"{args.dir}: a cluster is already running there; stop it first")
+        cluster = LocalCluster(
+            args.dir, args.head_cpus, args.worker_cpus, args.object_store_mb, args.dashboard, args.port
+        )
+        cluster.start()
+        for node in cluster.nodes:
+            extra = f" {node.resources}" if node.resources else ""
+            print(f"{node.name}: {node.cpus:g} CPUs{extra}, pid {node.pid}, log {node.log}")
+        print(f"address {cluster.address}; token {cluster.token_path} (0600)")
+        if cluster.dashboard:
+            print(f"dashboard http://{HOST}:{cluster.dashboard_port}")
+        print(f'source {cluster.root / ENV_FILE}   # then pass --address "$RAY_ADDRESS" to scripts/tune.py')
+        return 0
+    if not (Path(args.dir) / STATE_FILE).exists():
+        p.error(f"{args.dir}: no {STATE_FILE}; was a cluster started there?")
+    cluster = LocalCluster.load(args.dir)
+    if args.command == "stop":
+        cluster.stop()
+        print(f"stopped {len(cluster.nodes)} nodes of {cluster.root}")
+    elif args.command == "status":
+        print(json.dumps(inspect(cluster), indent=2))
+    elif args.command == "kill-worker":
+        node = cluster.workers[args.index - 1]
+        print(f"{node.name}: killed raylet {cluster.kill_raylet(node)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
