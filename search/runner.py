@@ -17,7 +17,6 @@ from .space import SearchConfigError, SearchError, SearchSpec, load_search_confi
 SEARCH_CONFIG = "search_config.yaml"
 RESULTS_CSV, RESULTS_PARQUET, BEST_CONFIG = "results.csv", "results.parquet", "best_config.yaml"
 # A trial that raised is retried this many times from its last checkpoint.
-MAX_FAILURES = 2
 
 
 class SearchInterrupted(SearchError):
@@ -197,7 +196,7 @@ def make_tuner(spec: SearchSpec, trainable, name: str, storage: Storage, reuse_a
         name=name,
         storage_path=storage.path,
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-        failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
+        failure_config=tune.FailureConfig(max_failures=spec.search["max_failures"]),
         sync_config=tune.SyncConfig(sync_artifacts=True),  # the trials' image event files
         verbose=1,  # the progress table, not every result
     )

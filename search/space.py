@@ -33,6 +33,7 @@ SEARCH_DEFAULTS = {
     "time_budget_s": None,
     "cpus_per_trial": 1,
     "gpus_per_trial": 0,
+    "max_failures": 2,  # retries of a failed trial (a lost node), each from its last checkpoint
 }
 ASHA_KEYS = ("max_t", "grace_period", "reduction_factor")
 PARAM_TYPES = {
@@ -289,6 +290,7 @@ def _check_search(search: dict) -> dict:
     positive("time_budget_s", optional=True)
     positive("cpus_per_trial")
     positive("gpus_per_trial", allow_zero=True)
+    positive("max_failures", integer=True, allow_zero=True)
     if values["objective"] not in OBJECTIVES:
         raise SearchConfigError(
             f"search.objective: {values['objective']!r} is not one of {', '.join(OBJECTIVES)}"
