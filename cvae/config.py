@@ -47,6 +47,7 @@ class Config:
     # sampling used for validation
     noise: str = "prior"  # z ~ N(0, I), or noise pushed through the encoder as the original did
     val_samples: int = 30
+    val_refine_steps: int = 0  # > 0: also score the samples after this many LM refinement steps
 
     def __post_init__(self):
         self.functions = tuple(self.functions)
@@ -62,6 +63,10 @@ class Config:
             if isinstance(value, bool) or int(value) != value or value < 1:
                 raise ConfigError(f"config {key}={value!r} must be a positive integer")
             setattr(self, key, int(value))
+        steps = self.val_refine_steps
+        if isinstance(steps, bool) or int(steps) != steps or steps < 0:
+            raise ConfigError(f"config val_refine_steps={steps!r} must be an integer >= 0")
+        self.val_refine_steps = int(steps)
         for key in ("lr",):
             if not float(getattr(self, key)) > 0:
                 raise ConfigError(f"config {key}={getattr(self, key)!r} must be > 0")

@@ -84,6 +84,13 @@ def select(
     return x[rows.unsqueeze(1), picks]
 
 
+def refine_samples(x: torch.Tensor, y: torch.Tensor, functions: FunctionPair, steps: int) -> torch.Tensor:
+    """Samples x (N, K, P, 2) after `steps` Levenberg-Marquardt steps on each one's line endpoints."""
+    rows_y = y.to(x.device).repeat_interleave(x.shape[1], dim=0)
+    p = refine(endpoints_from_lines(x).flatten(0, 1), rows_y, functions, steps=steps)
+    return lines_from_endpoints(p, y.shape[-2]).view(x.shape)
+
+
 def generate(
     model: CVAE | None,
     y: torch.Tensor,
@@ -118,9 +125,7 @@ def generate(
         parts.append(lines_from_endpoints(p.to(y.dtype), y.shape[1]).to(parts[0].device if parts else y.device))
     x = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
     if refine_steps > 0:
-        rows_y = y.to(x.device).repeat_interleave(k, dim=0)
-        p = refine(endpoints_from_lines(x).flatten(0, 1), rows_y, functions, steps=refine_steps)
-        x = lines_from_endpoints(p, y.shape[1]).view(x.shape)
+        x = refine_samples(x, y, functions, refine_steps)
     if k > samples:
         x = select(x, y.to(x.device), functions, samples)
     return x

@@ -20,7 +20,7 @@ from .functions import FunctionPair
 from .losses import beta_at, cvae_loss
 from .metrics import branches, evaluate
 from .model import CVAE
-from .sampling import sample
+from .sampling import refine_samples, sample
 
 OPTIMIZERS = {"Adam": torch.optim.Adam, "RMSprop": torch.optim.RMSprop, "SGD": torch.optim.SGD}
 
@@ -85,7 +85,13 @@ class Trainer:
             self._val_branches = branches(y_val.cpu(), self.functions, x_true=x_val.cpu())
         x = sample(self.model, y_val, self.config.val_samples, generator, self.config.noise)
         metrics = evaluate(x.cpu(), y_val.cpu(), self.functions, branch_sets=self._val_branches)
-        return {f"val_{k}": v for k, v in metrics.items()}
+        row = {f"val_{k}": v for k, v in metrics.items()}
+        if self.config.val_refine_steps > 0:
+            # The same samples as proposals, refined: how good a start distribution the model is.
+            refined = refine_samples(x, y_val, self.functions, self.config.val_refine_steps)
+            metrics = evaluate(refined.cpu(), y_val.cpu(), self.functions, branch_sets=self._val_branches)
+            row.update({f"val_refined_{k}": v for k, v in metrics.items()})
+        return row
 
     def fit(self, epochs: int | None = None, callback: Callable[[dict], bool | None] | None = None) -> dict:
         """Train up to `epochs` (default config.epochs); `callback(row)` after each epoch may return True to stop.

@@ -23,6 +23,8 @@ OBJECTIVES = {
     # objective name -> (metric reported to Tune, mode)
     "score": ("val_score", "max"),
     "train_loss": ("loss", "min"),
+    # the same score after refining each validation sample: ranks models as proposal distributions
+    "refined_score": ("val_refined_score", "max"),
 }
 SEARCH_DEFAULTS = {
     "num_samples": 20,
@@ -214,6 +216,11 @@ def parse_search_config(raw, path=Path("<dict>"), text: str | None = None) -> Se
     search = _check_search(raw.get("search") or {})
     fixed = _check_fixed(raw.get("fixed") or {}, functions)
     asha = _check_asha(raw.get("asha") or {}, fixed)
+    if search["objective"] == "refined_score" and not fixed.get("val_refine_steps"):
+        raise SearchConfigError(
+            "search.objective: refined_score needs fixed.val_refine_steps > 0 (e.g. 10): the steps that refine "
+            "each validation sample"
+        )
     fixed = {k: v for k, v in fixed.items() if k != "epochs"}  # the budget lives in asha.max_t
     base = {**fixed, "functions": list(functions), "epochs": asha["max_t"]}
     space = _check_space(raw.get("space") or {}, fixed, base)

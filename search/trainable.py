@@ -26,7 +26,7 @@ PLOT_CONDITIONS = 3
 # What a diverged epoch reports for the objective: never NaN (ASHA never stops a NaN trial and
 # Optuna marks it FAIL). For the maximised score (which lies in [0, 2]) -1 is below any real
 # result yet finite, so ASHA's rung percentiles and TensorBoard's charts stay usable.
-DIVERGED = {"val_score": -1.0, "loss": float("inf")}
+DIVERGED = {"val_score": -1.0, "val_refined_score": -1.0, "loss": float("inf")}
 # The first four non-default keys of a result become the console table's columns: keep these first.
 KEY_COLUMNS = ("val_score", "loss", "val_valid_frac", "val_coverage_norm", "val_gates_pass")
 

@@ -173,3 +173,15 @@ def test_stop_reasons():
     assert stop_reason("TERMINATED", {}, 4) == "time_budget"  # never ran before the budget ended
     assert stop_reason("RUNNING", {"done": False, "epoch": 2}, 4) == "interrupted"
     assert stop_reason("ERROR", {"epoch": 1}, 4) == "error"
+
+
+def test_refined_objective_needs_refinement_steps():
+    raw = _smoke()
+    raw["search"]["objective"] = "refined_score"
+    raw["fixed"].pop("val_refine_steps", None)
+    with pytest.raises(SearchConfigError, match="fixed.val_refine_steps"):
+        parse_search_config(raw)
+    raw["fixed"]["val_refine_steps"] = 5
+    spec = parse_search_config(raw)
+    assert (spec.metric, spec.mode) == ("val_refined_score", "max")
+    assert spec.trial_config({}).val_refine_steps == 5

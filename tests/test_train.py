@@ -96,3 +96,13 @@ def test_device_agnostic_on_cpu_and_cuda_when_present(data):
         trainer = Trainer(_config(epochs=1), *data, device=device)
         assert trainer.fit()["status"] == "finished"
         assert next(trainer.model.parameters()).device.type == device
+
+
+def test_refined_validation_scores_the_samples_as_starts(data):
+    rows = []
+    Trainer(_config(epochs=1, val_refine_steps=5), *data).fit(callback=rows.append)
+    row = rows[0]
+    for key in ("val_refined_score", "val_refined_valid_frac", "val_refined_coverage_norm"):
+        assert math.isfinite(row[key]), key
+    # Levenberg-Marquardt only accepts steps that lower a sample's residual.
+    assert row["val_refined_overall_rmse"] <= row["val_overall_rmse"] + 1e-6
