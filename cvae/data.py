@@ -77,7 +77,7 @@ def load_challenge(path) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.serialization.safe_globals([TensorDataset]):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        # torch's message suggests weights_only=False, i.e. running the file's code: name the culprit only.
+        # torch's message suggests turning the safety off, i.e. running the file's code: name the culprit only.
         culprit = re.search(r"GLOBAL ([\w.]+)", str(err))
         what = f" ({culprit.group(1)})" if culprit else ""
         raise DataFileError(
