@@ -96,18 +96,18 @@ def main(argv=None) -> int:
     from cvae.data import DataFileError, save_submission
     from cvae.functions import OFFICIAL_FUNCTIONS, FunctionPair, FunctionSyntaxError
     from cvae.sampling import generate
+    from cvae.submission import SubmissionError, read_conditions
     from cvae.train import load_model, pick_device
-    from search.finalize import FinalizeError, read_conditions
 
     try:
         for name in ("samples", "proposals"):
             value = getattr(args, name)
             if value is not None and value < 1:
-                raise FinalizeError(f"--{name} must be a positive integer, got {value}")
+                raise SubmissionError(f"--{name} must be a positive integer, got {value}")
         if args.refine_steps < 0:
-            raise FinalizeError(f"--refine-steps must be >= 0, got {args.refine_steps}")
+            raise SubmissionError(f"--refine-steps must be >= 0, got {args.refine_steps}")
         if args.proposals is not None and args.proposals < args.samples:
-            raise FinalizeError(
+            raise SubmissionError(
                 f"--proposals {args.proposals} is below --samples {args.samples}; it must be at least as many"
             )
         model = None
@@ -115,13 +115,13 @@ def main(argv=None) -> int:
             try:
                 model = load_model(args.model, args.device)
             except pickle.UnpicklingError:
-                raise FinalizeError(
+                raise SubmissionError(
                     f"{args.model}: not a model file; it holds objects other than tensors and plain values "
                     "(a dataset or submission?) and is not unpickled; pass the model.pt written by finalize"
                 ) from None
             except (ValueError, RuntimeError, KeyError, TypeError, EOFError) as err:
                 first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-                raise FinalizeError(f"{args.model}: not a loadable model file ({first})") from None
+                raise SubmissionError(f"{args.model}: not a loadable model file ({first})") from None
         texts = args.functions or (model.config.functions if model is not None else OFFICIAL_FUNCTIONS)
         functions = FunctionPair(texts)
         device = next(model.parameters()).device if model is not None else pick_device(args.device)
@@ -144,7 +144,7 @@ def main(argv=None) -> int:
         )
         seconds = time.perf_counter() - started
         path = save_submission(args.out, x, conditions.y)
-    except (FinalizeError, ConfigError, DataFileError, FunctionSyntaxError, FileNotFoundError) as err:
+    except (SubmissionError, ConfigError, DataFileError, FunctionSyntaxError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     n, s = x.shape[:2]

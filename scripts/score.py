@@ -132,11 +132,11 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from cvae.data import DataFileError
     from cvae.functions import FunctionSyntaxError
-    from search.finalize import FinalizeError, score_submission
+    from cvae.submission import SubmissionError, score_submission
 
     try:
         result = score_submission(args.submission, args.scoring, args.functions)
-    except (FinalizeError, DataFileError, FunctionSyntaxError, FileNotFoundError) as err:
+    except (SubmissionError, DataFileError, FunctionSyntaxError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.json:
