@@ -25,16 +25,28 @@ class DataFileError(ValueError):
     """A data file that is missing, unsafe or malformed."""
 
 
-def synthetic_lines(n: int, seed: int = 0, points: int = POINTS) -> torch.Tensor:
-    """n exact line pairs distributed like the official data, as x (n, points, 2).
+LINE_DISTRIBUTIONS = ("official", "uniform")
 
-    Fitted to the official validation set: x0's end ~ U(0.1, 1) and its start ~ U(end, 1);
-    x1's start ~ U(0.1, 1) and its end ~ U(start, 1), independent of x0 (KS < 0.02 per endpoint).
+
+def synthetic_lines(n: int, seed: int = 0, points: int = POINTS, distribution: str = "official") -> torch.Tensor:
+    """n exact line pairs, as x (n, points, 2).
+
+    "official" is fitted to the official validation set: x0's end ~ U(0.1, 1) and its start
+    ~ U(end, 1); x1's start ~ U(0.1, 1) and its end ~ U(start, 1), independent of x0 (KS < 0.02
+    per endpoint). "uniform" draws monotone lines uniformly over the whole box [0, 1], the
+    domain the coverage metric counts branches in: a CVAE trained on it has seen solutions
+    with endpoints below 0.1 too, which official-like data never shows it.
     """
     if n < 1:
         raise ValueError(f"synthetic data needs n >= 1 rows, got {n}")
+    if distribution not in LINE_DISTRIBUTIONS:
+        raise ValueError(f"unknown line distribution {distribution!r}; use one of {', '.join(LINE_DISTRIBUTIONS)}")
     g = torch.Generator().manual_seed(seed)
     u = torch.rand(n, 4, generator=g, dtype=torch.float64)
+    if distribution == "uniform":
+        x0 = u[:, :2].sort(dim=-1, descending=True).values
+        x1 = u[:, 2:].sort(dim=-1).values
+        return lines_from_endpoints(torch.cat([x0, x1], dim=-1), points).float()
     x0_end = LOW + (HIGH - LOW) * u[:, 0]
     x0_start = x0_end + (HIGH - x0_end) * u[:, 1]
     x1_start = LOW + (HIGH - LOW) * u[:, 2]
@@ -43,9 +55,11 @@ def synthetic_lines(n: int, seed: int = 0, points: int = POINTS) -> torch.Tensor
     return lines_from_endpoints(p, points).float()
 
 
-def make_dataset(n: int, functions: FunctionPair, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def make_dataset(
+    n: int, functions: FunctionPair, seed: int = 0, distribution: str = "official"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Synthetic (x, y) with y = functions(x), computed in float64 then stored as float32."""
-    x = synthetic_lines(n, seed)
+    x = synthetic_lines(n, seed, distribution=distribution)
     return x, functions(x.double()).float()
 
 
@@ -132,6 +146,7 @@ class DataSpec:
     seed: int = 0
     train_file: str | None = None  # a challenge .pt file instead of synthetic lines
     val_file: str | None = None  # e.g. the official validation_dataset.pt
+    lines: str = "official"  # synthetic training lines: "official"-like or "uniform" over [0, 1]
 
     @classmethod
     def from_dict(cls, values: dict | None) -> DataSpec:
@@ -141,6 +156,8 @@ class DataSpec:
         if unknown:
             raise ValueError(f"unknown data key {unknown[0]!r}; known keys: {', '.join(sorted(known))}")
         spec = cls(**values)
+        if spec.lines not in LINE_DISTRIBUTIONS:
+            raise ValueError(f"data lines={spec.lines!r} is not one of {', '.join(LINE_DISTRIBUTIONS)}")
         for key in ("train_size", "val_conditions"):
             if int(getattr(spec, key)) < 1:
                 raise ValueError(f"data {key}={getattr(spec, key)!r} must be a positive integer")
@@ -152,7 +169,7 @@ class DataSpec:
             train = load_challenge(self.train_file)
             train = (train[0][: self.train_size], train[1][: self.train_size])
         else:
-            train = make_dataset(self.train_size, functions, self.seed)
+            train = make_dataset(self.train_size, functions, self.seed, self.lines)
         if self.val_file:
             x, y = load_challenge(self.val_file)
             val = (x[: self.val_conditions], y[: self.val_conditions])

@@ -118,3 +118,14 @@ def test_data_spec_builds_disjoint_train_and_validation():
     assert not any(torch.equal(v, t) for v in val[0] for t in train[0])
     with pytest.raises(ValueError, match="unknown data key 'trainsize'"):
         DataSpec.from_dict({"trainsize": 3})
+
+
+def test_uniform_lines_fill_the_whole_box_and_only_training_uses_them():
+    x = synthetic_lines(4000, seed=2, distribution="uniform")
+    assert (x >= 0).all() and (x <= 1).all()
+    assert (x[:, 1:, 0] <= x[:, :-1, 0]).all() and (x[:, 1:, 1] >= x[:, :-1, 1]).all()
+    assert (x[:, -1, 0] < 0.1).float().mean() > 0.1  # official-like data never goes below 0.1
+    train, val = DataSpec(train_size=2000, val_conditions=50, lines="uniform").build(FunctionPair())
+    assert train[0].min() < 0.05 and val[0].min() >= 0.1 - 1e-6  # validation stays official-like
+    with pytest.raises(ValueError, match="data lines='box' is not one of official, uniform"):
+        DataSpec.from_dict({"lines": "box"})
