@@ -37,6 +37,7 @@ class Config:
     recon: str = "huber"
     free_bits: float = 0.0  # per-latent-dimension KLD floor against posterior collapse
     beta_warmup: int = 0  # epochs over which beta ramps up linearly from 0
+    wy_delay: int = 0  # epochs trained without the y-term before wy applies
     # optimisation
     optimizer: str = "Adam"
     lr: float = 1e-3
@@ -70,7 +71,7 @@ class Config:
         for key in ("lr",):
             if not float(getattr(self, key)) > 0:
                 raise ConfigError(f"config {key}={getattr(self, key)!r} must be > 0")
-        for key in ("beta", "wx", "wy", "weight_decay", "free_bits", "beta_warmup"):
+        for key in ("beta", "wx", "wy", "weight_decay", "free_bits", "beta_warmup", "wy_delay"):
             if not float(getattr(self, key)) >= 0:
                 raise ConfigError(f"config {key}={getattr(self, key)!r} must be >= 0")
 

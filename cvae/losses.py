@@ -44,12 +44,23 @@ def beta_at(config: Config, epoch: int) -> float:
     return config.beta * min(1.0, (epoch + 1) / config.beta_warmup)
 
 
-def cvae_loss(x_hat, x, y, mu, logvar, functions: FunctionPair, config: Config, beta: float):
-    """(total, parts): parts are the unweighted kld, x_loss, y_loss tensors."""
+def wy_at(config: Config, epoch: int) -> float:
+    """wy, held at 0 for the first `wy_delay` epochs (0-based epoch).
+
+    The y-term pulls every decoded line to its nearest local minimum of |f(x) - y|; switched on
+    only after the latent has learnt to spread samples over the solutions, it polishes them
+    instead of collapsing them onto one.
+    """
+    return 0.0 if epoch < config.wy_delay else config.wy
+
+
+def cvae_loss(x_hat, x, y, mu, logvar, functions: FunctionPair, config: Config, beta: float, wy: float | None = None):
+    """(total, parts): parts are the unweighted kld, x_loss, y_loss tensors; wy defaults to config.wy."""
     parts = {
         "kld": kld(mu, logvar, config.free_bits),
         "x_loss": reconstruction(x_hat, x, config.recon),
         "y_loss": y_error(x_hat, y, functions),
     }
-    total = beta * parts["kld"] + config.wx * parts["x_loss"] + config.wy * parts["y_loss"]
+    wy = config.wy if wy is None else wy
+    total = beta * parts["kld"] + config.wx * parts["x_loss"] + wy * parts["y_loss"]
     return total, parts

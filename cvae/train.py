@@ -17,7 +17,7 @@ import torch
 
 from .config import Config
 from .functions import FunctionPair
-from .losses import beta_at, cvae_loss
+from .losses import beta_at, cvae_loss, wy_at
 from .metrics import branches, evaluate
 from .model import CVAE
 from .sampling import refine_samples, sample
@@ -60,14 +60,14 @@ class Trainer:
         """One pass over the data; returns the mean total loss and its unweighted parts."""
         self.model.train()
         n, size = self.x.shape[0], self.config.batch_size
-        beta = beta_at(self.config, self.epoch)
+        beta, wy = beta_at(self.config, self.epoch), wy_at(self.config, self.epoch)
         order = torch.randperm(n, generator=self.generator, device=self.device)
         sums = torch.zeros(4, device=self.device)
         for start in range(0, n, size):
             index = order[start : start + size]
             x, y = self.x[index], self.y[index]
             x_hat, mu, logvar = self.model(x, y, generator=self.generator)
-            total, parts = cvae_loss(x_hat, x, y, mu, logvar, self.functions, self.config, beta)
+            total, parts = cvae_loss(x_hat, x, y, mu, logvar, self.functions, self.config, beta, wy)
             self.optimizer.zero_grad(set_to_none=True)
             total.backward()
             self.optimizer.step()

@@ -29,6 +29,13 @@ def test_training_lowers_the_loss(data):
         assert losses[-1] < 0.7 * losses[0], losses
 
 
+def test_wy_delay_trains_without_the_y_term_first(data):
+    # wx = beta = 0: the total is the y-term alone, so it is exactly 0 until wy switches on
+    rows = Trainer(_config(epochs=3, wx=0.0, beta=0.0, wy=1.0, wy_delay=2), *data).fit()["history"]
+    assert [r["loss"] for r in rows[:2]] == [0.0, 0.0]
+    assert rows[2]["loss"] == pytest.approx(rows[2]["y_loss"]) and rows[2]["loss"] > 0.01
+
+
 def test_each_epoch_reports_losses_and_validation_metrics(data):
     rows = []
     Trainer(_config(epochs=2), *data).fit(callback=rows.append)
