@@ -16,7 +16,8 @@ import torch
 from torch.utils.data import TensorDataset
 
 from .functions import FunctionPair
-from .lines import POINTS, lines_from_endpoints
+from .lines import POINTS, endpoints_from_lines, lines_from_endpoints
+from .metrics import branches
 
 LOW, HIGH = 0.1, 1.0
 
@@ -61,6 +62,33 @@ def make_dataset(
     """Synthetic (x, y) with y = functions(x), computed in float64 then stored as float32."""
     x = synthetic_lines(n, seed, distribution=distribution)
     return x, functions(x.double()).float()
+
+
+X_TARGETS = ("given", "uniform_branch")
+
+
+def uniform_branch_targets(
+    x: torch.Tensor, y: torch.Tensor, functions: FunctionPair, seed: int = 0, exact: bool = True
+) -> torch.Tensor:
+    """x with each row replaced by one exact solution of its y, drawn uniformly over all of them.
+
+    Drawn lines weight a condition's solutions by how likely the line was, so a CVAE learns to
+    propose the popular ones and rarely the rest; drawn uniformly over the branches, it learns
+    to propose each equally often, which is what coverage rewards. Needs sin/cos functions
+    (the branches are enumerated exactly). `exact`: x reproduces y, so it seeds the enumeration.
+    """
+    try:
+        sets = branches(y, functions, x_true=x if exact else None)
+    except ValueError as err:
+        raise ValueError(f"data x_targets=uniform_branch needs enumerable solutions: {err}") from None
+    counts = torch.tensor([len(b) for b in sets])
+    g = torch.Generator().manual_seed(seed)
+    draw = (torch.rand(len(sets), generator=g, dtype=torch.float64) * counts).long()
+    index = torch.cumsum(counts, 0) - counts + draw  # a uniform draw among each row's branches
+    own = endpoints_from_lines(x).double()
+    solutions = torch.cat([*sets, own[:1]]).to(own)  # one spare row keeps the index valid if all are empty
+    picks = torch.where((counts > 0).unsqueeze(-1), solutions[index.clamp(max=len(solutions) - 1)], own)
+    return lines_from_endpoints(picks, x.shape[-2]).to(x.dtype)
 
 
 def _check(name: str, tensor, path) -> torch.Tensor:
@@ -147,6 +175,7 @@ class DataSpec:
     train_file: str | None = None  # a challenge .pt file instead of synthetic lines
     val_file: str | None = None  # e.g. the official validation_dataset.pt
     lines: str = "official"  # synthetic training lines: "official"-like or "uniform" over [0, 1]
+    x_targets: str = "given"  # or "uniform_branch": train on a uniformly drawn solution of each y
 
     @classmethod
     def from_dict(cls, values: dict | None) -> DataSpec:
@@ -158,6 +187,8 @@ class DataSpec:
         spec = cls(**values)
         if spec.lines not in LINE_DISTRIBUTIONS:
             raise ValueError(f"data lines={spec.lines!r} is not one of {', '.join(LINE_DISTRIBUTIONS)}")
+        if spec.x_targets not in X_TARGETS:
+            raise ValueError(f"data x_targets={spec.x_targets!r} is not one of {', '.join(X_TARGETS)}")
         for key in ("train_size", "val_conditions"):
             if int(getattr(spec, key)) < 1:
                 raise ValueError(f"data {key}={getattr(spec, key)!r} must be a positive integer")
@@ -170,6 +201,9 @@ class DataSpec:
             train = (train[0][: self.train_size], train[1][: self.train_size])
         else:
             train = make_dataset(self.train_size, functions, self.seed, self.lines)
+        if self.x_targets == "uniform_branch":
+            x = uniform_branch_targets(*train, functions, self.seed, exact=not self.train_file)
+            train = (x, train[1])
         if self.val_file:
             x, y = load_challenge(self.val_file)
             val = (x[: self.val_conditions], y[: self.val_conditions])

@@ -129,3 +129,25 @@ def test_uniform_lines_fill_the_whole_box_and_only_training_uses_them():
     assert train[0].min() < 0.05 and val[0].min() >= 0.1 - 1e-6  # validation stays official-like
     with pytest.raises(ValueError, match="data lines='box' is not one of official, uniform"):
         DataSpec.from_dict({"lines": "box"})
+
+
+def test_uniform_branch_targets_draw_every_solution_of_a_condition_equally_often():
+    from cvae.data import uniform_branch_targets
+    from cvae.lines import endpoints_from_lines
+    from cvae.metrics import branches
+
+    functions = FunctionPair()
+    x, y = make_dataset(20, functions, seed=4)
+    row = max(range(20), key=lambda i: len(branches(y[i : i + 1], functions, x_true=x[i : i + 1])[0]))
+    solutions = branches(y[row : row + 1], functions, x_true=x[row : row + 1])[0].float()
+    assert len(solutions) >= 5
+    repeats = 400 * len(solutions)
+    targets = uniform_branch_targets(x[row].expand(repeats, 50, 2), y[row].expand(repeats, 50, 2), functions)
+    assert (functions(targets.double()) - y[row].double()).abs().max() < 1e-4  # each one is exact
+    nearest = (endpoints_from_lines(targets)[:, None] - solutions[None]).abs().amax(-1).argmin(1)
+    counts = torch.bincount(nearest, minlength=len(solutions))
+    assert counts.min() > 300 and counts.max() < 500, counts  # 400 expected for each branch
+    with pytest.raises(ValueError, match="x_targets=uniform_branch needs enumerable solutions"):
+        uniform_branch_targets(x, y, FunctionPair(["x0 + x1", "x0 * x1"]))
+    with pytest.raises(ValueError, match="data x_targets='all' is not one of given, uniform_branch"):
+        DataSpec.from_dict({"x_targets": "all"})
