@@ -1,0 +1,27 @@
+"""scripts/demo.py, the README's main job, end to end on the smoke search (a real local Ray)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from cvae.data import load_challenge
+from tests.helpers import REPO
+
+
+@pytest.mark.slow
+def test_the_main_job_searches_finalizes_generates_and_scores(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "scripts/demo.py", "--config", "search/configs/smoke.yaml", "--out", str(tmp_path),
+         "--time-budget", "60", "--conditions", "3", "--final-rows", "700"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, f"stdout:\n{done.stdout[-3000:]}\nstderr:\n{done.stderr[-3000:]}"
+    final = tmp_path / "final"
+    report = json.loads((final / "report.json").read_text())
+    assert report["data"]["train_rows"] == 700  # the smoke search picks an MLP: final rows apply
+    for name in ("submission.pt", "submission_refined.pt"):
+        x, _ = load_challenge(final / name)
+        assert x.shape == (3 * 30, 50, 2)
+    assert done.stdout.count("Challenge gates") == 2, done.stdout[-2000:]  # both submissions scored
