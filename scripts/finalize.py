@@ -66,6 +66,14 @@ def parse_args(argv=None):
     )
     data.add_argument("--val-conditions", type=int, help="validation conditions to use")
     data.add_argument("--data-seed", type=int, help="seed of the synthetic data")
+    data.add_argument(
+        "--lines", choices=["official", "uniform"],
+        help="synthetic training lines: official-like, or spread over the whole box [0, 1]",
+    )  # fmt: skip
+    data.add_argument(
+        "--x-targets", choices=["given", "uniform_branch"],
+        help="train on each line as drawn, or on a uniformly drawn exact solution of its condition",
+    )  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
 
@@ -83,6 +91,8 @@ def main(argv=None) -> int:
         "val_file": args.val_file,
         "val_conditions": args.val_conditions,
         "seed": args.data_seed,
+        "lines": args.lines,
+        "x_targets": args.x_targets,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
     try:

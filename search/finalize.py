@@ -430,6 +430,7 @@ def finalize(
             "train_rows": int(train[0].shape[0]),
             "train_file": experiment.data.train_file,
             "lines": experiment.data.lines,
+            "x_targets": experiment.data.x_targets,
             "val_conditions": int(val[0].shape[0]),
             "val_file": experiment.data.val_file,
             "seed": experiment.data.seed,

@@ -95,6 +95,15 @@ def test_finalize_writes_model_report_and_every_plot(finalized):
     assert "## Validation" in markdown and all(f"]({name})" in markdown for name in PNGS)
 
 
+def test_finalize_data_options_choose_the_training_lines_and_targets(tmp_path):
+    folder = make_experiment(tmp_path / "storage" / "tiny", train_size=128)
+    run("finalize", "--experiment", folder, "--out", tmp_path / "final", "--epochs", "1", "--quiet",
+        "--lines", "uniform", "--x-targets", "uniform_branch")  # fmt: skip
+    data = json.loads((tmp_path / "final" / "report.json").read_text())["data"]
+    assert (data["train_rows"], data["lines"], data["x_targets"]) == (128, "uniform", "uniform_branch")
+    assert "invalid choice" in run("finalize", "--experiment", folder, "--lines", "box", check=False).stderr
+
+
 @pytest.mark.parametrize(
     "damage, message",
     [("no_finished_trial", "no finished trial"), ("no_best_config", "best_config.yaml is missing")],
