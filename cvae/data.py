@@ -177,6 +177,16 @@ class DataSpec:
     lines: str = "official"  # synthetic training lines: "official"-like or "uniform" over [0, 1]
     x_targets: str = "given"  # or "uniform_branch": train on a uniformly drawn solution of each y
 
+    def __post_init__(self):
+        """Checked on construction, so a spec built in code is held to what a search file is."""
+        if self.lines not in LINE_DISTRIBUTIONS:
+            raise ValueError(f"data lines={self.lines!r} is not one of {', '.join(LINE_DISTRIBUTIONS)}")
+        if self.x_targets not in X_TARGETS:
+            raise ValueError(f"data x_targets={self.x_targets!r} is not one of {', '.join(X_TARGETS)}")
+        for key in ("train_size", "val_conditions"):
+            if int(getattr(self, key)) < 1:
+                raise ValueError(f"data {key}={getattr(self, key)!r} must be a positive integer")
+
     @classmethod
     def from_dict(cls, values: dict | None) -> DataSpec:
         values = dict(values or {})
@@ -184,15 +194,7 @@ class DataSpec:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown data key {unknown[0]!r}; known keys: {', '.join(sorted(known))}")
-        spec = cls(**values)
-        if spec.lines not in LINE_DISTRIBUTIONS:
-            raise ValueError(f"data lines={spec.lines!r} is not one of {', '.join(LINE_DISTRIBUTIONS)}")
-        if spec.x_targets not in X_TARGETS:
-            raise ValueError(f"data x_targets={spec.x_targets!r} is not one of {', '.join(X_TARGETS)}")
-        for key in ("train_size", "val_conditions"):
-            if int(getattr(spec, key)) < 1:
-                raise ValueError(f"data {key}={getattr(spec, key)!r} must be a positive integer")
-        return spec
+        return cls(**values)
 
     def build(self, functions: FunctionPair) -> tuple[tuple, tuple]:
         """((x_train, y_train), (x_val, y_val)); synthetic validation uses a seed disjoint from training."""
