@@ -1,0 +1,93 @@
+"""The regimes a generator is judged in, always reported apart, and the no-learning baseline.
+
+- network: S draws from the model as they are (the challenge's setting);
+- check: K draws, those whose recomputed y is valid kept and S spread-out ones selected; no solver;
+- refined: K proposals from the model, Levenberg-Marquardt on each, S selected;
+- uniform: K uniformly random monotone lines through the same solver and selection (no learning).
+
+A number without its regime is not worth showing: every report names it with `Regime.label`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .functions import FunctionPair
+from .metrics import evaluate
+from .sampling import generate
+
+KINDS = {
+    "network": "network only",
+    "check": "network + check",
+    "refined": "network + refinement",
+    "uniform": "uniform + refinement",
+}
+
+
+class RegimeError(ValueError):
+    """A regime that cannot be run (unknown kind, K below S, no model)."""
+
+
+@dataclass(frozen=True)
+class Regime:
+    kind: str = "network"
+    proposals: int | None = None  # K; None: as many as samples
+    refine_steps: int = 0
+    temperature: float = 1.0
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise RegimeError(f"regime {self.kind!r} is not one of {', '.join(KINDS)}")
+        if self.kind in ("refined", "uniform") and self.refine_steps < 1:
+            raise RegimeError(f"regime {self.kind} needs refine_steps >= 1")
+        if self.kind in ("network", "check") and self.refine_steps:
+            raise RegimeError(f"regime {self.kind} uses no solver; refine_steps must be 0")
+
+    @property
+    def label(self) -> str:
+        """E.g. 'network + refinement (K=300, 20 LM steps)'."""
+        parts = []
+        if self.kind != "network" and self.proposals:
+            parts.append(f"K={self.proposals}")
+        if self.refine_steps:
+            parts.append(f"{self.refine_steps} LM steps")
+        if self.temperature != 1.0:
+            parts.append(f"T={self.temperature:g}")
+        return KINDS[self.kind] + (f" ({', '.join(parts)})" if parts else "")
+
+    def generate(self, model, y: torch.Tensor, functions: FunctionPair, samples: int = 30, generator=None):
+        """x (N, samples, P, 2) for conditions y (N, P, 2) in this regime."""
+        k = self.proposals or samples
+        if k < samples:
+            raise RegimeError(f"{self.label}: cannot select {samples} samples from {k} proposals")
+        if self.kind == "network" and k != samples:
+            raise RegimeError("network only draws exactly the samples it returns; use kind 'check' to select")
+        if model is None and self.kind != "uniform":
+            raise RegimeError(f"{self.label} needs a model")
+        return generate(
+            model,
+            y,
+            functions,
+            samples=samples,
+            proposals=k,
+            refine_steps=self.refine_steps,
+            proposals_from="uniform" if self.kind == "uniform" else "model",
+            generator=generator,
+            noise=model.config.noise if model is not None else "prior",
+            temperature=self.temperature,
+        )
+
+
+def evaluate_regimes(
+    model, y, functions: FunctionPair, regimes, samples: int = 30, seed: int = 0, branch_sets=None
+) -> list[tuple[Regime, dict]]:
+    """[(regime, cvae.metrics.evaluate's metrics)] for each regime, on the same conditions."""
+    out = []
+    for regime in regimes:
+        device = next(model.parameters()).device if model is not None else y.device
+        generator = torch.Generator(device).manual_seed(seed)
+        x = regime.generate(model, y.to(device), functions, samples, generator)
+        out.append((regime, evaluate(x.cpu(), y.cpu(), functions, branch_sets=branch_sets)))
+    return out
