@@ -33,8 +33,10 @@ def machine(extra: str = "") -> str:
     import torch
 
     cpu = platform.processor() or platform.machine()
-    return (f"# {os.cpu_count()} cores {cpu}, torch {torch.__version__}, python {platform.python_version()}, "
-            f"{load()}{', ' + extra if extra else ''}")  # fmt: skip
+    return (
+        f"# {os.cpu_count()} cores {cpu}, torch {torch.__version__}, python {platform.python_version()}, "
+        f"{load()}{', ' + extra if extra else ''}"
+    )
 
 
 def spread(values) -> tuple[float, float, float]:
@@ -82,8 +84,14 @@ def start_ray(num_cpus: int = 2, num_gpus: int | None = None):
     _STARTED = True
     started = time.perf_counter()
     kwargs = {} if num_gpus is None else {"num_gpus": num_gpus}
-    ray.init(num_cpus=num_cpus, include_dashboard=False, dashboard_host="127.0.0.1", log_to_driver=False,
-             logging_level="ERROR", **kwargs)  # fmt: skip
+    ray.init(
+        num_cpus=num_cpus,
+        include_dashboard=False,
+        dashboard_host="127.0.0.1",
+        log_to_driver=False,
+        logging_level="ERROR",
+        **kwargs,
+    )
     return time.perf_counter() - started
 
 
@@ -111,8 +119,9 @@ def spec_from(changes: dict):
     return parse_search_config(raw)
 
 
-def run_project_search(spec, data=None, storage: str | None = None, name: str = "bench", reuse_actors=None,
-                       trainable=None):  # fmt: skip
+def run_project_search(
+    spec, data=None, storage: str | None = None, name: str = "bench", reuse_actors=None, trainable=None
+):
     """The project's Tuner (OptunaSearch/TPE + ASHA, checkpoints, images) on a running Ray.
 
     Returns (ResultGrid, wall seconds, fit start time as time.time()).

@@ -61,9 +61,14 @@ def trial(config: dict, box=None) -> None:
     trainer = Trainer(Config(model="mlp", epochs=1), train, val, "cpu")
     trainer.x, trainer.y = trainer.x[:TRAIN_ROWS], trainer.y[:TRAIN_ROWS]  # start-up is the point, not training
     trainer.fit(1)
-    tune.report({"ready_s": ready, "startup_s": time.perf_counter() - started - trainer.history[-1]["seconds"],
-                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                 "data_mb": (train[0].nbytes + train[1].nbytes) / 2**20})  # fmt: skip
+    tune.report(
+        {
+            "ready_s": ready,
+            "startup_s": time.perf_counter() - started - trainer.history[-1]["seconds"],
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "data_mb": (train[0].nbytes + train[1].nbytes) / 2**20,
+        }
+    )
 
 
 def run(source: str, args, box, file: str) -> list[dict]:
@@ -112,16 +117,34 @@ def main(argv=None):
         results[source] = run(source, args, box, file)
         loads.append(common.load())
     common.stop_ray()
-    print(common.machine(f"{args.rows:,} training rows ({results['generate'][0]['data_mb']:.0f} MB), "
-                         f"{args.trials} trials per variant, fresh process each, Ray start {ray_s:.1f} s"))  # fmt: skip
+    print(
+        common.machine(
+            f"{args.rows:,} training rows ({results['generate'][0]['data_mb']:.0f} MB), "
+            f"{args.trials} trials per variant, fresh process each, Ray start {ray_s:.1f} s"
+        )
+    )
     print(f"# loads during the run: {'; '.join(loads)}")
     rows = []
     for source, values in results.items():
-        rows.append([source, *common.spread(v["ready_s"] for v in values),
-                     statistics.median(v["startup_s"] for v in values),
-                     statistics.median(v["peak_rss_mb"] for v in values)])  # fmt: skip
-    common.table(["data source", "min s to data", "median", "max", "median s to trained-ready (data + Trainer)",
-                  "median peak RSS MB"], rows)  # fmt: skip
+        rows.append(
+            [
+                source,
+                *common.spread(v["ready_s"] for v in values),
+                statistics.median(v["startup_s"] for v in values),
+                statistics.median(v["peak_rss_mb"] for v in values),
+            ]
+        )
+    common.table(
+        [
+            "data source",
+            "min s to data",
+            "median",
+            "max",
+            "median s to trained-ready (data + Trainer)",
+            "median peak RSS MB",
+        ],
+        rows,
+    )
     store = statistics.median(v["ready_s"] for v in results["object store, numpy (project)"])
     best_other = min(statistics.median(v["ready_s"] for v in results[s]) for s in ("generate", "load .pt file"))
     ratio = store / best_other

@@ -63,8 +63,10 @@ def main(argv=None):
     if not torch.cuda.is_available() and not args.force_cpu:
         print(common.machine("no CUDA device"))
         print("skipped: no GPU")
-        common.table(["concurrent trials", "aggregate samples/s", "per trial (median)", "GPU MB per trial"],
-                     [["skipped: no GPU", "n/a", "n/a", "n/a"]])  # fmt: skip
+        common.table(
+            ["concurrent trials", "aggregate samples/s", "per trial (median)", "GPU MB per trial"],
+            [["skipped: no GPU", "n/a", "n/a", "n/a"]],
+        )
         common.result("gpu_aggregate_scaling", "skipped", GOAL, False)
         return None
     if args.force_cpu:
@@ -98,8 +100,12 @@ def main(argv=None):
         aggregates.append(sum(rates))
         rows.append([str(n), sum(rates), statistics.median(rates), statistics.median(m["gpu_mb"] for m in metrics)])
     common.stop_ray()
-    print(common.machine(f"{name}, conv CVAE, batch {args.batch_size}, {args.rows:,} rows, {args.epochs} epochs, "
-                         f"Ray start {ray_s:.1f} s"))  # fmt: skip
+    print(
+        common.machine(
+            f"{name}, conv CVAE, batch {args.batch_size}, {args.rows:,} rows, {args.epochs} epochs, "
+            f"Ray start {ray_s:.1f} s"
+        )
+    )
     common.table(["concurrent trials", "aggregate samples/s", "per trial (median)", "GPU MB per trial"], rows)
     saturated = next((counts[i] for i in range(len(counts) - 1) if aggregates[i + 1] < 1.1 * aggregates[i]), None)
     print(

@@ -41,8 +41,10 @@ def sequential_optuna(spec, data, seed: int) -> tuple[float, float]:
         return value if math.isfinite(value) else -1.0
 
     started = time.perf_counter()
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(
-        seed=seed, n_startup_trials=spec.search["tpe_startup_trials"]))  # fmt: skip
+    study = optuna.create_study(
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=spec.search["tpe_startup_trials"]),
+    )
     study.optimize(objective, n_trials=spec.search["num_samples"])
     return study.best_value, time.perf_counter() - started
 
@@ -77,12 +79,23 @@ def main(argv=None):
     print(f"# loads during the run: {'; '.join(loads)}")
     common.table(
         ["workflow", "best val_score", "wall s", "s to (a)'s best", "trial-epochs"],
-        [["(a) sequential Optuna TPE, one process, full-length trials", best_a, wall_a, wall_a,
-          args.trials * args.epochs],
-         [f"(b) this project: Ray Tune, 2 x 1-CPU trials, TPE + ASHA (incl. Ray start {ray_s:.1f} s)",
-          float(line["best"].iloc[-1]), total_b, to_a if math.isfinite(to_a) else "not reached",
-          int(line["epochs"].iloc[-1])]],
-    )  # fmt: skip
+        [
+            [
+                "(a) sequential Optuna TPE, one process, full-length trials",
+                best_a,
+                wall_a,
+                wall_a,
+                args.trials * args.epochs,
+            ],
+            [
+                f"(b) this project: Ray Tune, 2 x 1-CPU trials, TPE + ASHA (incl. Ray start {ray_s:.1f} s)",
+                float(line["best"].iloc[-1]),
+                total_b,
+                to_a if math.isfinite(to_a) else "not reached",
+                int(line["epochs"].iloc[-1]),
+            ],
+        ],
+    )
     ratio = to_a / wall_a
     common.result("original_workflow_time_ratio", ratio, f"<={GOAL}", ratio <= GOAL)
     return ratio

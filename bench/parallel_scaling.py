@@ -30,23 +30,30 @@ STABLE_SPACE = {
 
 
 def run(args, concurrency: int, reuse: bool, data):
-    spec = common.spec_from({
-        "data": {"train_size": args.rows, "val_conditions": 20},
-        "search": {"num_samples": args.trials, "max_concurrent_trials": concurrency, "tpe_startup_trials": 3},
-        "asha": {"max_t": args.epochs, "grace_period": args.epochs, "reduction_factor": 2},
-        "space": STABLE_SPACE,
-        "start_points": [],
-    })  # fmt: skip
+    spec = common.spec_from(
+        {
+            "data": {"train_size": args.rows, "val_conditions": 20},
+            "search": {"num_samples": args.trials, "max_concurrent_trials": concurrency, "tpe_startup_trials": 3},
+            "asha": {"max_t": args.epochs, "grace_period": args.epochs, "reduction_factor": 2},
+            "space": STABLE_SPACE,
+            "start_points": [],
+        }
+    )
     grid, wall, _ = common.run_project_search(spec, data, reuse_actors=reuse)
     frames = common.histories(grid)
     short = [len(f) for f in frames if len(f) != args.epochs]
     if len(frames) != args.trials or short:
-        raise SystemExit(f"error: {len(frames)} of {args.trials} trials reported, {len(short)} stopped before "
-                         f"{args.epochs} epochs: the variants would not do the same work")  # fmt: skip
+        raise SystemExit(
+            f"error: {len(frames)} of {args.trials} trials reported, {len(short)} stopped before "
+            f"{args.epochs} epochs: the variants would not do the same work"
+        )
     in_epochs = sum(f["seconds"].sum() for f in frames)
-    return {"wall": wall, "per_hour": args.trials / wall * 3600,
-            "overhead": (wall * concurrency - in_epochs) / args.trials,
-            "trial_s": in_epochs / args.trials}  # fmt: skip
+    return {
+        "wall": wall,
+        "per_hour": args.trials / wall * 3600,
+        "overhead": (wall * concurrency - in_epochs) / args.trials,
+        "trial_s": in_epochs / args.trials,
+    }
 
 
 def main(argv=None):
@@ -74,22 +81,31 @@ def main(argv=None):
             runs[name].append(run(args, concurrency, reuse, data))
             loads.append(common.load())
     common.stop_ray()
-    print(common.machine(f"{args.trials} trials x {args.epochs} epochs, mlp, {args.rows} rows, 1 CPU/trial, "
-                         f"Ray start {ray_s:.1f} s (not counted)"))  # fmt: skip
+    print(
+        common.machine(
+            f"{args.trials} trials x {args.epochs} epochs, mlp, {args.rows} rows, 1 CPU/trial, "
+            f"Ray start {ray_s:.1f} s (not counted)"
+        )
+    )
     print(f"# loads during the run: {'; '.join(loads)}")
     rows = []
     for name, values in runs.items():
         per_hour = common.spread(r["per_hour"] for r in values)
         overhead = statistics.median(r["overhead"] for r in values)
-        rows.append([name, *per_hour, overhead, statistics.median(r["trial_s"] for r in values),
-                     f"{100 * overhead / 60:.1f}%"])  # fmt: skip
-    common.table(["variant", "min trials/h", "median", "max", "overhead s/trial", "epochs s/trial",
-                  "overhead vs 1-min trial"], rows)  # fmt: skip
+        rows.append(
+            [name, *per_hour, overhead, statistics.median(r["trial_s"] for r in values), f"{100 * overhead / 60:.1f}%"]
+        )
+    common.table(
+        ["variant", "min trials/h", "median", "max", "overhead s/trial", "epochs s/trial", "overhead vs 1-min trial"],
+        rows,
+    )
     one = statistics.median(r["per_hour"] for r in runs["1 trial at a time, actor reuse"])
     two = statistics.median(r["per_hour"] for r in runs["2 concurrent, actor reuse"])
     overhead = statistics.median(r["overhead"] for r in runs["1 trial at a time, actor reuse"])
-    print(f"per-trial overhead with actor reuse: {overhead:.2f} s = {100 * overhead / 60:.1f}% of a 1-minute trial "
-          f"(goal <= 5%: {'met' if overhead <= 3 else 'missed'})")  # fmt: skip
+    print(
+        f"per-trial overhead with actor reuse: {overhead:.2f} s = {100 * overhead / 60:.1f}% of a 1-minute trial "
+        f"(goal <= 5%: {'met' if overhead <= 3 else 'missed'})"
+    )
     ratio = two / one
     common.result("parallel_scaling_2v1", ratio, f">={GOAL}", ratio >= GOAL)
     return ratio

@@ -46,14 +46,30 @@ OFFICIAL = REPO.parent / "shared" / "twobirds" / "validation_dataset.pt"
 # the configuration trained when no --model is given (the best family measured in docs/quality.md),
 # on TRAIN_DATA: lines over the whole box, each condition's solutions drawn uniformly
 TRAIN_CONFIG = dict(
-    model="mlp", head="lines", hidden=256, depth=3, latent_dim=8, encoder_sees_y=True,
-    beta=0.1, free_bits=0.5, wy=0.0, recon="mse",
-)  # fmt: skip
+    model="mlp",
+    head="lines",
+    hidden=256,
+    depth=3,
+    latent_dim=8,
+    encoder_sees_y=True,
+    beta=0.1,
+    free_bits=0.5,
+    wy=0.0,
+    recon="mse",
+)
 TRAIN_DATA = dict(lines="uniform", x_targets="uniform_branch")
 QUICK_CONFIG = dict(
-    model="mlp", head="lines", hidden=32, depth=1, latent_dim=4, encoder_sees_y=True,
-    beta=1.0, free_bits=0.5, wy=0.0, recon="mse",
-)  # fmt: skip
+    model="mlp",
+    head="lines",
+    hidden=32,
+    depth=1,
+    latent_dim=4,
+    encoder_sees_y=True,
+    beta=1.0,
+    free_bits=0.5,
+    wy=0.0,
+    recon="mse",
+)
 KEYS = ("gates_pass", "valid_frac", "overall_rmse", "coverage", "coverage_norm")
 
 
@@ -108,9 +124,18 @@ def measure(model, y, functions, branch_sets, source, k, steps, samples, seed, t
     noise = model.config.noise if model is not None else "prior"
     started = time.perf_counter()
     x = generate(
-        model, y, functions, samples=samples, proposals=k, refine_steps=steps,
-        proposals_from=source, generator=generator, noise=noise, temperature=temperature, mix=mix,
-    )  # fmt: skip
+        model,
+        y,
+        functions,
+        samples=samples,
+        proposals=k,
+        refine_steps=steps,
+        proposals_from=source,
+        generator=generator,
+        noise=noise,
+        temperature=temperature,
+        mix=mix,
+    )
     seconds = time.perf_counter() - started
     row = {key: evaluate(x, y, functions, branch_sets=branch_sets)[key] for key in KEYS}
     row.update(seconds=seconds)
@@ -160,10 +185,14 @@ def main(argv=None) -> int:
     branch_sets = branches(y, functions, x_true=x_true)
     counts = torch.tensor([len(b) for b in branch_sets])
     print(f"model: {note}")
-    print(f"network proposals for refinement: z temperature {args.temperature}; mixed: {args.mix:g} network, "
-          f"the rest uniform")  # fmt: skip
-    print(f"conditions: {source}; branches per condition median {counts.median().item()}, "
-          f"max {counts.max().item()}; {args.samples} samples each; {steps} refinement steps")  # fmt: skip
+    print(
+        f"network proposals for refinement: z temperature {args.temperature}; mixed: {args.mix:g} network, "
+        f"the rest uniform"
+    )
+    print(
+        f"conditions: {source}; branches per condition median {counts.median().item()}, "
+        f"max {counts.max().item()}; {args.samples} samples each; {steps} refinement steps"
+    )
 
     rows, per_condition = [], {}
     plan = [("network only", "model", args.samples, 0)]

@@ -33,15 +33,21 @@ SPACE = {
 
 
 def make_spec(args, seed: int):
-    return common.spec_from({
-        "data": {"train_size": args.rows, "val_conditions": 20},
-        "search": {"num_samples": args.trials, "max_concurrent_trials": 2, "seed": seed,
-                   "tpe_startup_trials": max(2, args.trials // 4)},
-        "asha": {"max_t": args.epochs, "grace_period": 1, "reduction_factor": 3},
-        "fixed": {"model": "mlp", "depth": 2, "val_samples": 10},
-        "space": SPACE,
-        "start_points": [],
-    })  # fmt: skip
+    return common.spec_from(
+        {
+            "data": {"train_size": args.rows, "val_conditions": 20},
+            "search": {
+                "num_samples": args.trials,
+                "max_concurrent_trials": 2,
+                "seed": seed,
+                "tpe_startup_trials": max(2, args.trials // 4),
+            },
+            "asha": {"max_t": args.epochs, "grace_period": 1, "reduction_factor": 3},
+            "fixed": {"model": "mlp", "depth": 2, "val_samples": 10},
+            "space": SPACE,
+            "start_points": [],
+        }
+    )
 
 
 def random_fifo(spec, data, seed: int):
@@ -56,8 +62,9 @@ def random_fifo(spec, data, seed: int):
     from search.runner import make_trainable
     from search.trainable import trial_name
 
-    searcher = OptunaSearch(space=spec.optuna_space(), metric=spec.metric, mode=spec.mode,
-                            sampler=RandomSampler(seed=seed))  # fmt: skip
+    searcher = OptunaSearch(
+        space=spec.optuna_space(), metric=spec.metric, mode=spec.mode, sampler=RandomSampler(seed=seed)
+    )
     tuner = tune.Tuner(
         make_trainable(spec, data),
         tune_config=tune.TuneConfig(
@@ -70,14 +77,14 @@ def random_fifo(spec, data, seed: int):
             reuse_actors=True,
             trial_name_creator=trial_name,
             trial_dirname_creator=trial_name,
-        ),  # fmt: skip
+        ),
         run_config=tune.RunConfig(
             name="random",
             storage_path=tempfile.mkdtemp(prefix="bench-"),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             sync_config=tune.SyncConfig(sync_artifacts=True),
             verbose=0,
-        ),  # fmt: skip
+        ),
     )
     wall0, started = time.time(), time.perf_counter()
     grid = tuner.fit()
@@ -87,11 +94,13 @@ def random_fifo(spec, data, seed: int):
 def timeline(grid, wall0) -> pd.DataFrame:
     """Every epoch result of the search in the order it arrived: cumulative epochs, seconds, best so far."""
     rows = pd.concat(common.histories(grid), ignore_index=True).sort_values("timestamp")
-    out = pd.DataFrame({
-        "epochs": range(1, len(rows) + 1),
-        "seconds": (rows["timestamp"] - wall0).clip(lower=0).to_numpy(),
-        "best": rows["val_score"].cummax().to_numpy(),
-    })  # fmt: skip
+    out = pd.DataFrame(
+        {
+            "epochs": range(1, len(rows) + 1),
+            "seconds": (rows["timestamp"] - wall0).clip(lower=0).to_numpy(),
+            "best": rows["val_score"].cummax().to_numpy(),
+        }
+    )
     return out
 
 
@@ -136,8 +145,12 @@ def main(argv=None):
         loads.append(common.load())
     common.stop_ray()
     target = args.target if args.target is not None else min(ln["best"].iloc[-1] for ln in lines["random + FIFO"])
-    print(common.machine(f"{args.seeds} seeds x {args.trials} trials x up to {args.epochs} epochs, mlp, "
-                         f"{args.rows} rows, 2 concurrent 1-CPU trials, Ray start {ray_s:.1f} s"))  # fmt: skip
+    print(
+        common.machine(
+            f"{args.seeds} seeds x {args.trials} trials x up to {args.epochs} epochs, mlp, "
+            f"{args.rows} rows, 2 concurrent 1-CPU trials, Ray start {ray_s:.1f} s"
+        )
+    )
     print(f"# loads during the run: {'; '.join(loads)}")
     print(f"# target val_score {target:.4f} (lowest best of the random-FIFO runs)")
     rows, medians = [], {}
@@ -154,13 +167,25 @@ def main(argv=None):
     at_equal = [best_within(r, b) for r, b in zip(lines["random + FIFO"], tpe_budget)]
     rows[1].append(statistics.median(at_equal))
     rows[0].append(rows[0][-1])
-    common.table(["search", "epochs to target (per seed)", "median epochs", "median s to target",
-                  "total epochs", "wall s", "best score (equal trials)", "best at TPE+ASHA's compute"],
-                 rows)  # fmt: skip
+    common.table(
+        [
+            "search",
+            "epochs to target (per seed)",
+            "median epochs",
+            "median s to target",
+            "total epochs",
+            "wall s",
+            "best score (equal trials)",
+            "best at TPE+ASHA's compute",
+        ],
+        rows,
+    )
     ratio = medians["random + FIFO"] / medians["TPE + ASHA (project)"]
     better = rows[0][-1] > rows[1][-1]
-    print(f"best score at equal compute: TPE+ASHA {rows[0][-1]:.4f} vs random {rows[1][-1]:.4f} "
-          f"({'better' if better else 'not better'})")  # fmt: skip
+    print(
+        f"best score at equal compute: TPE+ASHA {rows[0][-1]:.4f} vs random {rows[1][-1]:.4f} "
+        f"({'better' if better else 'not better'})"
+    )
     common.result("search_efficiency_compute_ratio", ratio, f">={GOAL}", ratio >= GOAL and better)
     return ratio
 

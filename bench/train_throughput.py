@@ -75,8 +75,10 @@ def main(argv=None):
         hand_written_epoch(model, optimizer, x, y, functions, args.batch_size)
         rates["hand-written"].append(args.rows / (time.perf_counter() - started))
 
-    print(f"# conv CVAE, batch {args.batch_size}, {args.rows} rows, {args.threads} thread(s), "
-          f"torch {torch.__version__}, {platform.processor() or platform.machine()}")
+    print(
+        f"# conv CVAE, batch {args.batch_size}, {args.rows} rows, {args.threads} thread(s), "
+        f"torch {torch.__version__}, {platform.processor() or platform.machine()}"
+    )
     print("| loop | min samples/s | median | max |")
     print("|---|---|---|---|")
     for name, values in rates.items():

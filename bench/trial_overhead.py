@@ -63,20 +63,25 @@ def main(argv=None):
     if args.quick:
         args.rows, args.epochs, args.repeats, args.model = 1024, 3, 1, "mlp"
     config = {"lr": 1.0e-3, "beta": 1.0, "wy": 1.0, "optimizer": "Adam"}
-    spec = common.spec_from({
-        "data": {"train_size": args.rows, "val_conditions": 50},
-        "search": {"num_samples": 1, "max_concurrent_trials": 1},
-        "asha": {"max_t": args.epochs, "grace_period": 3 if args.epochs > 3 else 1, "reduction_factor": 3},
-        "fixed": {"model": args.model, "batch_size": 256, "val_samples": 30},
-        "start_points": [config],
-    })  # fmt: skip
+    spec = common.spec_from(
+        {
+            "data": {"train_size": args.rows, "val_conditions": 50},
+            "search": {"num_samples": 1, "max_concurrent_trials": 1},
+            "asha": {"max_t": args.epochs, "grace_period": 3 if args.epochs > 3 else 1, "reduction_factor": 3},
+            "fixed": {"model": args.model, "batch_size": 256, "val_samples": 30},
+            "start_points": [config],
+        }
+    )
     from cvae.functions import FunctionPair
 
     data = spec.data.build(FunctionPair(spec.functions))
     loads = [common.load()]
     ray_s = common.start_ray(2)
-    rates = {"plain process (cvae.Trainer.fit)": [], "Tune trial (report + checkpoint + images)": [],
-             "Tune trial without images": []}  # fmt: skip
+    rates = {
+        "plain process (cvae.Trainer.fit)": [],
+        "Tune trial (report + checkpoint + images)": [],
+        "Tune trial without images": [],
+    }
     cpus = {"plain": [], "tune": []}  # CPU seconds of one epoch (train + validate) in the training process
     for _ in range(args.repeats):
         rates["plain process (cvae.Trainer.fit)"].append(plain_rate(spec, data, args.epochs, cpus["plain"]))
@@ -85,16 +90,21 @@ def main(argv=None):
             rates["Tune trial without images"].append(tune_rate(spec, data, False, cpus["tune"]))
         loads.append(common.load())
     common.stop_ray()
-    print(common.machine(f"{args.model} CVAE, batch 256, {args.rows} rows, {args.epochs} epochs, "
-                         f"1 thread, Ray start {ray_s:.1f} s"))  # fmt: skip
+    print(
+        common.machine(
+            f"{args.model} CVAE, batch 256, {args.rows} rows, {args.epochs} epochs, 1 thread, Ray start {ray_s:.1f} s"
+        )
+    )
     print(f"# loads during the run: {'; '.join(loads)}")
     common.table(
         ["loop", "min samples/s", "median", "max"],
         [[name, *common.spread(v)] for name, v in rates.items() if v],
     )
     cpu_plain, cpu_tune = statistics.median(cpus["plain"]), statistics.median(cpus["tune"])
-    print(f"CPU seconds per epoch in the training process: plain {cpu_plain:.3f}, Tune {cpu_tune:.3f} "
-          f"(ratio {cpu_plain / cpu_tune:.3f}); wall time beyond this CPU time is waiting for a core")  # fmt: skip
+    print(
+        f"CPU seconds per epoch in the training process: plain {cpu_plain:.3f}, Tune {cpu_tune:.3f} "
+        f"(ratio {cpu_plain / cpu_tune:.3f}); wall time beyond this CPU time is waiting for a core"
+    )
     plain = statistics.median(rates["plain process (cvae.Trainer.fit)"])
     ratio = statistics.median(rates["Tune trial (report + checkpoint + images)"]) / plain
     common.result("trial_overhead_ratio", ratio, f">={GOAL}", ratio >= GOAL)

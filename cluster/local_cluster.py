@@ -293,9 +293,13 @@ class LocalCluster:
         ]
         with open(node.log, "w") as log:
             proc = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env=self.env_for_nodes(),
-                start_new_session=True, cwd=self.root,
-            )  # fmt: skip
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env_for_nodes(),
+                start_new_session=True,
+                cwd=self.root,
+            )
         node.pid = proc.pid
         self._procs[node.name] = proc  # kept so the exit status is collected (no zombies)
         deadline = time.monotonic() + timeout
@@ -418,9 +422,13 @@ print("INSPECT" + json.dumps(dict(nodes=nodes, actors=actors)))
 def inspect(cluster: LocalCluster, timeout: float = 60) -> dict:
     """{'nodes': [...], 'actors': [...]} as the cluster's GCS knows them (dead actors included)."""
     out = subprocess.run(
-        [sys.executable, "-c", INSPECT.format(address=cluster.address)], env=cluster.env_for_driver(),
-        capture_output=True, text=True, timeout=timeout, cwd=cluster.root,
-    )  # fmt: skip
+        [sys.executable, "-c", INSPECT.format(address=cluster.address)],
+        env=cluster.env_for_driver(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cluster.root,
+    )
     for line in out.stdout.splitlines():
         if line.startswith("INSPECT"):
             return json.loads(line[len("INSPECT") :])

@@ -97,9 +97,7 @@ def _check(name: str, tensor, path) -> torch.Tensor:
     if tensor.dim() == 4 and tensor.shape[1] == 1:
         tensor = tensor[:, 0]
     if tensor.dim() != 3 or tensor.shape[-1] != 2 or tensor.shape[1] < 2:
-        raise DataFileError(
-            f"{path}: {name} has shape {tuple(tensor.shape)}, expected (N, 1, P, 2) or (N, P, 2)"
-        )
+        raise DataFileError(f"{path}: {name} has shape {tuple(tensor.shape)}, expected (N, 1, P, 2) or (N, P, 2)")
     if not torch.isfinite(tensor).all():
         raise DataFileError(f"{path}: {name} contains NaN or inf; clean the file or regenerate it")
     return tensor.float()

@@ -58,9 +58,7 @@ def _tokenize(text: str) -> list[tuple[str, str, int]]:
                 f"unexpected character {bad!r} at position {start} in {text!r}; allowed are {_ALLOWED}"
             )
         if name is not None and name not in _CALLS and name not in ("x0", "x1", "pi"):
-            raise FunctionSyntaxError(
-                f"unknown name {name!r} at position {start} in {text!r}; allowed are {_ALLOWED}"
-            )
+            raise FunctionSyntaxError(f"unknown name {name!r} at position {start} in {text!r}; allowed are {_ALLOWED}")
         kind = "num" if number is not None else "op" if op is not None else "name"
         tokens.append((kind, number or op or name, start))
         pos = m.end()

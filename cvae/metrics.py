@@ -245,9 +245,7 @@ def _phase_candidates(w_start, w_end, trig: Trig):
     return u[..., 0], u[..., 1], inside
 
 
-def branches(
-    y: torch.Tensor, functions: FunctionPair, x_true: torch.Tensor | None = None
-) -> list[torch.Tensor]:
+def branches(y: torch.Tensor, functions: FunctionPair, x_true: torch.Tensor | None = None) -> list[torch.Tensor]:
     """Every exact solution of each condition y (N, P, 2): a list of N (n_branches, 4) endpoint tensors.
 
     Needs a trig-family FunctionPair. The seed solution is x_true's (N, P, 2) endpoints when
@@ -258,9 +256,7 @@ def branches(
     """
     trigs = functions.trig
     if trigs is None:
-        raise ValueError(
-            f"branches need both functions of the form sin/cos(a*x0 + b*x1 + c); got {functions}"
-        )
+        raise ValueError(f"branches need both functions of the form sin/cos(a*x0 + b*x1 + c); got {functions}")
     (a1, b1, c1), (a2, b2, c2) = ((t.a, t.b, t.c) for t in trigs)
     det = a1 * b2 - b1 * a2
     if abs(det) <= 1e-12 * max(abs(a1) + abs(b1), 1.0) * max(abs(a2) + abs(b2), 1.0):
@@ -372,9 +368,7 @@ def _diversity(ends: torch.Tensor, valid: torch.Tensor, radius: float) -> dict:
     }
 
 
-def diversity(
-    x: torch.Tensor, y: torch.Tensor, functions: FunctionPair, radius: float = COVERAGE_TOL
-) -> dict:
+def diversity(x: torch.Tensor, y: torch.Tensor, functions: FunctionPair, radius: float = COVERAGE_TOL) -> dict:
     """Spread of the valid samples where the solution set is unknown.
 
     Valid samples are de-duplicated greedily in order: a sample counts as new unless an

@@ -127,9 +127,7 @@ def plot_training_curves(history: list[dict], title: str = ""):
         middle.legend(fontsize=8)
     rmse = series("val_overall_rmse")
     if np.isfinite(rmse).any():
-        right.plot(
-            epochs, rmse, color="black", marker=marker, ms=3, label="overall RMSE of f(generated x) vs y"
-        )
+        right.plot(epochs, rmse, color="black", marker=marker, ms=3, label="overall RMSE of f(generated x) vs y")
         right.axhline(0.1, color="red", lw=1.2, ls="--", label="challenge gate: RMSE < 0.1 passes")
         right.set_ylim(bottom=0, top=max(0.12, float(np.nanmax(rmse)) * 1.1))
         right.legend(fontsize=8)
@@ -141,9 +139,7 @@ def plot_training_curves(history: list[dict], title: str = ""):
         ax.grid(True, which="both", alpha=0.3)
     for ax, ok in ((middle, drawn), (right, np.isfinite(rmse).any())):
         if not ok:
-            ax.text(
-                0.5, 0.5, "no validation metrics recorded", ha="center", va="center", transform=ax.transAxes
-            )
+            ax.text(0.5, 0.5, "no validation metrics recorded", ha="center", va="center", transform=ax.transAxes)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -243,9 +239,7 @@ def plot_coverage(x, y, functions: FunctionPair, x_true=None, conditions: int = 
             )
             ax.set_title(f"{head}{what}", fontsize=9)
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(
-        handles, labels, loc="outside lower center", ncol=3, fontsize=9, frameon=False, markerscale=1.2
-    )
+    fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=9, frameon=False, markerscale=1.2)
     fig.suptitle(
         title
         or "Solution coverage: every exact solution (branch) of a condition is one point in each row;\n"
@@ -270,17 +264,13 @@ def plot_trials(results, score: str = "score", mode: str = "max", params=None, t
 
     frame = results.reset_index(drop=True)
     values = pd.to_numeric(frame[score], errors="coerce").to_numpy(dtype=float)
-    ended = (
-        frame["stop_reason"] if "stop_reason" in frame else frame.get("status", pd.Series(["?"] * len(frame)))
-    )
+    ended = frame["stop_reason"] if "stop_reason" in frame else frame.get("status", pd.Series(["?"] * len(frame)))
     ended = ended.fillna(frame["status"] if "status" in frame else "?").astype(str)
     kinds = list(dict.fromkeys(ended))
     colours = {k: plt.get_cmap("tab10")(i % 10) for i, k in enumerate(kinds)}
     if params is None:
         params = [
-            c[len("config/") :]
-            for c in frame.columns
-            if c.startswith("config/") and frame[c].astype(str).nunique() > 1
+            c[len("config/") :] for c in frame.columns if c.startswith("config/") and frame[c].astype(str).nunique() > 1
         ]
     params = [p for p in params if f"config/{p}" in frame]
     panels = 1 + len(params)

@@ -42,9 +42,7 @@ def _percentiles(values: torch.Tensor) -> dict:
     return {"median": q[0].item(), "p90": q[1].item(), "max": values.max().item()}
 
 
-def assess(
-    x: torch.Tensor, y: torch.Tensor, functions: FunctionPair, x_true: torch.Tensor | None = None
-) -> dict:
+def assess(x: torch.Tensor, y: torch.Tensor, functions: FunctionPair, x_true: torch.Tensor | None = None) -> dict:
     """Gates, per-criterion validity, coverage and the search score of samples x (N, S, P, 2).
 
     Coverage is None where it cannot be measured (functions outside the sin/cos family, or
@@ -147,17 +145,11 @@ def read_conditions(path, functions: FunctionPair) -> Conditions:
             f"{'/'.join(map(str, lengths))} repeated rows collapsed); its x are samples, not true solutions",
         )
     if exact_x(x, y, functions):
-        return Conditions(
-            y, x, f"{y.shape[0]} conditions, one per row; the file's x reproduce y and serve as true x"
-        )
-    return Conditions(
-        y, None, f"{y.shape[0]} conditions, one per row; the file's x do not reproduce y and are ignored"
-    )
+        return Conditions(y, x, f"{y.shape[0]} conditions, one per row; the file's x reproduce y and serve as true x")
+    return Conditions(y, None, f"{y.shape[0]} conditions, one per row; the file's x do not reproduce y and are ignored")
 
 
-def group_submission(
-    x: torch.Tensor, y: torch.Tensor, conditions: torch.Tensor, atol: float = 1e-4
-) -> torch.Tensor:
+def group_submission(x: torch.Tensor, y: torch.Tensor, conditions: torch.Tensor, atol: float = 1e-4) -> torch.Tensor:
     """Samples x (N, S, P, 2) for conditions (N, P, 2) from submission rows (x, y) of shape (R, P, 2).
 
     Rows in the challenge's order (S consecutive rows per condition, conditions in the scoring

@@ -20,20 +20,22 @@ OFFICIAL = REPO.parent / "shared" / "twobirds" / "validation_dataset.pt"
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(REPO / "search/configs/laptop.yaml"), help="search file")
     parser.add_argument("--out", default="runs/demo", help="everything lands here (default runs/demo)")
     parser.add_argument(
-        "--time-budget", type=float, default=420,
+        "--time-budget",
+        type=float,
+        default=420,
         help="seconds for the search (default 420, so the whole job fits ~15 min on 2 cores)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--final-rows", type=int, default=100_000,
+        "--final-rows",
+        type=int,
+        default=100_000,
         help="training rows for the final MLP (default 100000, the official training set's size; "
         "a conv model keeps the search's rows, its epochs cost ~15x more)",
-    )  # fmt: skip
+    )
     parser.add_argument("--conditions", type=int, default=50, help="official conditions to generate for")
     parser.add_argument("--samples", type=int, default=30, help="samples per condition (challenge: 30)")
     return parser.parse_args(argv)
@@ -89,18 +91,51 @@ def main(argv=None) -> int:
     elif experiment.exists():
         run("scripts/tune.py", "--name", "search", "--storage", out, "--resume")
     else:
-        run("scripts/tune.py", "--config", args.config, "--name", "search", "--storage", out,
-            "--time-budget", args.time_budget)  # fmt: skip
+        run(
+            "scripts/tune.py",
+            "--config",
+            args.config,
+            "--name",
+            "search",
+            "--storage",
+            out,
+            "--time-budget",
+            args.time_budget,
+        )
     run("scripts/finalize.py", "--experiment", experiment, "--out", final, *final_data(experiment, args.final_rows))
     scoring = conditions_file(final, args.conditions)
     submission = final / "submission.pt"
-    run("scripts/generate.py", "--model", final / "model.pt", "--scoring", scoring,
-        "--samples", args.samples, "--out", submission)  # fmt: skip
+    run(
+        "scripts/generate.py",
+        "--model",
+        final / "model.pt",
+        "--scoring",
+        scoring,
+        "--samples",
+        args.samples,
+        "--out",
+        submission,
+    )
     run("scripts/score.py", submission, "--scoring", scoring)
     # Second regime (docs/quality.md): 300 network proposals (z at temperature 2), refined, selected.
     refined = final / "submission_refined.pt"
-    run("scripts/generate.py", "--model", final / "model.pt", "--scoring", scoring, "--samples", args.samples,
-        "--refine-steps", 20, "--proposals", 300, "--temperature", 2, "--out", refined)  # fmt: skip
+    run(
+        "scripts/generate.py",
+        "--model",
+        final / "model.pt",
+        "--scoring",
+        scoring,
+        "--samples",
+        args.samples,
+        "--refine-steps",
+        20,
+        "--proposals",
+        300,
+        "--temperature",
+        2,
+        "--out",
+        refined,
+    )
     run("scripts/score.py", refined, "--scoring", scoring)
     minutes = (time.perf_counter() - started) / 60
     print(

@@ -32,8 +32,7 @@ def parse_args(argv=None):
         "--experiment",
         metavar="DIR",
         type=Path,
-        help="a search experiment folder <storage>/<name> (search_config.yaml, best_config.yaml, "
-        "results.csv)",
+        help="a search experiment folder <storage>/<name> (search_config.yaml, best_config.yaml, results.csv)",
     )
     source.add_argument(
         "--config",
@@ -49,31 +48,25 @@ def parse_args(argv=None):
         type=Path,
         help="output folder (default: <experiment>/final, or final/ next to --config)",
     )
-    parser.add_argument(
-        "--epochs", type=int, help="override the configuration's epochs (default: its full budget)"
-    )
-    parser.add_argument(
-        "--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, ..."
-    )
-    parser.add_argument(
-        "--samples", type=int, default=30, help="samples per validation condition (default 30)"
-    )
+    parser.add_argument("--epochs", type=int, help="override the configuration's epochs (default: its full budget)")
+    parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--samples", type=int, default=30, help="samples per validation condition (default 30)")
     data = parser.add_argument_group("data (override the experiment's data section)")
     data.add_argument("--train-size", type=int, help="training rows")
     data.add_argument("--train-file", help="a challenge .pt file to train on instead of synthetic lines")
-    data.add_argument(
-        "--val-file", help="a validation .pt file, e.g. ../shared/twobirds/validation_dataset.pt"
-    )
+    data.add_argument("--val-file", help="a validation .pt file, e.g. ../shared/twobirds/validation_dataset.pt")
     data.add_argument("--val-conditions", type=int, help="validation conditions to use")
     data.add_argument("--data-seed", type=int, help="seed of the synthetic data")
     data.add_argument(
-        "--lines", choices=["official", "uniform"],
+        "--lines",
+        choices=["official", "uniform"],
         help="synthetic training lines: official-like, or spread over the whole box [0, 1]",
-    )  # fmt: skip
+    )
     data.add_argument(
-        "--x-targets", choices=["given", "uniform_branch"],
+        "--x-targets",
+        choices=["given", "uniform_branch"],
         help="train on each line as drawn, or on a uniformly drawn exact solution of its condition",
-    )  # fmt: skip
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
 

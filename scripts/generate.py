@@ -37,13 +37,10 @@ def parse_args(argv=None):
         "--scoring",
         type=Path,
         required=True,
-        help="challenge .pt file whose y holds the conditions (one per row; a submission's "
-        "repeated rows count once)",
+        help="challenge .pt file whose y holds the conditions (one per row; a submission's repeated rows count once)",
     )
     parser.add_argument("--out", type=Path, default=Path("result.pt"), help="output file (default result.pt)")
-    parser.add_argument(
-        "--samples", type=int, default=30, help="samples per condition (default 30, as the challenge)"
-    )
+    parser.add_argument("--samples", type=int, default=30, help="samples per condition (default 30, as the challenge)")
     parser.add_argument(
         "--refine-steps",
         type=int,
@@ -64,11 +61,15 @@ def parse_args(argv=None):
         "(the no-learning baseline; pair it with --refine-steps), or mixed (--mix of them from the network)",
     )
     parser.add_argument(
-        "--temperature", type=float, default=1.0,
+        "--temperature",
+        type=float,
+        default=1.0,
         help="scale of the latent noise z (default 1; > 1 spreads the network's proposals wider)",
     )
     parser.add_argument(
-        "--mix", type=float, default=0.5,
+        "--mix",
+        type=float,
+        default=0.5,
         help="with --proposals-from mixed: fraction of proposals from the network (default 0.5)",
     )
     parser.add_argument(

@@ -41,9 +41,7 @@ def parse_args(argv=None):
         metavar="EXPR",
         help="condition functions (default: 'cos(49*x0 + 42*x1)' 'cos(56*x0 + 63*x1)')",
     )
-    parser.add_argument(
-        "--json", action="store_true", help="print one JSON object instead of the text report"
-    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the text report")
     return parser.parse_args(argv)
 
 
@@ -80,9 +78,7 @@ def text_report(r: dict) -> str:
             _mark(r["gate_straight"]),
             f"{round(per['straight'] * total)}/{total}",
         ),
-        _row(
-            "overall RMSE of f(x) vs y < 0.1", _mark(r["gate_rmse"]), "nan" if rmse is None else f"{rmse:.5f}"
-        ),
+        _row("overall RMSE of f(x) vs y < 0.1", _mark(r["gate_rmse"]), "nan" if rmse is None else f"{rmse:.5f}"),
         _row("all gates", _mark(r["gates_pass"])),
         "",
         "Per sample",
@@ -101,8 +97,7 @@ def text_report(r: dict) -> str:
         lines += [
             "Coverage of the exact solution branches",
             "(a branch is hit when a valid sample's line endpoints lie within 0.05 of it)",
-            f"  branches per condition  median {r['branches_median']:g} "
-            f"(min {min(branches)}, max {max(branches)})",
+            f"  branches per condition  median {r['branches_median']:g} (min {min(branches)}, max {max(branches)})",
             f"  coverage                {_pct(r['coverage'])}  mean share of each condition's branches hit",
             f"  coverage_norm           {_pct(r['coverage_norm'])}  hits / min(branches, {s}): "
             f"what {s} samples can reach",
@@ -112,8 +107,7 @@ def text_report(r: dict) -> str:
         lines += [r["coverage_note"], ""]
     if r.get("score") is not None:
         lines.append(
-            f"search score: {r['score']:.4f}  (1[gates] + 0.4 valid + 0.4 coverage_norm + "
-            "0.2 max(0, 1 - RMSE))"
+            f"search score: {r['score']:.4f}  (1[gates] + 0.4 valid + 0.4 coverage_norm + 0.2 max(0, 1 - RMSE))"
         )
     return "\n".join(lines)
 

@@ -51,8 +51,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--address",
         metavar="A",
-        help="none: start Ray on this machine's cores; "
-        "'auto', host:port or ray://host:10001: join that cluster",
+        help="none: start Ray on this machine's cores; 'auto', host:port or ray://host:10001: join that cluster",
     )
     p.add_argument(
         "--cpus-per-trial", type=_positive(float), metavar="C", help="CPUs per trial (search.cpus_per_trial)"
@@ -84,10 +83,16 @@ def main(argv=None) -> int:
 
     try:
         run_search(
-            args.config, args.name, args.storage, num_samples=args.num_samples, address=args.address,
-            cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-            time_budget=args.time_budget, resume=args.resume,
-        )  # fmt: skip
+            args.config,
+            args.name,
+            args.storage,
+            num_samples=args.num_samples,
+            address=args.address,
+            cpus_per_trial=args.cpus_per_trial,
+            gpus_per_trial=args.gpus_per_trial,
+            time_budget=args.time_budget,
+            resume=args.resume,
+        )
     except SearchInterrupted as err:
         print(f"twobirds-tune: {err}", file=sys.stderr)
         return 130

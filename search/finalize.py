@@ -76,18 +76,14 @@ def _read_yaml(path: Path, what: str):
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
-        raise FinalizeError(
-            f"{path}: not valid YAML{where} ({what}): {getattr(err, 'problem', err)}"
-        ) from None
+        raise FinalizeError(f"{path}: not valid YAML{where} ({what}): {getattr(err, 'problem', err)}") from None
     except OSError as err:
         raise FinalizeError(f"{path}: cannot read {what}: {err.strerror or err}") from None
 
 
 def _config_from(values, path: Path, functions=None) -> Config:
     if not isinstance(values, dict):
-        raise FinalizeError(
-            f"{path}: expected a mapping of Config keys to values, got {type(values).__name__}"
-        )
+        raise FinalizeError(f"{path}: expected a mapping of Config keys to values, got {type(values).__name__}")
     values = dict(values)
     if functions is not None and "functions" not in values:
         values["functions"] = list(functions)
@@ -143,9 +139,7 @@ def _best_trial(finished, mode: str):
     """The search's choice: the best full-length trial by score, else the best of all finished."""
     import pandas as pd
 
-    full = (
-        finished[finished["stop_reason"].astype(str) == "finished"] if "stop_reason" in finished else finished
-    )
+    full = finished[finished["stop_reason"].astype(str) == "finished"] if "stop_reason" in finished else finished
     pool = full if not full.empty else finished
     scores = pd.to_numeric(pool["score"], errors="coerce")
     return pool.loc[scores.idxmax() if mode == "max" else scores.idxmin()]
@@ -168,17 +162,13 @@ def load_experiment(path) -> Experiment:
         )
     search = _read_yaml(search_file, "the search file")
     if not isinstance(search, dict):
-        raise FinalizeError(
-            f"{search_file}: expected the search file's sections, got {type(search).__name__}"
-        )
+        raise FinalizeError(f"{search_file}: expected the search file's sections, got {type(search).__name__}")
     if not results_file.is_file():
         raise FinalizeError(f"{folder}: {RESULTS} is missing; the search has not recorded any trial yet")
     try:
         results = pd.read_csv(results_file)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise FinalizeError(
-            f"{results_file}: not a readable results table: {str(err).splitlines()[0]}"
-        ) from None
+        raise FinalizeError(f"{results_file}: not a readable results table: {str(err).splitlines()[0]}") from None
     finished = _finished(results)
     if finished.empty:
         column = "stop_reason" if "stop_reason" in results else "status"
@@ -202,8 +192,7 @@ def load_experiment(path) -> Experiment:
             same = False
         if not same:
             raise FinalizeError(
-                f"{best_file}: functions {list(config.functions)} differ from the search file's "
-                f"{list(functions)}"
+                f"{best_file}: functions {list(config.functions)} differ from the search file's {list(functions)}"
             )
     mode = "min" if (search.get("search") or {}).get("objective") == "train_loss" else "max"
     best = _best_trial(finished, mode)
@@ -394,8 +383,7 @@ def finalize(
             functions,
             x_true=x_true,
             conditions=PLOT_CONDITIONS,
-            title=f"{samples} generated samples for each of {PLOT_CONDITIONS} validation conditions "
-            f"({shown})",
+            title=f"{samples} generated samples for each of {PLOT_CONDITIONS} validation conditions ({shown})",
         ),
         out / PLOTS["samples"],
     )

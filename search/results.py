@@ -19,9 +19,18 @@ from .searcher import stopped_early
 from .space import SearchSpec
 
 LAST_METRICS = (
-    "val_score", "val_gates_pass", "val_valid_frac", "val_coverage", "val_coverage_norm",
-    "val_overall_rmse", "val_diversity", "loss", "kld", "x_loss", "y_loss",
-)  # fmt: skip
+    "val_score",
+    "val_gates_pass",
+    "val_valid_frac",
+    "val_coverage",
+    "val_coverage_norm",
+    "val_overall_rmse",
+    "val_diversity",
+    "loss",
+    "kld",
+    "x_loss",
+    "y_loss",
+)
 SEARCHER_STATE = "searcher-state-*.pkl"
 FINAL_STATUSES = ("TERMINATED", "ERROR")
 
@@ -160,9 +169,7 @@ def summary(table: pd.DataFrame, spec: SearchSpec, experiment: str, best: pd.Ser
         lines.append("no trial reported a finite objective: no best configuration")
     else:
         values = ", ".join(f"{k}={best[f'config/{k}']}" for k in spec.space)
-        lines.append(
-            f"best: trial {best['trial_id']} {spec.metric}={best['score']:.4f} ({best['stop_reason']})"
-        )
+        lines.append(f"best: trial {best['trial_id']} {spec.metric}={best['score']:.4f} ({best['stop_reason']})")
         lines.append(f"      {values}")
     return "\n".join(lines)
 

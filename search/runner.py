@@ -253,8 +253,9 @@ def run_search(
 
     storage = Storage(storage)
     spec = _spec_for(config_path, name, storage, resume)
-    overrides = dict(num_samples=num_samples, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
-                     time_budget_s=time_budget)  # fmt: skip
+    overrides = dict(
+        num_samples=num_samples, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, time_budget_s=time_budget
+    )
     if resume and any(v is not None for v in overrides.values()):
         print("note: --resume continues with the original run's samples, resources and budget", file=sys.stderr)
     spec = spec.with_overrides(**({} if resume else overrides))

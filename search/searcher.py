@@ -44,12 +44,7 @@ class PruningOptunaSearch(OptunaSearch):
         # The result that made the scheduler stop the trial never reached on_trial_result
         # (Tune skips the searcher on STOP): record it so the history has every epoch.
         value, step = result.get(self.metric), result.get("training_iteration")
-        if (
-            value is not None
-            and step is not None
-            and step != self._last_step.get(trial_id)
-            and math.isfinite(value)
-        ):
+        if value is not None and step is not None and step != self._last_step.get(trial_id) and math.isfinite(value):
             self._ot_trials[trial_id].report(value, step)
         if not stopped_early(result, self._max_t):
             return super().on_trial_complete(trial_id, result=result, error=error)

@@ -299,9 +299,7 @@ def _check_search(search: dict) -> dict:
     positive("gpus_per_trial", allow_zero=True)
     positive("max_failures", integer=True, allow_zero=True)
     if values["objective"] not in OBJECTIVES:
-        raise SearchConfigError(
-            f"search.objective: {values['objective']!r} is not one of {', '.join(OBJECTIVES)}"
-        )
+        raise SearchConfigError(f"search.objective: {values['objective']!r} is not one of {', '.join(OBJECTIVES)}")
     return values
 
 
@@ -310,9 +308,7 @@ def _check_fixed(fixed: dict, functions: tuple) -> dict:
         if key == "functions":
             raise SearchConfigError("fixed.functions: set the top-level `functions:` list instead")
         if key not in CONFIG_FIELDS:
-            raise SearchConfigError(
-                f"fixed.{key}: unknown Config key; known keys: {', '.join(CONFIG_FIELDS)}"
-            )
+            raise SearchConfigError(f"fixed.{key}: unknown Config key; known keys: {', '.join(CONFIG_FIELDS)}")
     try:
         Config.from_dict({**fixed, "functions": list(functions)})
     except (ConfigError, TypeError, ValueError) as err:
@@ -365,9 +361,7 @@ def _check_param(key: str, spec, base: dict) -> Param:
         checks = values
     else:
         if not _is_numeric_key(key):
-            raise SearchConfigError(
-                f"{where}: Config {key} is not a number; use {{type: choice, values: [...]}}"
-            )
+            raise SearchConfigError(f"{where}: Config {key} is not a number; use {{type: choice, values: [...]}}")
         if _is_int_key(key) and kind != "int":
             raise SearchConfigError(
                 f"{where}: Config {key} is an integer; use type: int (with log: true for a log scale)"
@@ -385,9 +379,7 @@ def _check_param(key: str, spec, base: dict) -> Param:
             raise SearchConfigError(f"{where}.low: a log-scale range needs bounds > 0, got low={low}")
         step = _number(f"{where}.step", spec.get("step", 1), integer=True)
         if step < 1 or (log and step != 1):
-            raise SearchConfigError(
-                f"{where}.step: must be a positive integer (and 1 with log: true), got {step}"
-            )
+            raise SearchConfigError(f"{where}.step: must be a positive integer (and 1 with log: true), got {step}")
         param = Param(key, kind, low=low, high=high, log=log, step=step)
         checks = [low, high]
     for value in checks:  # each end of the range must be a Config the trainer accepts
@@ -408,13 +400,9 @@ def _check_space(space: dict, fixed: dict, base: dict) -> dict[str, Param]:
         if key in NOT_SEARCHABLE:
             raise SearchConfigError(f"space.{key}: not searchable; {NOT_SEARCHABLE[key]}")
         if key not in CONFIG_FIELDS:
-            raise SearchConfigError(
-                f"space.{key}: unknown Config key; known keys: {', '.join(CONFIG_FIELDS)}"
-            )
+            raise SearchConfigError(f"space.{key}: unknown Config key; known keys: {', '.join(CONFIG_FIELDS)}")
         if key in fixed:
-            raise SearchConfigError(
-                f"space.{key}: also set in fixed; a key is either fixed or searched, remove one"
-            )
+            raise SearchConfigError(f"space.{key}: also set in fixed; a key is either fixed or searched, remove one")
         params[key] = _check_param(key, spec, base)
     return params
 
@@ -431,15 +419,11 @@ def _check_start_points(points, space: dict[str, Param], base: dict) -> list:
             raise SearchConfigError(f"{where}: expected a non-empty mapping of space keys to values")
         for key, value in point.items():
             if key not in space:
-                raise SearchConfigError(
-                    f"{where}.{key}: not a searched key; start points name keys of `space:` only"
-                )
+                raise SearchConfigError(f"{where}.{key}: not a searched key; start points name keys of `space:` only")
             if space[key].type != "choice" and isinstance(value, str):
                 value = _number(f"{where}.{key}", value, integer=space[key].type == "int")
             if not space[key].contains(value):
-                raise SearchConfigError(
-                    f"{where}.{key}: {value!r} is outside the space ({space[key].describe()})"
-                )
+                raise SearchConfigError(f"{where}.{key}: {value!r} is outside the space ({space[key].describe()})")
             point = {**point, key: value}
         try:
             Config.from_dict({**base, **point})

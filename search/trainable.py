@@ -81,9 +81,7 @@ class _Images:
         trainer = self.trainer
         x_val, y_val = (t[:PLOT_CONDITIONS] for t in trainer.val)
         generator = torch.Generator(trainer.device).manual_seed(trainer.config.seed + 2)
-        samples = sample(
-            trainer.model, y_val, min(trainer.config.val_samples, 16), generator, trainer.config.noise
-        )
+        samples = sample(trainer.model, y_val, min(trainer.config.val_samples, 16), generator, trainer.config.noise)
         figure = plot_samples(samples, y_val, trainer.functions, x_true=x_val, title=f"epoch {epoch}")
         if self.writer is None:
             self.writer = SummaryWriter(log_dir=str(Path.cwd() / IMAGE_DIR))

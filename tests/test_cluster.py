@@ -73,8 +73,9 @@ def start_driver(cluster: LocalCluster, config: Path | None, name: str, storage:
     log = open(cluster.root / f"driver-{name}-{time.monotonic_ns()}.log", "w")  # closed in finish_driver
     command = [sys.executable, "scripts/tune.py", *(["--config", str(config)] if config else [])]
     command += ["--name", name, "--storage", str(storage), "--address", cluster.address, *extra]
-    proc = subprocess.Popen(command, cwd=REPO, env=cluster.env_for_driver(), stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        command, cwd=REPO, env=cluster.env_for_driver(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     proc.log = log
     return proc
 
@@ -264,8 +265,10 @@ def test_search_places_trials_on_every_node(cluster, shared, tmp_path, drivers):
     state = experiment_state(experiment)
     assert all(s["max_failures"] >= 1 for s in state.values()), state
     per_node = {node: sum(1 for n in trial_nodes.values() if n == node) for node in node_ids}
-    print(f"FIGURES placement: nodes=2 trials={len(table)} per_node={sorted(per_node.values())} "
-          f"wall_s={wall:.0f} cluster_start_s={cluster.start_seconds:.0f}")  # fmt: skip
+    print(
+        f"FIGURES placement: nodes=2 trials={len(table)} per_node={sorted(per_node.values())} "
+        f"wall_s={wall:.0f} cluster_start_s={cluster.start_seconds:.0f}"
+    )
 
 
 def pid_switch(rows: list[dict]) -> int | None:
@@ -320,8 +323,7 @@ def test_killed_driver_resumes_on_the_cluster(cluster, shared, tmp_path, drivers
         assert restored and restored[-1] > 1, f"{trial_id} restarted instead of resuming: {epochs}"
         # From the saved checkpoint: see CHECKPOINT_LAG.
         assert epoch <= restored[-1] <= epoch + 2, (trial_id, epoch, epochs)
-    print(f"FIGURES driver-resume: trials={len(table)} killed_at_s={killed_at:.0f} saved={saved} "
-          f"wall_s={wall:.0f}")  # fmt: skip
+    print(f"FIGURES driver-resume: trials={len(table)} killed_at_s={killed_at:.0f} saved={saved} wall_s={wall:.0f}")
 
 
 def test_worker_killed_mid_search_loses_no_trial(cluster, shared, tmp_path, drivers):
@@ -382,6 +384,8 @@ def test_worker_killed_mid_search_loses_no_trial(cluster, shared, tmp_path, driv
     retried = {t for t, s in state.items() if s["num_failures"] > 0}
     # A retried trial with no result before the failure had no checkpoint yet: it restarts at epoch 1.
     from_checkpoint = {t for t in retried if (i := pid_switch(results[t])) is not None and results[t][i]["epoch"] > 1}
-    print(f"FIGURES failover: nodes=2 trials={len(table)} killed_at_s={killed_at:.0f} retried={len(retried)} "
-          f"from_checkpoint={len(from_checkpoint)} restarted={len(retried - from_checkpoint)} "
-          f"resumed={resumed} lost={lost} wall_s={wall:.0f}")  # fmt: skip
+    print(
+        f"FIGURES failover: nodes=2 trials={len(table)} killed_at_s={killed_at:.0f} retried={len(retried)} "
+        f"from_checkpoint={len(from_checkpoint)} restarted={len(retried - from_checkpoint)} "
+        f"resumed={resumed} lost={lost} wall_s={wall:.0f}"
+    )

@@ -13,10 +13,25 @@ from tests.helpers import REPO
 @pytest.mark.slow
 def test_the_main_job_searches_finalizes_generates_and_scores(tmp_path):
     done = subprocess.run(
-        [sys.executable, "scripts/demo.py", "--config", "search/configs/smoke.yaml", "--out", str(tmp_path),
-         "--time-budget", "60", "--conditions", "3", "--final-rows", "700"],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "scripts/demo.py",
+            "--config",
+            "search/configs/smoke.yaml",
+            "--out",
+            str(tmp_path),
+            "--time-budget",
+            "60",
+            "--conditions",
+            "3",
+            "--final-rows",
+            "700",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, f"stdout:\n{done.stdout[-3000:]}\nstderr:\n{done.stderr[-3000:]}"
     final = tmp_path / "final"
     report = json.loads((final / "report.json").read_text())

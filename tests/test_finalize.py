@@ -52,9 +52,7 @@ def make_experiment(root, trials=6, finished=True, best=True, train_size=256, va
             }
         ).to_dict()
         config["functions"] = "; ".join(config["functions"])  # as search/results.py writes it
-        reason = (
-            ["finished", "asha", "finished", "asha", "diverged", "finished"][i % 6] if finished else "error"
-        )
+        reason = ["finished", "asha", "finished", "asha", "diverged", "finished"][i % 6] if finished else "error"
         score = {"diverged": -1.0, "error": float("nan")}.get(reason, float(rng.uniform(0, 1.5)))
         rows.append(
             {
@@ -167,11 +165,7 @@ def test_plot_trials_handles_categories_log_ranges_and_missing_scores(tmp_path):
 
 
 def test_plot_training_curves_and_coverage_degrade_gracefully():
-    _decodes(
-        figure_to_png(
-            plot_training_curves([{"epoch": 1, "loss": 1.0, "kld": 0.1, "x_loss": 0.2, "y_loss": 0.7}])
-        )
-    )
+    _decodes(figure_to_png(plot_training_curves([{"epoch": 1, "loss": 1.0, "kld": 0.1, "x_loss": 0.2, "y_loss": 0.7}])))
     functions = FunctionPair(("x0 + x1", "x0 * x1"))
     x, _ = make_dataset(2, FunctionPair(), seed=1)
     _decodes(figure_to_png(plot_coverage(x[:, None], functions(x), functions)))

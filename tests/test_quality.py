@@ -38,9 +38,19 @@ def test_short_training_with_diversity_options_reaches_several_branches():
     # the recipe that beat uniform starts in docs/quality.md: a pure density model of x given y
     # (no y-loss), free bits so the latent is used, proposals drawn at temperature 2
     config = Config(
-        model="mlp", head="lines", hidden=64, depth=2, latent_dim=8, encoder_sees_y=True,
-        beta=1.0, free_bits=0.5, wy=0.0, recon="mse", epochs=3, batch_size=128,
-    )  # fmt: skip
+        model="mlp",
+        head="lines",
+        hidden=64,
+        depth=2,
+        latent_dim=8,
+        encoder_sees_y=True,
+        beta=1.0,
+        free_bits=0.5,
+        wy=0.0,
+        recon="mse",
+        epochs=3,
+        batch_size=128,
+    )
     trainer = Trainer(config, (x, y), None, device="cpu")
     trainer.fit()
     _, y_cond, branch_set = _condition_with_branches(6)

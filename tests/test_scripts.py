@@ -97,8 +97,20 @@ def test_finalize_writes_model_report_and_every_plot(finalized):
 
 def test_finalize_data_options_choose_the_training_lines_and_targets(tmp_path):
     folder = make_experiment(tmp_path / "storage" / "tiny", train_size=128)
-    run("finalize", "--experiment", folder, "--out", tmp_path / "final", "--epochs", "1", "--quiet",
-        "--lines", "uniform", "--x-targets", "uniform_branch")  # fmt: skip
+    run(
+        "finalize",
+        "--experiment",
+        folder,
+        "--out",
+        tmp_path / "final",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--lines",
+        "uniform",
+        "--x-targets",
+        "uniform_branch",
+    )
     data = json.loads((tmp_path / "final" / "report.json").read_text())["data"]
     assert (data["train_rows"], data["lines"], data["x_targets"]) == (128, "uniform", "uniform_branch")
     assert "invalid choice" in run("finalize", "--experiment", folder, "--lines", "box", check=False).stderr
@@ -169,9 +181,7 @@ def test_generate_without_a_model_needs_uniform_proposals(conditions, tmp_path):
         out,
     )
     assert load_challenge(out)[0].shape == (20, 50, 2)
-    assert_one_line_error(
-        run("generate", "--scoring", conditions, "--out", out, check=False), "--model is required"
-    )
+    assert_one_line_error(run("generate", "--scoring", conditions, "--out", out, check=False), "--model is required")
 
 
 def test_score_json_on_a_generated_submission(generated, conditions, tmp_path):

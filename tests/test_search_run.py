@@ -80,9 +80,7 @@ def test_optuna_study_holds_tpe_suggestions_and_pruned_early_stops(experiment, t
     assert trials[0].params == spec.start_points[0]
     assert sum("fixed_params" not in t.system_attrs for t in trials) == len(trials) - 1
     for t in trials:
-        assert all(spec.space[k].contains(v) for k, v in t.params.items()) and set(t.params) == set(
-            spec.space
-        )
+        assert all(spec.space[k].contains(v) for k, v in t.params.items()) and set(t.params) == set(spec.space)
     # match Optuna trials to Tune trials by their (unique, float) learning rate
     reason = {round(r["config/lr"], 12): r["stop_reason"] for _, r in table.iterrows()}
     epochs = {round(r["config/lr"], 12): r["epochs"] for _, r in table.iterrows()}
@@ -127,11 +125,7 @@ def test_best_config_loads_into_the_trainer(experiment, table, spec):
     finished = table[table["stop_reason"] == "finished"]
     best = finished.loc[finished["score"].idxmax()]
     for key in spec.space:
-        assert (
-            values[key] == pytest.approx(best[f"config/{key}"])
-            if key != "optimizer"
-            else best[f"config/{key}"]
-        )
+        assert values[key] == pytest.approx(best[f"config/{key}"]) if key != "optimizer" else best[f"config/{key}"]
     for key, value in spec.fixed.items():
         assert values[key] == value
     data = dataclasses.replace(spec.data, train_size=64).build(FunctionPair(config.functions))
@@ -155,9 +149,7 @@ def _flaky_trial(config, data=None, settings=None):
             marker.touch()
             raise RuntimeError("injected failure after epoch 2")
 
-    proxy = types.SimpleNamespace(
-        **{name: getattr(tune, name) for name in dir(tune) if not name.startswith("_")}
-    )
+    proxy = types.SimpleNamespace(**{name: getattr(tune, name) for name in dir(tune) if not name.startswith("_")})
     proxy.report = report
     trainable.tune = proxy  # this trial's worker process only
     trainable.train_trial(config, data=data, settings=settings)

@@ -121,9 +121,7 @@ def test_bad_file_errors_before_ray_starts(tmp_path, monkeypatch, capsys):
         assert err.startswith("twobirds-tune: error:") and BAD[case][1] in err and "\n" not in err, err
     assert not (tmp_path / "runs" / "x").exists()
     # command-line values are validated too
-    assert (
-        main(["--config", str(SMOKE), "--name", "x", "--storage", str(tmp_path), "--num-samples", "0"]) == 2
-    )
+    assert main(["--config", str(SMOKE), "--name", "x", "--storage", str(tmp_path), "--num-samples", "0"]) == 2
     assert "search.num_samples" in capsys.readouterr().err
 
 

@@ -28,18 +28,14 @@ def test_assess_exact_solutions_pass_every_gate_and_hit_one_branch_each():
     assert result["coverage"] == pytest.approx(float(np.mean([1 / c for c in counts])))
     # without the true x the branches come from y alone: the same numbers
     alone = assess(samples, y, functions)
-    assert alone["coverage"] == pytest.approx(result["coverage"]) and alone["score"] == pytest.approx(
-        result["score"]
-    )
+    assert alone["coverage"] == pytest.approx(result["coverage"]) and alone["score"] == pytest.approx(result["score"])
 
 
 def test_assess_outside_the_trig_family_reports_no_coverage():
     functions = FunctionPair(("x0 + x1", "x0 * x1"))
     x, _ = make_dataset(3, FunctionPair(), seed=1)
     result = assess(x[:, None], functions(x), functions)
-    assert (
-        result["gates_pass"] and result["coverage"] is None and "not both sin/cos" in result["coverage_note"]
-    )
+    assert result["gates_pass"] and result["coverage"] is None and "not both sin/cos" in result["coverage_note"]
 
 
 # --- submissions ---
