@@ -63,6 +63,16 @@ def final_data(experiment: Path, rows: int) -> list[str]:
     return ["--train-size", str(rows)]
 
 
+def proposal_temperature(experiment: Path) -> float:
+    """Refinement proposals: a Gaussian model's z at temperature 2 (docs/quality.md); a categorical
+    model's components as they are (its extra proposals come from the components' own Gaussians)."""
+    import yaml
+
+    path = experiment / "best_config.yaml"
+    best = yaml.safe_load(path.read_text()) if path.is_file() else None
+    return 1.0 if isinstance(best, dict) and best.get("latent") == "categorical" else 2.0
+
+
 def conditions_file(out: Path, count: int) -> Path:
     """The first `count` official validation conditions, or synthetic ones without ../shared."""
     from cvae.data import load_challenge, make_dataset, save_submission
@@ -117,32 +127,24 @@ def main(argv=None) -> int:
         submission,
     )
     run("scripts/score.py", submission, "--scoring", scoring)
-    # Second regime (docs/quality.md): 300 network proposals (z at temperature 2), refined, selected.
+    # The other regimes (cvae/regimes.py), each scored apart: no solver, then the solver.
+    checked = final / "submission_check.pt"
+    run("scripts/generate.py", "--model", final / "model.pt", "--scoring", scoring, "--samples", args.samples,
+        "--regime", "check", "--proposals", 300, "--out", checked)  # fmt: skip
+    run("scripts/score.py", checked, "--scoring", scoring)
     refined = final / "submission_refined.pt"
-    run(
-        "scripts/generate.py",
-        "--model",
-        final / "model.pt",
-        "--scoring",
-        scoring,
-        "--samples",
-        args.samples,
-        "--refine-steps",
-        20,
-        "--proposals",
-        300,
-        "--temperature",
-        2,
-        "--out",
-        refined,
-    )
+    temperature = proposal_temperature(experiment)
+    run("scripts/generate.py", "--model", final / "model.pt", "--scoring", scoring, "--samples", args.samples,
+        "--regime", "refined", "--proposals", 300, "--refine-steps", 20, "--temperature", temperature,
+        "--out", refined)  # fmt: skip
     run("scripts/score.py", refined, "--scoring", scoring)
     minutes = (time.perf_counter() - started) / 60
     print(
         f"\ndone in {minutes:.1f} min\n"
         f"  report:      {final / 'report.md'} (and report.json, *.png beside it)\n"
         f"  model:       {final / 'model.pt'}\n"
-        f"  submissions: {submission} (network only), {refined} (network + refinement)\n"
+        f"  submissions: {submission} (network only), {checked} (network + check), "
+        f"{refined} (network + refinement)\n"
         f"  trials:      {experiment / 'results.csv'}, best config {experiment / 'best_config.yaml'}\n"
         f"  TensorBoard: tensorboard --logdir {experiment}"
     )

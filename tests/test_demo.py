@@ -36,7 +36,9 @@ def test_the_main_job_searches_finalizes_generates_and_scores(tmp_path):
     final = tmp_path / "final"
     report = json.loads((final / "report.json").read_text())
     assert report["data"]["train_rows"] == 700  # the smoke search picks an MLP: final rows apply
-    for name in ("submission.pt", "submission_refined.pt"):
+    for name in ("submission.pt", "submission_check.pt", "submission_refined.pt"):
         x, _ = load_challenge(final / name)
         assert x.shape == (3 * 30, 50, 2)
-    assert done.stdout.count("Challenge gates") == 2, done.stdout[-2000:]  # both submissions scored
+    assert done.stdout.count("Challenge gates") == 3, done.stdout[-2000:]  # each regime's submission scored
+    for regime in ("regime: network only", "regime: network + check (K=300)", "regime: network + refinement (K=300"):
+        assert regime in done.stdout, done.stdout[-3000:]
