@@ -116,7 +116,7 @@ def main(argv=None) -> int:
         "--out",
         submission,
     )
-    run("scripts/score.py", submission, "--scoring", scoring)
+    run("scripts/score.py", submission, "--scoring", scoring, "--samples", args.samples)
     # Second regime (docs/quality.md): 300 network proposals (z at temperature 2), refined, selected.
     refined = final / "submission_refined.pt"
     run(
@@ -136,7 +136,7 @@ def main(argv=None) -> int:
         "--out",
         refined,
     )
-    run("scripts/score.py", refined, "--scoring", scoring)
+    run("scripts/score.py", refined, "--scoring", scoring, "--samples", args.samples)
     minutes = (time.perf_counter() - started) / 60
     print(
         f"\ndone in {minutes:.1f} min\n"

@@ -245,10 +245,12 @@ def run_search(
     Tune's trial folders. For an s3:// or gs:// storage, those four files are also copied to
     ./runs/<name>/ and that local folder is returned.
     """
-    if address in (None, "", "local"):
-        loopback_only()  # before ray is first imported (results imports it)
-    from cvae.functions import FunctionPair
+    from . import guards
 
+    guards.check_name(name)
+    guards.check_storage(storage)
+    if address in (None, "", "local") or guards.is_loopback(address):
+        loopback_only()  # before ray is first imported (results imports it); a loopback address stays loopback
     from . import results
 
     storage = Storage(storage)
@@ -263,6 +265,10 @@ def run_search(
         raise SearchError(
             f"--name {name}: {storage.experiment(name)} exists; pass --resume to finish it or pick a new name"
         )
+    # Built once, here on the driver (trials receive it through the object store): the data files are
+    # read and checked before Ray starts.
+    data = guards.build_data(spec)
+    guards.probe_address(address)
     # Validation is over: only now start (or join) Ray.
     from ray import tune
 
@@ -273,8 +279,6 @@ def run_search(
     try:
         if address in (None, "", "local"):
             _check_resources(spec)
-        # Built once, here on the driver; trials receive it through the object store.
-        data = spec.data.build(FunctionPair(spec.functions))
         trainable = make_trainable(spec, data)
         experiment = storage.experiment(name)
         if resume and tune.Tuner.can_restore(experiment):
