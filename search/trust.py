@@ -17,6 +17,7 @@ background, so for a moment a killed driver may leave the older version behind.
 from __future__ import annotations
 
 import fnmatch
+import glob
 import hashlib
 import hmac
 import json
@@ -222,7 +223,16 @@ class SigningCallback(tune.Callback):
             logging.getLogger(__name__).warning("could not sign the experiment state", exc_info=True)
         return None  # stateless for Tune: no callback-states file
 
+    def _find_staging(self) -> str | None:
+        """Tune's driver staging folder of this experiment, before any trial has started (Tune saves then too)."""
+        from ray.train.constants import _get_ray_train_session_dir
+
+        found = glob.glob(os.path.join(_get_ray_train_session_dir(), "*", self.name, "driver_artifacts"))
+        return max(found, key=os.path.getmtime) if found else None
+
     def _sign_staging(self) -> None:
+        if self._staging is None:
+            self._staging = self._find_staging()
         if self._staging is None or self._key is None:
             return
         new = {}
