@@ -162,6 +162,7 @@ def make_tuner(spec: SearchSpec, trainable, name: str, storage: Storage, reuse_a
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
+    from .faults import StorageFullCallback
     from .searcher import PruningOptunaSearch
     from .trainable import trial_name
     from .trust import SigningCallback
@@ -202,7 +203,8 @@ def make_tuner(spec: SearchSpec, trainable, name: str, storage: Storage, reuse_a
         failure_config=tune.FailureConfig(max_failures=spec.search["max_failures"]),
         sync_config=tune.SyncConfig(sync_artifacts=True),  # the trials' image event files
         verbose=1,  # the progress table, not every result
-        callbacks=[SigningCallback(storage.path, name)],  # signs Tune's state files for a later --resume
+        # signs Tune's state files for a later --resume; stops at once on a full storage
+        callbacks=[SigningCallback(storage.path, name), StorageFullCallback(storage.path)],
     )
     # param_space stays empty: the searcher owns the space, fixed values travel with the trainable.
     return tune.Tuner(trainable, tune_config=tune_config, run_config=run_config)
@@ -270,6 +272,7 @@ def run_search(
         loopback_only()  # before ray is first imported (results imports it); a loopback address stays loopback
     from . import results
     from . import trust as signing
+    from .faults import is_no_space, search_error_in, storage_full
 
     storage = Storage(storage)
     spec = _spec_for(config_path, name, storage, resume)
@@ -314,11 +317,16 @@ def run_search(
         try:
             tuner.fit()
         except Exception as err:
-            failure = signing.restore_failure(err)
+            failure = search_error_in(err)  # a failed restore, a full storage: one line
             if failure is None:
                 raise
             raise failure from None
-        signing.sign_folder(storage, name)  # the final state, as this process left it
+        try:
+            signing.sign_folder(storage, name)  # the final state, as this process left it
+        except OSError as err:
+            if not is_no_space(err):
+                raise
+            raise storage_full(storage.path, f"{name}/{signing.MANIFEST}") from None
         table = results.build_table(experiment, spec, storage_filesystem=None if storage.is_uri else storage.fs)
     finally:
         if started:
@@ -333,8 +341,13 @@ def run_search(
     files = {RESULTS_CSV: csv, RESULTS_PARQUET: parquet}
     if best is not None:
         files[BEST_CONFIG] = results.best_config_yaml(best, spec, name)
-    for file, content in files.items():
-        storage.write(name, file, content)
+    try:
+        for file, content in files.items():
+            storage.write(name, file, content)
+    except OSError as err:
+        if not is_no_space(err):
+            raise
+        raise storage_full(storage.path, f"{name}/{file}") from None
     local = Path(storage.experiment(name))
     if storage.is_uri:  # a local copy for scripts (e.g. finalize) that read best_config.yaml
         local = Path("runs", name).resolve()

@@ -217,11 +217,31 @@ class SigningCallback(tune.Callback):
             self._staging = trial.storage.experiment_driver_staging_path
 
     def get_state(self):
+        from .faults import StorageFull, is_no_space, storage_full
+
         try:
             self._sign_staging()
+        except StorageFull:
+            raise  # out of Tuner.fit, before Tune's copy would truncate the last good state on the storage
+        except OSError as err:
+            if is_no_space(err):
+                raise storage_full(self.storage_path, "the experiment state") from None
+            logging.getLogger(__name__).warning("could not sign the experiment state", exc_info=True)
         except Exception:  # never break the search over a signature; the resume check will say so
             logging.getLogger(__name__).warning("could not sign the experiment state", exc_info=True)
         return None  # stateless for Tune: no callback-states file
+
+    def _check_room(self, size: int) -> None:
+        """Refuse to let Tune overwrite its state on a local storage that cannot hold the new copy."""
+        import shutil
+
+        from .faults import storage_full
+
+        if "://" in self.storage_path:
+            return
+        free = shutil.disk_usage(self.storage_path).free
+        if free < 2 * size + 64 * 1024:
+            raise storage_full(self.storage_path, f"the experiment state ({size} bytes, {free} free)")
 
     def _find_staging(self) -> str | None:
         """Tune's driver staging folder of this experiment, before any trial has started (Tune saves then too)."""
@@ -235,11 +255,13 @@ class SigningCallback(tune.Callback):
             self._staging = self._find_staging()
         if self._staging is None or self._key is None:
             return
-        new = {}
+        new, size = {}, 0
         staging = Path(self._staging)
         for path in staging.iterdir() if staging.is_dir() else []:
             if path.is_file() and is_state_file(path.name):
-                new[path.name] = digest(path.read_bytes())
+                data = path.read_bytes()
+                new[path.name], size = digest(data), size + len(data)
+        self._check_room(size)
         folder = self._folder()
         tuner = folder.read("tuner.pkl")
         if tuner is not None and "tuner.pkl" not in new:
@@ -268,14 +290,3 @@ def fail_on_restore_error() -> None:
     logger = logging.getLogger("ray.tune.execution.tune_controller")
     if not any(isinstance(f, _RaiseOnRestoreFailure) for f in logger.filters):
         logger.addFilter(_RaiseOnRestoreFailure())
-
-
-def restore_failure(error: BaseException) -> RestoreFailed | None:
-    """The RestoreFailed behind an exception Tune raised, if any."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, RestoreFailed):
-            return error
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return None

@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from search import local_ray, trust
@@ -160,9 +161,13 @@ def test_sigkilled_driver_leaves_no_ray_process_and_the_signed_state_resumes(tmp
     driver = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and not list((tmp_path / "k").glob("experiment_state-*.json")):
+        while time.monotonic() < deadline and not (
+            list((tmp_path / "k").glob("experiment_state-*.json"))
+            and list((tmp_path / "k").glob("trial_*/checkpoint_*/trainer.pt"))
+        ):
             assert driver.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
             time.sleep(0.5)
+        time.sleep(2)  # let Tune save the state that knows the checkpoint
         (folder,) = _our_ray_folders() - before
         assert ray_processes(folder), "no process of the local Ray found"
     finally:
@@ -174,6 +179,47 @@ def test_sigkilled_driver_leaves_no_ray_process_and_the_signed_state_resumes(tmp
     assert not ray_processes(folder), f"Ray processes outlived their driver: {ray_processes(folder)}"
     assert not Path(folder).exists()
     print(f"local Ray gone {time.monotonic() - started:.1f} s after the driver's SIGKILL")
+    # a corrupted checkpoint in every trial folder: those trials start again, the search finishes
+    damaged = list((tmp_path / "k").glob("trial_*/checkpoint_*/trainer.pt"))
+    for path in damaged:
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     resumed = subprocess.run(command + ["--resume"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    assert (tmp_path / "k" / "results.csv").is_file()
+    table = pd.read_csv(tmp_path / "k" / "results.csv")
+    assert len(table) == 6 and (table["status"] == "TERMINATED").all(), table[["trial_id", "status", "error"]]
+    restarted = (resumed.stdout + resumed.stderr).count("damaged checkpoint")
+    print(f"{len(damaged)} damaged checkpoints; trials restarted: {restarted}")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs (needs root to mount): a disk that fills up during the search."""
+    folder = tmp_path / "tmpfs"
+    folder.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)]).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield folder
+    subprocess.run(["umount", str(folder)])
+
+
+@pytest.mark.slow
+def test_a_full_disk_stops_the_search_in_one_line_and_resume_finishes_once_there_is_room(tmp_path, small_disk):
+    env = _env(tmp_path)
+    command = ["--config", SMOKE, "--name", "full", "--storage", small_disk]
+    done = tune(*command, env=env)
+    line = assert_one_line(done, "no space left on the device")
+    assert "--resume" in line and done.seconds < 120
+    finished = set()
+    state = list((small_disk / "full").glob("experiment_state-*.json"))
+    if state:  # the trials Tune had recorded as finished: none of them may be lost or rerun
+        import json
+
+        trials = (json.loads(t[0]) for t in json.loads(state[0].read_text())["trial_data"])
+        finished = {t["trial_id"] for t in trials if t["status"] == "TERMINATED"}
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
+    resumed = tune("--name", "full", "--storage", small_disk, "--resume", env=env)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    table = pd.read_csv(small_disk / "full" / "results.csv")
+    assert len(table) == 6 and (table["status"] == "TERMINATED").all()
+    assert finished <= set(table["trial_id"])
+    print(f"full disk: stopped in {done.seconds:.1f} s, {len(finished)} finished kept, resumed {resumed.seconds:.0f} s")
