@@ -149,26 +149,38 @@ def sign_folder(storage, name: str, only: tuple[str, ...] | None = None) -> None
     record(folder, new, key, known)
 
 
-def verify(storage, name: str) -> None:
+def verify_local(folder) -> None:
+    """verify() for a local experiment folder, e.g. before reading its searcher state for a report."""
+    from .runner import Storage
+
+    folder = Path(folder).resolve()
+    verify(Storage(folder.parent), folder.name, action="reading")
+
+
+def verify(storage, name: str, action: str = "--resume") -> None:
     """Refuse (UntrustedExperiment, one line) unless every state file of the folder is one this project signed."""
     folder = _storage_folder(storage, name)
     where = storage.experiment(name)
-    fix = "pass --trust to resume it anyway if you trust whoever wrote the folder (its pickles will run)"
+    fix = (
+        "pass --trust to resume it anyway if you trust whoever wrote the folder (its pickles will run)"
+        if action == "--resume"
+        else "only folders this project signed with your key are unpickled"
+    )
     key = load_key()
     if key is None:
         raise UntrustedExperiment(
-            f"--resume: {where} was not written by a search of this user on this machine (no key {key_path()}), "
+            f"{action}: {where} was not written by a search of this user on this machine (no key {key_path()}), "
             f"so its Ray state files are not unpickled; {fix}"
         )
     if folder.read(MANIFEST) is None:
         raise UntrustedExperiment(
-            f"--resume: {where} has no {MANIFEST}: its Ray state files were not signed by this project, "
+            f"{action}: {where} has no {MANIFEST}: its Ray state files were not signed by this project, "
             f"so they are not unpickled; {fix}"
         )
     known = read_manifest(folder, key)
     if known is None:
         raise UntrustedExperiment(
-            f"--resume: {where}/{MANIFEST} does not match this machine's key {key_path()} (another user's "
+            f"{action}: {where}/{MANIFEST} does not match this machine's key {key_path()} (another user's "
             f"or machine's run, or edited); its Ray state files are not unpickled; {fix}"
         )
     for file in folder.names():
@@ -177,7 +189,7 @@ def verify(storage, name: str) -> None:
         data = folder.read(file)
         if file not in known or data is None or digest(data) not in known[file]:
             raise UntrustedExperiment(
-                f"--resume: {where}/{file} is not the file this project's search wrote (changed or added since); "
+                f"{action}: {where}/{file} is not the file this project's search wrote (changed or added since); "
                 f"it is not unpickled; {fix}"
             )
 

@@ -98,9 +98,18 @@ def files(tmp_path_factory):
 def test_generate_refuses_out_of_range_mix_and_temperature(files, tmp_path, flag, value, message):
     out = tmp_path / "result.pt"
     done = run(
-        "generate", "--model", files["truncated"], "--proposals-from", "mixed", "--scoring", files["scoring"],
-        "--out", out, flag, value,
-    )  # fmt: skip
+        "generate",
+        "--model",
+        files["truncated"],
+        "--proposals-from",
+        "mixed",
+        "--scoring",
+        files["scoring"],
+        "--out",
+        out,
+        flag,
+        value,
+    )
     assert_one_line(done, message)
     assert not out.exists()
 
@@ -193,9 +202,16 @@ def test_finalize_checks_the_val_file_and_the_device_first(files, tmp_path):
 def test_generate_names_the_available_devices(files, tmp_path):
     device = _unavailable_device()
     done = run(
-        "generate", "--model", files["truncated"], "--scoring", files["scoring"], "--out", tmp_path / "r.pt",
-        "--device", device,
-    )  # fmt: skip
+        "generate",
+        "--model",
+        files["truncated"],
+        "--scoring",
+        files["scoring"],
+        "--out",
+        tmp_path / "r.pt",
+        "--device",
+        device,
+    )
     assert "available: cpu" in assert_one_line(done, f"--device {device}")
     assert_one_line(
         run("generate", "--model", files["truncated"], "--scoring", files["scoring"], "--device", "gpu0"),

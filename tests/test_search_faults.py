@@ -110,9 +110,7 @@ def finished(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("search")
     env = _env(tmp_path)
     before = _our_ray_folders()
-    done = tune(
-        "--config", SMOKE, "--name", "smoke", "--storage", tmp_path / "runs", "--num-samples", 2, env=env
-    )  # fmt: skip
+    done = tune("--config", SMOKE, "--name", "smoke", "--storage", tmp_path / "runs", "--num-samples", 2, env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return tmp_path, tmp_path / "runs" / "smoke", env, before
 
