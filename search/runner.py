@@ -288,10 +288,10 @@ def run_search(
         )
     if resume and storage.exists(name, "tuner.pkl"):
         _check_trust(storage, name, trust)
+    guards.probe_address(address)  # seconds, not Ray's minutes of retries, when no cluster is there
     # Built once, here on the driver (trials receive it through the object store): the data files are
     # read and checked before Ray starts.
     data = guards.build_data(spec)
-    guards.probe_address(address)
     # Validation is over: only now start (or join) Ray.
     from ray import tune
 
