@@ -126,18 +126,18 @@ def main(argv=None) -> int:
         "--out",
         submission,
     )
-    run("scripts/score.py", submission, "--scoring", scoring)
+    run("scripts/score.py", submission, "--scoring", scoring, "--samples", args.samples)
     # The other regimes (cvae/regimes.py), each scored apart: no solver, then the solver.
     checked = final / "submission_check.pt"
     run("scripts/generate.py", "--model", final / "model.pt", "--scoring", scoring, "--samples", args.samples,
         "--regime", "check", "--proposals", 300, "--out", checked)  # fmt: skip
-    run("scripts/score.py", checked, "--scoring", scoring)
+    run("scripts/score.py", checked, "--scoring", scoring, "--samples", args.samples)
     refined = final / "submission_refined.pt"
     temperature = proposal_temperature(experiment)
     run("scripts/generate.py", "--model", final / "model.pt", "--scoring", scoring, "--samples", args.samples,
         "--regime", "refined", "--proposals", 300, "--refine-steps", 20, "--temperature", temperature,
         "--out", refined)  # fmt: skip
-    run("scripts/score.py", refined, "--scoring", scoring)
+    run("scripts/score.py", refined, "--scoring", scoring, "--samples", args.samples)
     minutes = (time.perf_counter() - started) / 60
     print(
         f"\ndone in {minutes:.1f} min\n"
