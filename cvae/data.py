@@ -70,7 +70,7 @@ X_TARGETS = ("given", "uniform_branch", "all_branches")
 
 
 def branch_targets(x: torch.Tensor, y: torch.Tensor, functions: FunctionPair, exact: bool = True) -> torch.Tensor:
-    """Every exact solution of each row's y as endpoints (N, M, 4), padded with NaN.
+    """Every exact solution of each row's y as float64 endpoints (N, M, 4), padded with NaN.
 
     A row whose solutions cannot be enumerated keeps its own line as its one target. Needs sin/cos
     functions; `exact`: x reproduces y, so it seeds the enumeration.
@@ -85,7 +85,7 @@ def branch_targets(x: torch.Tensor, y: torch.Tensor, functions: FunctionPair, ex
     padded = torch.full((len(sets), width, 4), float("nan"), dtype=torch.float64)
     for i, b in enumerate(sets):
         padded[i, : len(b)] = b
-    return padded.to(x.dtype)
+    return padded  # float64: a drawn target's line is computed before rounding, as the enumeration gives it
 
 
 def uniform_branch_targets(
@@ -247,7 +247,7 @@ class DataSpec:
             solutions = branch_targets(*train, functions, exact=not self.train_file)
             x = uniform_branch_targets(*train, functions, self.seed, solutions=solutions)
             # all_branches keeps every solution too: the categorical latent's loss averages over them
-            train = (x, train[1], solutions) if self.x_targets == "all_branches" else (x, train[1])
+            train = (x, train[1], solutions.float()) if self.x_targets == "all_branches" else (x, train[1])
         if self.val_file:
             x, y = load_challenge(self.val_file)
             val = (x[: self.val_conditions], y[: self.val_conditions])

@@ -77,6 +77,18 @@ def _our_ray_folders() -> set:
     return set(glob.glob("/tmp/twobirds-ray-*"))
 
 
+def _folder_of(driver_pid: int, candidates: set) -> str:
+    """The local Ray folder of this driver: the one its reaper watches (other searches may run beside it)."""
+    for entry in Path("/proc").iterdir():
+        try:
+            args = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if len(args) >= 4 and args[1].endswith("reaper.py") and args[2] == str(driver_pid) and args[3] in candidates:
+            return args[3]
+    raise AssertionError(f"no reaper watches driver {driver_pid} (folders {sorted(candidates)})")
+
+
 def test_private_token_is_0600(tmp_path):
     path = local_ray.private_token(tmp_path)
     assert path.stat().st_mode & 0o777 == 0o600 and len(path.read_text()) == 64
@@ -166,7 +178,7 @@ def test_sigkilled_driver_leaves_no_ray_process_and_the_signed_state_resumes(tmp
             assert driver.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
             time.sleep(0.5)
         time.sleep(2)  # let Tune save the state that knows the checkpoint
-        (folder,) = _our_ray_folders() - before
+        folder = _folder_of(driver.pid, _our_ray_folders() - before)
         assert ray_processes(folder), "no process of the local Ray found"
     finally:
         driver.send_signal(signal.SIGKILL)  # the driver alone, not its process group
