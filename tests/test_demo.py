@@ -26,6 +26,8 @@ def test_the_main_job_searches_finalizes_generates_and_scores(tmp_path):
             "3",
             "--final-rows",
             "700",
+            "--final-epochs",
+            "3",
         ],
         cwd=REPO,
         capture_output=True,
