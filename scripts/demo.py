@@ -119,7 +119,8 @@ def main(argv=None) -> int:
             "--time-budget",
             args.time_budget,
         )
-    run("scripts/finalize.py", "--experiment", experiment, "--out", final, *final_data(experiment, args.final_rows, args.final_epochs))
+    final_options = final_data(experiment, args.final_rows, args.final_epochs)
+    run("scripts/finalize.py", "--experiment", experiment, "--out", final, *final_options)
     scoring = conditions_file(final, args.conditions)
     submission = final / "submission.pt"
     run(
