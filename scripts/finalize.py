@@ -114,14 +114,14 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted; nothing was saved", file=sys.stderr)
         return 130
-    v = report["validation"]
+    v, objective = report["validation"], report["objective"]
     gates = "PASS" if v["gates_pass"] else "FAIL"
-    coverage = "n/a" if v["coverage"] is None else f"{100 * v['coverage']:.1f}%"
+    coverage = "n/a" if v["coverage_norm"] is None else f"{100 * v['coverage_norm']:.1f}%"
     score = "n/a" if v.get("score") is None else f"{v['score']:.4g}"
     rmse = "n/a" if v["overall_rmse"] is None else f"{v['overall_rmse']:.4g}"
     print(
-        f"validation: gates {gates} (overall RMSE {rmse}), valid samples "
-        f"{100 * v['valid_frac']:.1f}%, coverage {coverage}, score {score}"
+        f"validation in the objective's regime ({objective['name']}: {objective['regime']}): gates {gates} "
+        f"(overall RMSE {rmse}), valid samples {100 * v['valid_frac']:.1f}%, coverage_norm {coverage}, score {score}"
     )
     print(f"wrote {out}/: " + ", ".join(report["files"].values()) + ", report.md, report.json")
     for name, reason in report["skipped_plots"].items():

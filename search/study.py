@@ -74,13 +74,20 @@ def quiet_optuna() -> None:
 
 
 def _save(ax, path: Path, title: str) -> str:
-    import matplotlib.pyplot as plt
+    """Optuna's figure with a title above it; log axes without crowded minor tick labels."""
+    import textwrap
 
-    figure = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
-    figure.suptitle(title, fontsize=11)
-    figure.set_size_inches(max(figure.get_size_inches()[0], 8), max(figure.get_size_inches()[1], 4.5))
-    figure.tight_layout()
-    figure.savefig(path, dpi=80)
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
+
+    axes = list(ax.flat) if hasattr(ax, "flat") else [ax]
+    figure = axes[0].figure
+    for each in figure.axes:
+        if each.get_xscale() == "log":
+            each.xaxis.set_minor_formatter(NullFormatter())
+    width = max(40, int(figure.get_size_inches()[0] * 11))
+    figure.suptitle(textwrap.fill(title, width), fontsize=10, y=1.02)
+    figure.savefig(path, dpi=80, bbox_inches="tight")
     plt.close(figure)
     return path.name
 
@@ -109,6 +116,13 @@ def plot_study(study, out, objective: str = "objective") -> tuple[dict, dict]:
     files, skipped = {}, {}
     counts = f"{len(complete)} complete, {len(pruned)} pruned by ASHA, {len(trials)} in all"
     name = f"{objective} (Optuna objective value)"
+
+    def intermediate():
+        ax = ovm.plot_intermediate_values(study)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(objective)
+        return ax
+
     jobs = {
         "history": (
             lambda: ovm.plot_optimization_history(study, target_name=name),
@@ -118,7 +132,7 @@ def plot_study(study, out, objective: str = "objective") -> tuple[dict, dict]:
             "no complete trial",
         ),
         "intermediate": (
-            lambda: ovm.plot_intermediate_values(study),
+            intermediate,
             f"{objective} per epoch of every trial (x: epoch; trials ASHA pruned end early)",
             any(t.intermediate_values for t in trials),
             "no trial reported an epoch",
