@@ -15,7 +15,7 @@ from cvae.train import load_model
 from tests.helpers import REPO, SAMPLE_SUBMISSION, needs_shared
 from tests.test_finalize import make_experiment
 
-PNGS = ("training_curves.png", "samples.png", "coverage.png", "trials.png")
+PNGS = ("training_curves.png", "samples.png", "coverage.png", "search_history.png", "search_slices.png")
 
 
 def run(script, *args, check=True):
@@ -62,7 +62,7 @@ def test_help(script):
 def test_finalize_writes_model_report_and_every_plot(finalized):
     out, done = finalized
     assert "retraining" in done.stderr and "2/2" in done.stderr and "epoch" in done.stderr  # the progress bar
-    assert "validation: gates" in done.stdout
+    assert "validation in the objective's regime (score: network only): gates" in done.stdout
     model = load_model(out / "model.pt")
     assert model.config.epochs == 2 and model.config.head == "lines"
     for name in PNGS:
