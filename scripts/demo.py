@@ -80,11 +80,31 @@ def conditions_file(out: Path, count: int) -> Path:
     return path
 
 
+SCORES = "submissions.json"
+SUBMISSION_REFINED = {"proposals": 300, "refine_steps": 20, "temperature": 2.0}
+
+
+def record_scores(path: Path, submissions) -> str:
+    """final/submissions.json: each submission's regime and its score (score.py --json-out); a one-line digest."""
+    import json
+
+    entries, digest = [], []
+    for file, label, settings in submissions:
+        score = json.loads(file.with_suffix(".score.json").read_text())
+        entries.append({"file": file.name, "regime": label, "settings": settings, "score": score})
+        coverage = score.get("coverage_norm")
+        digest.append(
+            f"{label}: gates {'PASS' if score['gates_pass'] else 'FAIL'}, valid {100 * score['valid_frac']:.1f}%"
+            + ("" if coverage is None else f", coverage_norm {coverage:.3f}")
+        )
+    path.write_text(json.dumps({"submissions": entries}, indent=2) + "\n")
+    return "; ".join(digest)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    sys.path.insert(0, str(REPO))
     started = time.perf_counter()
-    out = (REPO / args.out).resolve() if not Path(args.out).is_absolute() else Path(args.out)
+    out = Path(args.out).resolve()  # relative to the current folder (`make search` runs in the checkout)
     experiment, final = out / "search", out / "final"
     if (experiment / "results.csv").is_file():
         print(f"search: {experiment} is finished already; delete {out} to start over")
@@ -116,7 +136,7 @@ def main(argv=None) -> int:
         "--out",
         submission,
     )
-    run("scripts/score.py", submission, "--scoring", scoring)
+    run("scripts/score.py", submission, "--scoring", scoring, "--json-out", submission.with_suffix(".score.json"))
     # Second regime (docs/quality.md): 300 network proposals (z at temperature 2), refined, selected.
     refined = final / "submission_refined.pt"
     run(
@@ -136,13 +156,21 @@ def main(argv=None) -> int:
         "--out",
         refined,
     )
-    run("scripts/score.py", refined, "--scoring", scoring)
+    run("scripts/score.py", refined, "--scoring", scoring, "--json-out", refined.with_suffix(".score.json"))
+    scores = record_scores(
+        final / SCORES,
+        [
+            (submission, "network only", {"proposals": args.samples, "refine_steps": 0, "temperature": 1.0}),
+            (refined, "network + refinement (K=300, 20 LM steps, T=2)", SUBMISSION_REFINED),
+        ],
+    )
     minutes = (time.perf_counter() - started) / 60
     print(
         f"\ndone in {minutes:.1f} min\n"
         f"  report:      {final / 'report.md'} (and report.json, *.png beside it)\n"
         f"  model:       {final / 'model.pt'}\n"
         f"  submissions: {submission} (network only), {refined} (network + refinement)\n"
+        f"  scores:      {final / SCORES}: {scores}\n"
         f"  trials:      {experiment / 'results.csv'}, best config {experiment / 'best_config.yaml'}\n"
         f"  TensorBoard: tensorboard --logdir {experiment}"
     )

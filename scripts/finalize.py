@@ -14,12 +14,9 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        prog="finalize.py",
         description=(
             "Retrain the best configuration of a search on the full training set for its full epochs "
             "(seeded, with a progress bar), validate it with 30 samples per validation condition, and "

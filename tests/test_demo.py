@@ -40,3 +40,11 @@ def test_the_main_job_searches_finalizes_generates_and_scores(tmp_path):
         x, _ = load_challenge(final / name)
         assert x.shape == (3 * 30, 50, 2)
     assert done.stdout.count("Challenge gates") == 2, done.stdout[-2000:]  # both submissions scored
+    # ... and their scores recorded in final/, not only on the console
+    recorded = json.loads((final / "submissions.json").read_text())["submissions"]
+    assert [s["file"] for s in recorded] == ["submission.pt", "submission_refined.pt"]
+    assert recorded[1]["regime"] == "network + refinement (K=300, 20 LM steps, T=2)"
+    for entry in recorded:
+        assert {"gates_pass", "valid_frac", "coverage_norm"} <= set(entry["score"])
+    # the report names the objective's regime first (smoke.yaml ranks by score: network only)
+    assert report["regimes"][0]["label"] == "network only" and report["objective"]["name"] == "score"
