@@ -145,7 +145,8 @@ def plot_training_curves(history: list[dict], title: str = "", objective: str = 
     if refined and np.isfinite(refined_rmse).any():
         right.plot(epochs, refined_rmse, color="tab:green", marker=marker, ms=3, label="overall RMSE after refinement")
     if np.isfinite(rmse).any():
-        right.plot(epochs, rmse, color="black", marker=marker, ms=3, label="overall RMSE of f(generated x) vs y")
+        label = "overall RMSE of f(generated x) vs y" + (" (network only)" if refined else "")
+        right.plot(epochs, rmse, color="black", marker=marker, ms=3, label=label)
         right.axhline(0.1, color="red", lw=1.2, ls="--", label="challenge gate: RMSE < 0.1 passes")
         right.set_ylim(bottom=0, top=max(0.12, float(np.nanmax(rmse)) * 1.1))
         right.legend(fontsize=8)

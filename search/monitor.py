@@ -4,7 +4,8 @@
   `t03_mlp_lr=2.3e-03_beta=0.52_4f1c2a9b`: trial number, a few key parameters, Ray's trial id.
 - `TrialBoard`: Tune's TensorBoard logger with tags grouped (`train/`, `val/`, `refined/`,
   `time/`), Ray's bookkeeping left out, and HParams that show how each trial ended
-  (`stop_reason`) and its objective's best and last values.
+  (`stop_reason`) and its objective's best and last values (`val/score_best`, `val/score_last`,
+  or `refined/...` for refined_score; `time/epochs`).
 - `TrialLines`: one line per ended trial and a progress line at a low rate, instead of Tune's
   boxes.
 """
@@ -164,9 +165,9 @@ class TrialBoard(TBXLoggerCallback):
         params["stop_reason"] = stop_reason("ERROR" if failed else "TERMINATED", last, self._max_t)
         step = int(last.get("epoch") or 0)
         writer = self._trial_writer[trial]
-        name = self._metric.removeprefix("val_")
-        metrics = {f"hparams/{name}_best": self._best.get(trial), f"hparams/{name}_last": last.get(self._metric)}
-        metrics["hparams/epochs"] = step
+        name = tag(self._metric)  # in the objective's own group: refined/score, val/score or train/loss
+        metrics = {f"{name}_best": self._best.get(trial), f"{name}_last": last.get(self._metric)}
+        metrics["time/epochs"] = step
         metrics = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
         for key, value in metrics.items():  # HParams shows a metric's value from the run's scalar of that tag
             writer.add_scalar(key, value, global_step=max(step, 1))

@@ -168,7 +168,7 @@ def make_tuner(spec: SearchSpec, trainable, name: str, storage: Storage, reuse_a
 
     from .monitor import TrialBoard, TrialLines
     from .searcher import PruningOptunaSearch
-    from .study import open_storage, quiet_optuna
+    from .study import label_study, open_storage, quiet_optuna
     from .trainable import trial_name
 
     quiet_optuna()
@@ -185,6 +185,7 @@ def make_tuner(spec: SearchSpec, trainable, name: str, storage: Storage, reuse_a
         study_name=name,
         max_t=spec.max_t,
     )
+    label_study(searcher.study, spec, storage.experiment(name))
     scheduler = ASHAScheduler(
         time_attr="epoch",  # the trainer's own epoch count: unaffected by restores
         max_t=spec.max_t,

@@ -66,6 +66,19 @@ def load_study(experiment_dir, name: str | None = None):
     return optuna.load_study(study_name=name, storage=storage)
 
 
+def label_study(study, spec, experiment: str) -> None:
+    """Name the objective (Optuna's dashboard shows 'Objective 0' otherwise) and say where the runs are."""
+    from optuna.exceptions import ExperimentalWarning
+
+    if study.metric_names is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            study.set_metric_names([spec.metric])
+    study.set_user_attr("objective", spec.metric)
+    study.set_user_attr("tensorboard", f"tensorboard --logdir {experiment}")
+    study.set_user_attr("pruned", "trials ASHA stopped early (their last epoch is their step)")
+
+
 def quiet_optuna() -> None:
     """Optuna's INFO lines (one per created study or told trial) off; warnings stay."""
     import optuna

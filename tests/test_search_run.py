@@ -135,8 +135,9 @@ def test_tensorboard_finds_scalars_hparams_and_images_in_one_run_per_trial(exper
             assert tag in scalars, tag
         assert not any(t.startswith("ray/") or "training_iteration" in t or "time_total_s" in t for t in scalars)
         assert [e.step for e in events.Scalars("val/score")] == list(range(1, row.epochs + 1))
-        assert events.Scalars("hparams/score_last")[-1].value == pytest.approx(row.score)
-        assert events.Scalars("hparams/score_best")[-1].value == pytest.approx(row.best_score)
+        assert events.Scalars("val/score_last")[-1].value == pytest.approx(row.score)
+        assert events.Scalars("val/score_best")[-1].value == pytest.approx(row.best_score)
+        assert events.Scalars("time/epochs")[-1].value == row.epochs
         start = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
         session = hparams_metadata.parse_session_start_info_plugin_data(start)
         assert session.hparams["stop_reason"].string_value == row.stop_reason
