@@ -5,7 +5,8 @@
     python scripts/finalize.py --config runs/my-search/best_config.yaml --out final/
 
 Writes model.pt, report.md, report.json, training_curves.png, samples.png, coverage.png and
-(for an experiment) trials.png into --out (default: <experiment>/final).
+(for an experiment) the Optuna study's search_*.png into --out (default: <experiment>/final).
+The report validates the model in every regime, the search objective's first.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def parse_args(argv=None):
         type=Path,
         help="a flat configuration YAML instead (e.g. a best_config.yaml); data: the data section of a "
         "search_config.yaml beside it, else the defaults (20000 synthetic rows, 50 synthetic validation "
-        "conditions), then the options below; no trials plot",
+        "conditions), then the options below; no plots of the search",
     )
     parser.add_argument(
         "--out",

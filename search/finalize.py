@@ -1,9 +1,11 @@
 """Finalize a search: retrain its best configuration on the full training set, validate, plot, report.
 
 `load_experiment` reads a search experiment folder (`search_config.yaml`, `best_config.yaml`,
-`results.csv`), `finalize` retrains, evaluates with `cvae.metrics`, and writes `model.pt`,
-`report.json`, `report.md` and the PNGs; samples are judged by `cvae.submission.assess`, the
-same code `scripts/score.py` uses. Every user mistake raises `FinalizeError` with a one-line message.
+`results.csv`, `optuna.journal`), `finalize` retrains, generates in every regime of
+`cvae.regimes` (the search objective's first; search/report.py chooses and renders them), and
+writes `model.pt`, `report.json`, `report.md` and the PNGs; samples are judged by
+`cvae.submission.assess`, the same code `scripts/score.py` uses. Every user mistake raises
+`FinalizeError` with a one-line message.
 """
 
 from __future__ import annotations

@@ -229,8 +229,9 @@ class TrialLines(tune.Callback):
 
 def quiet_ray() -> None:
     """Ray's driver lines a user cannot act on off: the token-auth default, 'Started a local Ray instance',
-    Tune's 'Wrote the latest version of all result files', and its boxes and pointer to Ray's temp folder
-    (the legacy output engine at verbose=0 prints none; TrialLines prints instead).
+    Tune's 'Wrote the latest version of all result files', its 'operation took 0.6 s' notes on a busy
+    machine, and its boxes and pointer to Ray's temp folder (the legacy output engine at verbose=0
+    prints none; TrialLines prints instead).
 
     Call before ray.init. Warnings and errors about the search itself still show.
     """
@@ -242,5 +243,7 @@ def quiet_ray() -> None:
         ("ray._private.authentication.authentication_token_setup", logging.ERROR),  # on by default: documented
         ("ray._private.worker", logging.WARNING),
         ("ray.tune.tune", logging.WARNING),
+        # warn_if_slow: "The `on_step_begin` operation took 0.6 s" on a loaded machine; nothing to act on
+        ("ray.tune.utils.util", logging.ERROR),
     ):
         logging.getLogger(name).setLevel(level)

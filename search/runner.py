@@ -168,10 +168,13 @@ def make_tuner(spec: SearchSpec, trainable, name: str, storage: Storage, reuse_a
 
     from .monitor import TrialBoard, TrialLines
     from .searcher import PruningOptunaSearch
-    from .study import label_study, open_storage, quiet_optuna
+    from .study import journal_path, label_study, open_storage, quiet_optuna
     from .trainable import trial_name
 
     quiet_optuna()
+    stale = journal_path(study_folder(storage, name))
+    if stale.is_file():  # a resume of a search killed before Tune saved any state: its suggestions start over too
+        stale.replace(stale.with_name(f"{stale.name}.before-restart"))
     sampler = TPESampler(seed=spec.search["seed"], n_startup_trials=spec.search["tpe_startup_trials"])
     searcher = PruningOptunaSearch(
         space=spec.optuna_space(),
