@@ -64,30 +64,45 @@ def make_dataset(
     return x, functions(x.double()).float()
 
 
-X_TARGETS = ("given", "uniform_branch")
+X_TARGETS = ("given", "uniform_branch", "all_branches")
+
+
+def branch_targets(x: torch.Tensor, y: torch.Tensor, functions: FunctionPair, exact: bool = True) -> torch.Tensor:
+    """Every exact solution of each row's y as endpoints (N, M, 4), padded with NaN.
+
+    A row whose solutions cannot be enumerated keeps its own line as its one target. Needs sin/cos
+    functions; `exact`: x reproduces y, so it seeds the enumeration.
+    """
+    try:
+        sets = branches(y, functions, x_true=x if exact else None)
+    except ValueError as err:
+        raise ValueError(f"data x_targets=uniform_branch or all_branches needs enumerable solutions: {err}") from None
+    own = endpoints_from_lines(x).double()
+    sets = [b if len(b) else own[i : i + 1] for i, b in enumerate(sets)]
+    width = max(len(b) for b in sets)
+    padded = torch.full((len(sets), width, 4), float("nan"), dtype=torch.float64)
+    for i, b in enumerate(sets):
+        padded[i, : len(b)] = b
+    return padded.to(x.dtype)
 
 
 def uniform_branch_targets(
-    x: torch.Tensor, y: torch.Tensor, functions: FunctionPair, seed: int = 0, exact: bool = True
+    x: torch.Tensor, y: torch.Tensor, functions: FunctionPair, seed: int = 0, exact: bool = True, solutions=None
 ) -> torch.Tensor:
     """x with each row replaced by one exact solution of its y, drawn uniformly over all of them.
 
     Drawn lines weight a condition's solutions by how likely the line was, so a CVAE learns to
     propose the popular ones and rarely the rest; drawn uniformly over the branches, it learns
     to propose each equally often, which is what coverage rewards. Needs sin/cos functions
-    (the branches are enumerated exactly). `exact`: x reproduces y, so it seeds the enumeration.
+    (the branches are enumerated exactly). `exact`: x reproduces y, so it seeds the enumeration;
+    `solutions`: branch_targets' result, when already computed.
     """
-    try:
-        sets = branches(y, functions, x_true=x if exact else None)
-    except ValueError as err:
-        raise ValueError(f"data x_targets=uniform_branch needs enumerable solutions: {err}") from None
-    counts = torch.tensor([len(b) for b in sets])
+    if solutions is None:
+        solutions = branch_targets(x, y, functions, exact)
+    counts = (~solutions[..., 0].isnan()).sum(1)
     g = torch.Generator().manual_seed(seed)
-    draw = (torch.rand(len(sets), generator=g, dtype=torch.float64) * counts).long()
-    index = torch.cumsum(counts, 0) - counts + draw  # a uniform draw among each row's branches
-    own = endpoints_from_lines(x).double()
-    solutions = torch.cat([*sets, own[:1]]).to(own)  # one spare row keeps the index valid if all are empty
-    picks = torch.where((counts > 0).unsqueeze(-1), solutions[index.clamp(max=len(solutions) - 1)], own)
+    draw = (torch.rand(len(counts), generator=g, dtype=torch.float64) * counts).long()
+    picks = solutions[torch.arange(len(counts)), draw].double()
     return lines_from_endpoints(picks, x.shape[-2]).to(x.dtype)
 
 
@@ -201,9 +216,11 @@ class DataSpec:
             train = (train[0][: self.train_size], train[1][: self.train_size])
         else:
             train = make_dataset(self.train_size, functions, self.seed, self.lines)
-        if self.x_targets == "uniform_branch":
-            x = uniform_branch_targets(*train, functions, self.seed, exact=not self.train_file)
-            train = (x, train[1])
+        if self.x_targets in ("uniform_branch", "all_branches"):
+            solutions = branch_targets(*train, functions, exact=not self.train_file)
+            x = uniform_branch_targets(*train, functions, self.seed, solutions=solutions)
+            # all_branches keeps every solution too: the categorical latent's loss averages over them
+            train = (x, train[1], solutions) if self.x_targets == "all_branches" else (x, train[1])
         if self.val_file:
             x, y = load_challenge(self.val_file)
             val = (x[: self.val_conditions], y[: self.val_conditions])

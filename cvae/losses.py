@@ -12,6 +12,8 @@ import torch.nn.functional as F
 
 from .config import Config
 from .functions import FunctionPair
+from .lines import grid, lines_from_endpoints
+from .metrics import VALID_RMSE
 
 RECONSTRUCTION = {"huber": F.huber_loss, "l1": F.l1_loss, "mse": F.mse_loss}
 
@@ -64,3 +66,86 @@ def cvae_loss(x_hat, x, y, mu, logvar, functions: FunctionPair, config: Config, 
     wy = config.wy if wy is None else wy
     total = beta * parts["kld"] + config.wx * parts["x_loss"] + wy * parts["y_loss"]
     return total, parts
+
+
+def sigma_at(config: Config, epoch: int) -> float:
+    """The categorical components' std: annealed geometrically from sigma_start to sigma over sigma_anneal epochs.
+
+    Wide early, every component is responsible for some data and moves toward a solution; narrow
+    later, each is held to the precision the challenge's RMSE gate needs.
+    """
+    if config.sigma_start <= config.sigma or config.sigma_anneal <= 0:
+        return config.sigma
+    progress = min(1.0, epoch / config.sigma_anneal)
+    return config.sigma_start * (config.sigma / config.sigma_start) ** progress
+
+
+def component_y_error(ends: torch.Tensor, y: torch.Tensor, functions: FunctionPair) -> torch.Tensor:
+    """Mean squared error of each component's recomputed conditions: ends (B, C, 4), y (B, P, 2) -> (B, C).
+
+    For g(a*x0 + b*x1 + c) functions the argument is linear along a line, so it is computed from the
+    endpoints directly (the same values, about half the work of evaluating the 50x2 points).
+    """
+    trigs = functions.trig
+    if trigs is None:
+        lines = lines_from_endpoints(ends, y.shape[-2])  # (B, C, P, 2)
+        return (functions(lines) - y.unsqueeze(1)).square().mean((-2, -1))
+    t = grid(y.shape[-2], ends)
+    error = 0.0
+    for i, trig in enumerate(trigs):
+        start = trig.a * ends[..., 0] + trig.b * ends[..., 2] + trig.c
+        end = trig.a * ends[..., 1] + trig.b * ends[..., 3] + trig.c
+        phase = torch.addcmul(start.unsqueeze(-1), (end - start).unsqueeze(-1), t)  # (B, C, P)
+        g = torch.cos(phase) if trig.kind == "cos" else torch.sin(phase)
+        error = error + (g - y[..., i].unsqueeze(1)).square().mean(-1)
+    return error / len(trigs)
+
+
+def wv_at(config: Config, epoch: int) -> float:
+    """wv, held at 0 with the y-term for the first `wy_delay` epochs."""
+    return 0.0 if epoch < config.wy_delay else config.wv
+
+
+def categorical_loss(ends, log_prior, targets, y, functions: FunctionPair, config: Config, beta, wy, wv, sigma):
+    """(total, parts) of the categorical CVAE: beta*KL(q || p) + wx*x-term + wy*y-term + wv*validity.
+
+    targets (B, M, 4): endpoints of each condition's solutions, NaN-padded (M = 1: the drawn line);
+    the loss is averaged over a condition's solutions, the expectation of drawing one uniformly.
+    q(c | x, y) is the exact posterior, the responsibilities of the components for x under
+    Gaussians of std `sigma` in endpoint space (detached: with beta = wx = 1 the loss is then the
+    mixture's negative log-likelihood and its gradient). The x-term is the responsible components'
+    Gaussian negative log-likelihood; the y-term is each component's y-error weighted by q and by the
+    (detached) prior, so the components the data and the sampler use both reproduce y; the validity
+    term is the cross-entropy from the components whose y-RMSE is below the challenge's threshold to
+    p(c | y), so prior mass leaves the components that do not reproduce y.
+    Parts: kld, x_loss (q-weighted mean squared endpoint error), y_loss, prior_valid (mass on valid components).
+    """
+    present = ~targets[..., 0].isnan()  # (B, M)
+    weight = present / present.sum(-1, keepdim=True).clamp_min(1)  # each condition's solutions equally
+    t = targets.nan_to_num()
+    # squared distances (B, M, C) as |t|^2 + |e|^2 - 2 t.e: one batched matmul instead of a (B, M, C, 4) tensor
+    distance = torch.baddbmm(
+        t.square().sum(-1, keepdim=True) + ends.square().sum(-1).unsqueeze(1), t, ends.transpose(1, 2), alpha=-2
+    ).clamp_min(0)
+    with torch.no_grad():
+        q = torch.softmax(log_prior.unsqueeze(1) - distance / (2 * sigma**2), dim=-1)
+    kld_value = ((q * (torch.log(q.clamp_min(1e-30)) - log_prior.unsqueeze(1))).sum(-1) * weight).sum(-1).mean()
+    squared = ((q * distance).sum(-1) * weight).sum(-1).mean()
+    prior = log_prior.exp()
+    loss = beta * kld_value + config.wx * squared / (2 * sigma**2)
+    y_loss = torch.zeros((), device=ends.device)
+    prior_valid = torch.zeros((), device=ends.device)
+    if wy > 0 or wv > 0:  # the y-error of C components per condition is most of an epoch's cost
+        y_err = component_y_error(ends, y, functions)
+        responsibility = (q * weight.unsqueeze(-1)).sum(1)  # (B, C): the condition's mean q
+        y_loss = (0.5 * (responsibility + prior.detach()) * y_err).sum(-1).mean()
+        with torch.no_grad():
+            valid = (y_err.sqrt() < VALID_RMSE).to(ends.dtype)
+            has_valid = valid.sum(-1) > 0
+            valid_target = valid / valid.sum(-1, keepdim=True).clamp_min(1.0)
+            prior_valid = (prior * valid).sum(-1).mean()
+        if has_valid.any():
+            loss = loss + wv * (-(valid_target * log_prior).sum(-1))[has_valid].mean()
+        loss = loss + wy * y_loss
+    parts = {"kld": kld_value, "x_loss": squared / 4, "y_loss": y_loss, "prior_valid": prior_valid}
+    return loss, parts

@@ -1,8 +1,15 @@
-"""The conditional VAE: encoder q(z | x[, y]), decoder p(x | z, y), built from one Config.
+"""The conditional VAEs, built from one Config.
 
-Two families: the original conv net (kernels (16, 2) then (8, 1), 32/64 channels,
-decoder conditioned on the flattened y) and an MLP. Two output heads: 50x2 free
-points (the original) or 4 line endpoints that are monotone by construction.
+Gaussian latent (`CVAE`): encoder q(z | x[, y]), decoder p(x | z, y). Two families: the
+original conv net (kernels (16, 2) then (8, 1), 32/64 channels, decoder conditioned on the
+flattened y) and an MLP. Two output heads: 50x2 free points (the original) or 4 line
+endpoints that are monotone by construction.
+
+Categorical latent (`CategoricalCVAE`): the solutions of a condition are a handful of
+isolated points in endpoint space, so the latent is a component c in {1..C} with a learned
+prior p(c | y) (Sohn et al.'s CVAE with a prior network; a mixture density network in
+Bishop's terms). One MLP on y emits every component's monotone line pair and the prior's
+logits; the posterior q(c | x, y) is exact (the components' responsibilities, see losses).
 """
 
 from __future__ import annotations
@@ -94,9 +101,14 @@ class LinesHead(nn.Module):
         return lines_from_endpoints(self.endpoints(h))
 
     def endpoints(self, h):
-        q = torch.sigmoid(self.linear(h))
-        x0_start, x1_end = q[:, 0], q[:, 2]
-        return torch.stack([x0_start, x0_start * q[:, 1], x1_end * q[:, 3], x1_end], dim=-1)
+        return monotone_endpoints(self.linear(h))
+
+
+def monotone_endpoints(raw: torch.Tensor) -> torch.Tensor:
+    """(..., 4) unconstrained values -> endpoints with x0 descending and x1 ascending inside (0, 1)."""
+    q = torch.sigmoid(raw)
+    x0_start, x1_end = q[..., 0], q[..., 2]
+    return torch.stack([x0_start, x0_start * q[..., 1], x1_end * q[..., 3], x1_end], dim=-1)
 
 
 class CVAE(nn.Module):
@@ -128,3 +140,24 @@ class CVAE(nn.Module):
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         z = mu + eps * torch.exp(0.5 * logvar)
         return self.decode(z, y), mu, logvar
+
+
+class CategoricalCVAE(nn.Module):
+    """p(c | y) and the C components' line endpoints, from one MLP on the flattened y."""
+
+    def __init__(self, config: Config):
+        super().__init__()
+        self.config = config
+        self.trunk = _mlp([2 * POINTS] + [config.hidden] * config.depth)
+        self.to_endpoints = nn.Linear(config.hidden, 4 * config.components)
+        self.to_prior = nn.Linear(config.hidden, config.components)
+
+    def forward(self, y):
+        """(endpoints (B, C, 4), log p(c | y) (B, C))."""
+        h = self.trunk(y.flatten(1))
+        raw = self.to_endpoints(h).view(h.shape[0], self.config.components, 4)
+        return monotone_endpoints(raw), torch.log_softmax(self.to_prior(h), dim=-1)
+
+
+def build_model(config: Config) -> nn.Module:
+    return CategoricalCVAE(config) if config.latent == "categorical" else CVAE(config)

@@ -10,23 +10,36 @@ import torch
 
 from .functions import FunctionPair
 from .lines import endpoints_from_lines, lines_from_endpoints
-from .metrics import validity
+from .losses import component_y_error
+from .metrics import VALID_RMSE, validity
 from .model import CVAE
-from .solve import refine, uniform_starts
+from .solve import project, refine, uniform_starts
 
 CHUNK = 65536  # rows decoded at once: bounds memory for K = 3000 over many conditions
 
 
 @torch.no_grad()
 def sample(
-    model: CVAE, y: torch.Tensor, samples: int, generator=None, noise: str = "prior", temperature: float = 1.0
+    model: CVAE,
+    y: torch.Tensor,
+    samples: int,
+    generator=None,
+    noise: str = "prior",
+    temperature: float = 1.0,
+    distinct: bool = False,
 ) -> torch.Tensor:
     """x (N, samples, P, 2) for conditions y (N, P, 2).
 
-    noise="prior" draws z ~ N(0, I), the textbook CVAE; "encoder" pushes Gaussian noise
-    through the encoder as the original did. temperature scales z's standard deviation
+    Gaussian latent: noise="prior" draws z ~ N(0, I), the textbook CVAE; "encoder" pushes Gaussian
+    noise through the encoder as the original did. temperature scales z's standard deviation
     (> 1 spreads proposals wider than the training posterior).
+    Categorical latent: c ~ p(c | y)^(1/temperature), each sample its component's line pair (the
+    decoder's mean, as a Gaussian CVAE's sample is); with `distinct` (proposals to select from) the
+    first min(samples, C) are the components in order of prior weight, each once, and any beyond are
+    draws from the components' Gaussians (std sigma * temperature).
     """
+    if model.config.latent == "categorical":
+        return _sample_categorical(model, y, samples, generator, temperature, distinct)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -44,6 +57,41 @@ def sample(
         out.append(model.decode(z, part))
     model.train(was_training)
     return torch.cat(out).view(y.shape[0], samples, *y.shape[1:])
+
+
+def _components(model, y: torch.Tensor):
+    """Every component's endpoints (N, C, 4) and log prior (N, C), in chunks, in eval mode."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    parts = [model(part) for part in y.to(device).split(CHUNK // model.config.components + 1)]
+    model.train(was_training)
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+
+def _sample_categorical(model, y, samples: int, generator, temperature: float, distinct: bool) -> torch.Tensor:
+    ends, log_prior = _components(model, y)
+    n, c = log_prior.shape
+    first = min(samples, c) if distinct else 0
+    picks = [log_prior.argsort(dim=1, descending=True)[:, :first]]
+    probs = torch.softmax(log_prior / temperature, dim=1)
+    picks.append(torch.multinomial(probs, samples - first, replacement=True, generator=generator))
+    chosen = ends.gather(1, torch.cat(picks, dim=1).unsqueeze(-1).expand(-1, -1, 4))  # (N, samples, 4)
+    if distinct and samples > first:
+        # Proposals beyond the C components come from each component's Gaussian (std sigma, widened by
+        # the temperature): copies of the same means would add nothing for a solver or a check to use.
+        noise = torch.randn(chosen[:, first:].shape, generator=generator, device=chosen.device)
+        extra = project(chosen[:, first:] + temperature * model.config.sigma * noise)
+        chosen = torch.cat([chosen[:, :first], extra], dim=1)
+    return lines_from_endpoints(chosen, y.shape[-2])
+
+
+@torch.no_grad()
+def prior_valid_mass(model, y: torch.Tensor, functions: FunctionPair) -> float:
+    """Mean over conditions of the prior mass p(c | y) on components whose recomputed y is valid."""
+    ends, log_prior = _components(model, y)
+    valid = component_y_error(ends, y.to(ends.device), functions).sqrt() < VALID_RMSE
+    return (log_prior.exp() * valid).sum(1).mean().item()
 
 
 def select(
@@ -118,7 +166,9 @@ def generate(
         raise ValueError("generate needs a model unless proposals_from='uniform'")
     parts = []
     if k_model > 0:
-        parts.append(sample(model, y, k_model, generator=generator, noise=noise, temperature=temperature))
+        parts.append(
+            sample(model, y, k_model, generator=generator, noise=noise, temperature=temperature, distinct=k > samples)
+        )
     if k_model < k:
         n = y.shape[0]
         p = uniform_starts(n * (k - k_model), generator=generator, device=y.device).view(n, k - k_model, 4)

@@ -17,10 +17,11 @@ import torch
 
 from .config import Config
 from .functions import FunctionPair
-from .losses import beta_at, cvae_loss, wy_at
+from .lines import endpoints_from_lines
+from .losses import beta_at, categorical_loss, cvae_loss, sigma_at, wv_at, wy_at
 from .metrics import branches, evaluate
-from .model import CVAE
-from .sampling import refine_samples, sample
+from .model import build_model
+from .sampling import prior_valid_mass, refine_samples, sample
 
 OPTIMIZERS = {"Adam": torch.optim.Adam, "RMSprop": torch.optim.RMSprop, "SGD": torch.optim.SGD}
 
@@ -36,6 +37,14 @@ def pick_device(name: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+def lr_at(config: Config, epoch: int) -> float:
+    """The learning rate of a 0-based epoch: constant, or cosine-decayed over config.epochs (a pure function
+    of the epoch, so a resumed run continues the same schedule)."""
+    if config.lr_schedule == "cosine":
+        return config.lr * 0.5 * (1 + math.cos(math.pi * min(epoch, config.epochs) / config.epochs))
+    return config.lr
+
+
 class Trainer:
     """Trains one CVAE configuration on (x, y) tensors and validates it every epoch."""
 
@@ -44,12 +53,14 @@ class Trainer:
         self.device = pick_device(device)
         self.functions = FunctionPair(config.functions)
         torch.manual_seed(config.seed)
-        self.model = CVAE(config).to(self.device)
+        self.model = build_model(config).to(self.device)
         self.optimizer = OPTIMIZERS[config.optimizer](
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
         self.generator = torch.Generator(self.device).manual_seed(config.seed)
         self.x, self.y = (t.to(self.device, torch.float32) for t in train[:2])
+        # every solution of each condition (N, M, 4), NaN-padded, when the data has them (all_branches)
+        self.solutions = train[2].to(self.device, torch.float32) if len(train) > 2 else None
         self.val = None if val is None else tuple(t.to(self.device, torch.float32) for t in val[:2])
         self._val_branches = None  # enumerated on first validation, then reused every epoch
         self.epoch = 0
@@ -60,20 +71,36 @@ class Trainer:
         """One pass over the data; returns the mean total loss and its unweighted parts."""
         self.model.train()
         n, size = self.x.shape[0], self.config.batch_size
-        beta, wy = beta_at(self.config, self.epoch), wy_at(self.config, self.epoch)
+        config, epoch = self.config, self.epoch
+        beta, wy = beta_at(config, epoch), wy_at(config, epoch)
+        categorical = config.latent == "categorical"
+        wv, sigma = wv_at(config, epoch), sigma_at(config, epoch)
+        keys = ("loss", "kld", "x_loss", "y_loss", *(("prior_valid",) if categorical else ()))
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(config, epoch)
         order = torch.randperm(n, generator=self.generator, device=self.device)
-        sums = torch.zeros(4, device=self.device)
+        sums = torch.zeros(len(keys), device=self.device)
         for start in range(0, n, size):
             index = order[start : start + size]
             x, y = self.x[index], self.y[index]
-            x_hat, mu, logvar = self.model(x, y, generator=self.generator)
-            total, parts = cvae_loss(x_hat, x, y, mu, logvar, self.functions, self.config, beta, wy)
+            if categorical:
+                ends, log_prior = self.model(y)
+                targets = endpoints_from_lines(x).unsqueeze(1) if self.solutions is None else self.solutions[index]
+                total, parts = categorical_loss(
+                    ends, log_prior, targets, y, self.functions, config, beta, wy, wv, sigma
+                )
+            else:
+                x_hat, mu, logvar = self.model(x, y, generator=self.generator)
+                total, parts = cvae_loss(x_hat, x, y, mu, logvar, self.functions, config, beta, wy)
             self.optimizer.zero_grad(set_to_none=True)
             total.backward()
             self.optimizer.step()
-            sums += torch.stack([total, parts["kld"], parts["x_loss"], parts["y_loss"]]).detach() * len(index)
+            sums += torch.stack([total, *(parts[k] for k in keys[1:])]).detach() * len(index)
         means = (sums / n).tolist()  # the epoch's only host-device sync
-        return dict(zip(("loss", "kld", "x_loss", "y_loss"), means))
+        row = dict(zip(keys, means))
+        if categorical:
+            row["sigma"] = sigma
+        return row
 
     def validate(self) -> dict:
         """Challenge metrics of `val_samples` samples per held-out condition (fixed noise)."""
@@ -86,6 +113,8 @@ class Trainer:
         x = sample(self.model, y_val, self.config.val_samples, generator, self.config.noise)
         metrics = evaluate(x.cpu(), y_val.cpu(), self.functions, branch_sets=self._val_branches)
         row = {f"val_{k}": v for k, v in metrics.items()}
+        if self.config.latent == "categorical":
+            row["val_prior_valid"] = prior_valid_mass(self.model, y_val, self.functions)
         if self.config.val_refine_steps > 0:
             # The same samples as proposals, refined: how good a start distribution the model is.
             refined = refine_samples(x, y_val, self.functions, self.config.val_refine_steps)
@@ -172,11 +201,11 @@ def load_checkpoint(path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def load_model(path, device=None) -> CVAE:
+def load_model(path, device=None) -> torch.nn.Module:
     """The CVAE saved in a checkpoint or model file (state dict + config), in eval mode."""
     state = load_checkpoint(path)
     if not isinstance(state, dict) or not {"config", "model"} <= state.keys():
         raise ValueError(f"{path}: not a model file (expected a dict with 'config' and 'model')")
-    model = CVAE(Config.from_dict(state["config"]))
+    model = build_model(Config.from_dict(state["config"]))
     model.load_state_dict(state["model"])
     return model.to(pick_device(device)).eval()

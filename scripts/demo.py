@@ -63,6 +63,16 @@ def final_data(experiment: Path, rows: int) -> list[str]:
     return ["--train-size", str(rows)]
 
 
+def proposal_temperature(experiment: Path) -> float:
+    """Refinement proposals: a Gaussian model's z at temperature 2 (docs/quality.md); a categorical
+    model's components as they are (its extra proposals come from the components' own Gaussians)."""
+    import yaml
+
+    path = experiment / "best_config.yaml"
+    best = yaml.safe_load(path.read_text()) if path.is_file() else None
+    return 1.0 if isinstance(best, dict) and best.get("latent") == "categorical" else 2.0
+
+
 def conditions_file(out: Path, count: int) -> Path:
     """The first `count` official validation conditions, or synthetic ones without ../shared."""
     from cvae.data import load_challenge, make_dataset, save_submission
@@ -81,20 +91,24 @@ def conditions_file(out: Path, count: int) -> Path:
 
 
 SCORES = "submissions.json"
-SUBMISSION_REFINED = {"proposals": 300, "refine_steps": 20, "temperature": 2.0}
 
 
-def record_scores(path: Path, submissions) -> str:
-    """final/submissions.json: each submission's regime and its score (score.py --json-out); a one-line digest."""
+def record_scores(path: Path, submissions, samples: int) -> str:
+    """final/submissions.json: each submission's regime (cvae.regimes) and its score (score.py --json-out).
+
+    Returns a one-line digest for the console.
+    """
     import json
 
     entries, digest = [], []
-    for file, label, settings in submissions:
+    for file, regime in submissions:
         score = json.loads(file.with_suffix(".score.json").read_text())
-        entries.append({"file": file.name, "regime": label, "settings": settings, "score": score})
+        settings = {"kind": regime.kind, "proposals": regime.proposals or samples}
+        settings.update(refine_steps=regime.refine_steps, temperature=regime.temperature)
+        entries.append({"file": file.name, "regime": regime.label, "settings": settings, "score": score})
         coverage = score.get("coverage_norm")
         digest.append(
-            f"{label}: gates {'PASS' if score['gates_pass'] else 'FAIL'}, valid {100 * score['valid_frac']:.1f}%"
+            f"{regime.label}: gates {'PASS' if score['gates_pass'] else 'FAIL'}, valid {100 * score['valid_frac']:.1f}%"
             + ("" if coverage is None else f", coverage_norm {coverage:.3f}")
         )
     path.write_text(json.dumps({"submissions": entries}, indent=2) + "\n")
@@ -137,39 +151,35 @@ def main(argv=None) -> int:
         submission,
     )
     run("scripts/score.py", submission, "--scoring", scoring, "--json-out", submission.with_suffix(".score.json"))
-    # Second regime (docs/quality.md): 300 network proposals (z at temperature 2), refined, selected.
+    # The other regimes (cvae/regimes.py), each scored apart: no solver, then the solver.
+    checked = final / "submission_check.pt"
+    run("scripts/generate.py", "--model", final / "model.pt", "--scoring", scoring, "--samples", args.samples,
+        "--regime", "check", "--proposals", 300, "--out", checked)  # fmt: skip
+    run("scripts/score.py", checked, "--scoring", scoring, "--json-out", checked.with_suffix(".score.json"))
     refined = final / "submission_refined.pt"
-    run(
-        "scripts/generate.py",
-        "--model",
-        final / "model.pt",
-        "--scoring",
-        scoring,
-        "--samples",
-        args.samples,
-        "--refine-steps",
-        20,
-        "--proposals",
-        300,
-        "--temperature",
-        2,
-        "--out",
-        refined,
-    )
+    temperature = proposal_temperature(experiment)
+    run("scripts/generate.py", "--model", final / "model.pt", "--scoring", scoring, "--samples", args.samples,
+        "--regime", "refined", "--proposals", 300, "--refine-steps", 20, "--temperature", temperature,
+        "--out", refined)  # fmt: skip
     run("scripts/score.py", refined, "--scoring", scoring, "--json-out", refined.with_suffix(".score.json"))
+    from cvae.regimes import Regime
+
     scores = record_scores(
         final / SCORES,
         [
-            (submission, "network only", {"proposals": args.samples, "refine_steps": 0, "temperature": 1.0}),
-            (refined, "network + refinement (K=300, 20 LM steps, T=2)", SUBMISSION_REFINED),
+            (submission, Regime("network")),
+            (checked, Regime("check", proposals=300)),
+            (refined, Regime("refined", proposals=300, refine_steps=20, temperature=temperature)),
         ],
+        args.samples,
     )
     minutes = (time.perf_counter() - started) / 60
     print(
         f"\ndone in {minutes:.1f} min\n"
         f"  report:      {final / 'report.md'} (and report.json, *.png beside it)\n"
         f"  model:       {final / 'model.pt'}\n"
-        f"  submissions: {submission} (network only), {refined} (network + refinement)\n"
+        f"  submissions: {submission} (network only), {checked} (network + check), "
+        f"{refined} (network + refinement)\n"
         f"  scores:      {final / SCORES}: {scores}\n"
         f"  trials:      {experiment / 'results.csv'}, best config {experiment / 'best_config.yaml'}\n"
         f"  TensorBoard: tensorboard --logdir {experiment}"

@@ -62,8 +62,9 @@ def parse_args(argv=None):
     )
     data.add_argument(
         "--x-targets",
-        choices=["given", "uniform_branch"],
-        help="train on each line as drawn, or on a uniformly drawn exact solution of its condition",
+        choices=["given", "uniform_branch", "all_branches"],
+        help="train on each line as drawn, on a uniformly drawn exact solution of its condition, or on all "
+        "of its solutions (all_branches: the categorical latent averages its loss over them)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser.parse_args(argv)

@@ -5,9 +5,12 @@
         --scoring ../shared/twobirds/validation_dataset.pt --samples 30 --out result.pt
 
 The result is a TensorDataset(x, y) of shapes (N*S, 1, 50, 2): for each condition S
-consecutive rows whose y repeats the given condition. By default the network alone
-generates; --refine-steps and --proposals add Levenberg-Marquardt polishing and
-oversampling with selection; --proposals-from uniform needs no model (a baseline).
+consecutive rows whose y repeats the given condition. --regime picks how (cvae/regimes.py):
+
+    network   the network alone, S draws (default; the challenge's setting)
+    check     K draws (--proposals, default 300), the valid ones kept, S spread-out ones selected; no solver
+    refined   K proposals (default 300), --refine-steps Levenberg-Marquardt steps (default 20), S selected
+    uniform   the same as refined from uniformly random lines: the no-learning baseline, no model needed
 """
 
 from __future__ import annotations
@@ -23,7 +26,13 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description="Generate a challenge submission (TensorDataset(x, y), S consecutive rows per condition) "
         "from a trained model for the conditions (y) of a scoring file.",
-        epilog="Score the result with: python scripts/score.py RESULT --scoring FILE",
+        epilog="regimes (cvae/regimes.py):\n"
+        "  network  the network alone, S draws (default; the challenge's setting)\n"
+        "  check    K draws, the valid ones kept, S spread-out ones selected; no solver\n"
+        "  refined  K network proposals, Levenberg-Marquardt, S selected\n"
+        "  uniform  refined from uniformly random lines: the no-learning baseline\n"
+        "Score the result with: python scripts/score.py RESULT --scoring FILE",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--model",
@@ -37,6 +46,12 @@ def parse_args(argv=None):
         help="challenge .pt file whose y holds the conditions (one per row; a submission's repeated rows count once)",
     )
     parser.add_argument("--out", type=Path, default=Path("result.pt"), help="output file (default result.pt)")
+    parser.add_argument(
+        "--regime",
+        choices=("network", "check", "refined", "uniform"),
+        help="network only (the default), network + check, network + refinement, or uniform + refinement; "
+        "sets the defaults of --proposals (300), --refine-steps (20) and --proposals-from",
+    )
     parser.add_argument("--samples", type=int, default=30, help="samples per condition (default 30, as the challenge)")
     parser.add_argument(
         "--refine-steps",
@@ -61,7 +76,8 @@ def parse_args(argv=None):
         "--temperature",
         type=float,
         default=1.0,
-        help="scale of the latent noise z (default 1; > 1 spreads the network's proposals wider)",
+        help="scale of the latent noise z (default 1; > 1 spreads the network's proposals wider; "
+        "categorical latent: c ~ p(c | y)^(1/T))",
     )
     parser.add_argument(
         "--mix",
@@ -80,8 +96,40 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def apply_regime(args) -> None:
+    """--regime's defaults for the flags it implies (explicit flags win)."""
+    if args.regime in ("check", "refined", "uniform") and args.proposals is None:
+        args.proposals = max(300, args.samples)
+    if args.regime in ("refined", "uniform") and args.refine_steps == 0:
+        args.refine_steps = 20
+    if args.regime == "uniform":
+        args.proposals_from = "uniform"
+
+
+def regime_label(args) -> str:
+    """What the submission is, in the words every report uses (cvae.regimes.KINDS)."""
+    from cvae.regimes import KINDS
+
+    k = args.proposals or args.samples
+    if args.proposals_from == "uniform":
+        kind = "uniform"
+    elif args.proposals_from == "mixed":
+        return f"mixed proposals ({args.mix:.0%} network) + refinement (K={k}, {args.refine_steps} LM steps)"
+    elif args.refine_steps:
+        kind = "refined"
+    elif k > args.samples:
+        kind = "check"
+    else:
+        kind = "network"
+    parts = [f"K={k}"] if kind != "network" else []
+    if args.refine_steps:
+        parts.append(f"{args.refine_steps} LM steps")
+    return KINDS[kind] + (f" ({', '.join(parts)})" if parts else "")
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    apply_regime(args)
     if args.model is None and args.proposals_from != "uniform":
         print(
             "error: --model is required (or pass --proposals-from uniform for the no-model baseline)",
@@ -158,7 +206,7 @@ def main(argv=None) -> int:
     print(
         f"wrote {path}: {n} conditions x {s} samples = {n * s} rows from {source}"
         + (f" ({', '.join(extra)})" if extra else "")
-        + f" in {seconds:.1f} s on {device}"
+        + f" in {seconds:.1f} s on {device}; regime: {regime_label(args)}"
     )
     print(f"score it: python scripts/score.py {path} --scoring {args.scoring}")
     return 0

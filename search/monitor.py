@@ -20,7 +20,7 @@ from ray import tune
 from ray.tune.logger import TBXLoggerCallback
 
 # Parameters a name shows first (when searched), then the others in the space's order.
-KEY_PARAMS = ("model", "head", "lr", "beta", "latent_dim", "hidden", "optimizer", "wy")
+KEY_PARAMS = ("model", "latent", "head", "lr", "beta", "latent_dim", "components", "hidden", "optimizer", "wy")
 NAME_PARAMS = 3
 SHORT = {"optimizer": "opt", "latent_dim": "z", "hidden": "h", "batch_size": "bs", "weight_decay": "wd"}
 # Tune's per-result bookkeeping: never a TensorBoard tag.

@@ -11,8 +11,15 @@ from cvae.regimes import Regime
 
 # The search file's `objective` -> the metric the trials reported.
 OBJECTIVES = {"score": "val_score", "refined_score": "val_refined_score", "train_loss": "loss"}
-# The main job's refined submission (scripts/demo.py): 300 proposals at temperature 2, 20 LM steps.
+# The main job's submissions (scripts/demo.py): check and refined with 300 proposals, 20 LM steps; a
+# Gaussian latent's proposals at temperature 2, a categorical one's at 1 (demo.proposal_temperature).
 SUBMISSION = {"proposals": 300, "refine_steps": 20, "temperature": 2.0}
+
+
+def submission_temperature(config) -> float:
+    return 1.0 if getattr(config, "latent", "gaussian") == "categorical" else SUBMISSION["temperature"]
+
+
 DEFAULT_REFINE_STEPS = 10  # the laptop search's val_refine_steps, for experiments that did not refine
 
 
@@ -35,7 +42,7 @@ def report_regimes(objective: str, config, samples: int) -> list[dict]:
     candidates = [
         ("objective", first, f"the search objective's regime ({objective})"),
         ("network", Regime("network"), "the network alone (the challenge's setting)"),
-        ("check", Regime("check", proposals=k, temperature=SUBMISSION["temperature"]), "proposals checked, no solver"),
+        ("check", Regime("check", proposals=k), "the check submission's settings: valid draws kept, no solver"),
         (
             "refined_objective",
             Regime("refined", proposals=samples, refine_steps=steps),
@@ -43,8 +50,13 @@ def report_regimes(objective: str, config, samples: int) -> list[dict]:
         ),
         (
             "submission",
-            Regime("refined", proposals=k, refine_steps=SUBMISSION["refine_steps"], temperature=2.0),
-            "refinement at the refined submission's settings (scripts/demo.py, generate.py)",
+            Regime(
+                "refined",
+                proposals=k,
+                refine_steps=SUBMISSION["refine_steps"],
+                temperature=submission_temperature(config),
+            ),
+            "the refined submission's settings (scripts/demo.py)",
         ),
     ]
     out, seen = [], set()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import yaml
@@ -162,6 +163,7 @@ def make_tuner(spec: SearchSpec, trainable, name: str, storage: Storage, reuse_a
     resources), saving each trial a fresh process start (~3 s on 2 cores; see docs/benchmarks.md).
     out: where the one-line-per-trial console goes (default stdout).
     """
+    import optuna
     from optuna.samplers import TPESampler
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
@@ -175,9 +177,15 @@ def make_tuner(spec: SearchSpec, trainable, name: str, storage: Storage, reuse_a
     stale = journal_path(study_folder(storage, name))
     if stale.is_file():  # a resume of a search killed before Tune saved any state: its suggestions start over too
         stale.replace(stale.with_name(f"{stale.name}.before-restart"))
-    sampler = TPESampler(seed=spec.search["seed"], n_startup_trials=spec.search["tpe_startup_trials"])
+    space = spec.optuna_space()
+    with warnings.catch_warnings():  # `group` is marked experimental; it is what a conditional space needs
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        # group: each latent family's own keys are modelled together, apart from the other family's
+        sampler = TPESampler(
+            seed=spec.search["seed"], n_startup_trials=spec.search["tpe_startup_trials"], group=space.conditional
+        )
     searcher = PruningOptunaSearch(
-        space=spec.optuna_space(),
+        space=space,
         # With its own space the searcher never receives TuneConfig's metric/mode, so both get them;
         # the scheduler gets them from TuneConfig only.
         metric=spec.metric,

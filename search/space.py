@@ -39,10 +39,10 @@ SEARCH_DEFAULTS = {
 }
 ASHA_KEYS = ("max_t", "grace_period", "reduction_factor")
 PARAM_TYPES = {
-    "loguniform": ("low", "high"),
-    "uniform": ("low", "high"),
-    "int": ("low", "high", "log", "step"),
-    "choice": ("values",),
+    "loguniform": ("low", "high", "when"),
+    "uniform": ("low", "high", "when"),
+    "int": ("low", "high", "log", "step", "when"),
+    "choice": ("values", "when"),
 }
 CONFIG_FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 NOT_SEARCHABLE = {
@@ -98,6 +98,11 @@ class Param:
     log: bool = False
     step: int = 1
     values: tuple = ()
+    when: tuple = ()  # ((key, allowed values), ...): searched only when each earlier key takes one of them
+
+    def applies(self, chosen: dict) -> bool:
+        """Whether this key is searched, given the values chosen (or fixed) so far."""
+        return all(chosen.get(key) in allowed for key, allowed in self.when)
 
     def suggest(self, trial):
         """The value Optuna proposes for this key (define-by-run)."""
@@ -125,17 +130,25 @@ class Param:
 class OptunaSpace:
     """Define-by-run space for OptunaSearch: a plain picklable object (the searcher is checkpointed).
 
-    Define-by-run rather than a distributions dict so start points may name only some keys;
-    Optuna samples the rest.
+    Define-by-run rather than a distributions dict so start points may name only some keys
+    (Optuna samples the rest) and so a key can depend on another (`when:`): e.g. each latent
+    family's own parameters are searched only in that family's trials.
     """
 
-    def __init__(self, params: dict[str, Param]):
+    def __init__(self, params: dict[str, Param], fixed: dict | None = None):
         self.params = dict(params)
+        self.fixed = dict(fixed or {})
 
     def __call__(self, trial):
+        chosen = dict(self.fixed)
         for param in self.params.values():
-            param.suggest(trial)
+            if param.applies(chosen):
+                chosen[param.key] = param.suggest(trial)
         return None
+
+    @property
+    def conditional(self) -> bool:
+        return any(param.when for param in self.params.values())
 
 
 @dataclass
@@ -172,7 +185,7 @@ class SearchSpec:
         return Config.from_dict({**self.base_config(), **searched})
 
     def optuna_space(self) -> OptunaSpace:
-        return OptunaSpace(self.space)
+        return OptunaSpace(self.space, self.fixed)
 
     def with_overrides(self, **overrides) -> SearchSpec:
         """A copy with command-line values (None = keep the file's) applied and validated."""
@@ -338,7 +351,30 @@ def _check_asha(asha: dict, fixed: dict) -> dict:
     return {"max_t": max_t, "grace_period": grace, "reduction_factor": factor}
 
 
-def _check_param(key: str, spec, base: dict) -> Param:
+def _check_when(where: str, when, earlier: dict[str, Param], fixed: dict) -> tuple:
+    """`when: {latent: categorical}` (or a list of values): keys chosen before this one, and their values."""
+    if not isinstance(when, dict) or not when:
+        raise SearchConfigError(f"{where}.when: expected a mapping like {{latent: categorical}}, got {when!r}")
+    checked = []
+    for key, allowed in when.items():
+        allowed = tuple(allowed) if isinstance(allowed, list) else (allowed,)
+        if key in earlier:
+            if earlier[key].type != "choice":
+                raise SearchConfigError(f"{where}.when.{key}: only a choice key can be a condition")
+            outside = [v for v in allowed if v not in earlier[key].values]
+            if outside:
+                raise SearchConfigError(
+                    f"{where}.when.{key}: {outside[0]!r} is not one of space.{key}'s values {list(earlier[key].values)}"
+                )
+        elif key not in fixed:
+            raise SearchConfigError(
+                f"{where}.when.{key}: not a searched (or fixed) key; a condition names a choice key of space:"
+            )
+        checked.append((key, allowed))
+    return tuple(checked)
+
+
+def _check_param(key: str, spec, base: dict, earlier: dict | None = None) -> Param:
     where = f"space.{key}"
     if not isinstance(spec, dict) or "type" not in spec:
         raise SearchConfigError(
@@ -382,6 +418,11 @@ def _check_param(key: str, spec, base: dict) -> Param:
             raise SearchConfigError(f"{where}.step: must be a positive integer (and 1 with log: true), got {step}")
         param = Param(key, kind, low=low, high=high, log=log, step=step)
         checks = [low, high]
+    if "when" in spec:
+        when = _check_when(where, spec["when"], earlier or {}, base)
+        param = dataclasses.replace(param, when=when)
+        # each end of the range is checked in the branch it is searched in
+        base = {**base, **{k: allowed[0] for k, allowed in when}}
     for value in checks:  # each end of the range must be a Config the trainer accepts
         try:
             Config.from_dict({**base, key: value})
@@ -395,16 +436,25 @@ def _check_space(space: dict, fixed: dict, base: dict) -> dict[str, Param]:
         raise SearchConfigError(
             "space: empty; name at least one Config key to search, e.g. lr: {type: loguniform, ...}"
         )
-    params = {}
-    for key, spec in space.items():
+    for key in space:
         if key in NOT_SEARCHABLE:
             raise SearchConfigError(f"space.{key}: not searchable; {NOT_SEARCHABLE[key]}")
         if key not in CONFIG_FIELDS:
             raise SearchConfigError(f"space.{key}: unknown Config key; known keys: {', '.join(CONFIG_FIELDS)}")
         if key in fixed:
             raise SearchConfigError(f"space.{key}: also set in fixed; a key is either fixed or searched, remove one")
-        params[key] = _check_param(key, spec, base)
+    # Keys in file order, except that a key's conditions (`when:`) come before it, in whatever order written.
+    params, pending = {}, dict(space)
+    while pending:
+        ready = [key for key, spec in pending.items() if all(c in params or c in fixed for c in _conditions(spec))]
+        for key in ready or list(pending)[:1]:  # nothing ready: the first one's condition names an unknown key
+            params[key] = _check_param(key, pending.pop(key), base, params)
     return params
+
+
+def _conditions(spec) -> list:
+    when = spec.get("when") if isinstance(spec, dict) else None
+    return list(when) if isinstance(when, dict) else []
 
 
 def _check_start_points(points, space: dict[str, Param], base: dict) -> list:
@@ -420,6 +470,11 @@ def _check_start_points(points, space: dict[str, Param], base: dict) -> list:
         for key, value in point.items():
             if key not in space:
                 raise SearchConfigError(f"{where}.{key}: not a searched key; start points name keys of `space:` only")
+            if not space[key].applies({**base, **point}):
+                conditions = ", ".join(f"{k} in {list(v)}" for k, v in space[key].when)
+                raise SearchConfigError(
+                    f"{where}.{key}: searched only when {conditions}; name those values in the start point too"
+                )
             if space[key].type != "choice" and isinstance(value, str):
                 value = _number(f"{where}.{key}", value, integer=space[key].type == "int")
             if not space[key].contains(value):

@@ -147,7 +147,7 @@ def test_uniform_branch_targets_draw_every_solution_of_a_condition_equally_often
     nearest = (endpoints_from_lines(targets)[:, None] - solutions[None]).abs().amax(-1).argmin(1)
     counts = torch.bincount(nearest, minlength=len(solutions))
     assert counts.min() > 300 and counts.max() < 500, counts  # 400 expected for each branch
-    with pytest.raises(ValueError, match="x_targets=uniform_branch needs enumerable solutions"):
+    with pytest.raises(ValueError, match="x_targets=uniform_branch or all_branches needs enumerable solutions"):
         uniform_branch_targets(x, y, FunctionPair(["x0 + x1", "x0 * x1"]))
-    with pytest.raises(ValueError, match="data x_targets='all' is not one of given, uniform_branch"):
+    with pytest.raises(ValueError, match="data x_targets=.all. is not one of given, uniform_branch, all_branches"):
         DataSpec.from_dict({"x_targets": "all"})

@@ -112,7 +112,8 @@ def test_quality_bench_quick_prints_its_result_lines():
     )
     assert done.returncode == 0, done.stderr[-2000:]
     names = [line.split()[1] for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    for name in ("network_gates_pass", "network_valid_frac", "refined_k300_valid_frac", "refined_k300_coverage_norm"):
+    expected = ("network_gates_pass", "network_valid_frac", "network_coverage_norm", "check_k300_valid_frac")
+    for name in (*expected, "refined_k30_coverage_norm", "refined_k300_coverage_norm"):
         assert name in names, done.stdout[-2000:]
     for line in done.stdout.splitlines():
         if line.startswith("RESULT "):

@@ -183,3 +183,63 @@ def test_refined_objective_needs_refinement_steps():
     spec = parse_search_config(raw)
     assert (spec.metric, spec.mode) == ("val_refined_score", "max")
     assert spec.trial_config({}).val_refine_steps == 5
+
+
+def _two_families() -> dict:
+    raw = _smoke()
+    raw["fixed"].pop("latent_dim")
+    raw["space"] = {
+        "latent": {"type": "choice", "values": ["gaussian", "categorical"]},
+        "lr": {"type": "loguniform", "low": 1.0e-4, "high": 3.0e-2},
+        "latent_dim": {"type": "int", "low": 2, "high": 8, "when": {"latent": "gaussian"}},
+        "components": {"type": "int", "low": 4, "high": 16, "when": {"latent": ["categorical"]}},
+        "wv": {"type": "uniform", "low": 0.0, "high": 2.0, "when": {"latent": "categorical"}},
+    }
+    raw["start_points"] = [{"latent": "categorical", "lr": 1.0e-3, "components": 8, "wv": 1.0}]
+    return raw
+
+
+def test_each_latent_family_searches_its_own_keys_in_a_real_optuna_study():
+    import optuna
+
+    spec = parse_search_config(_two_families())
+    space = spec.optuna_space()
+    assert space.conditional
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0, group=True))
+    study.enqueue_trial(spec.start_points[0])
+    families = set()
+    for i in range(12):
+        trial = study.ask()
+        space(trial)
+        params = set(trial.params)
+        family = trial.params["latent"]
+        families.add(family)
+        own = {"latent_dim"} if family == "gaussian" else {"components", "wv"}
+        assert params == {"latent", "lr", *own}, trial.params
+        spec.trial_config(trial.params)  # every suggestion is a Config the trainer accepts
+        study.tell(trial, float(i))
+    assert families == {"gaussian", "categorical"}
+    assert study.trials[0].params["components"] == 8  # the start point ran first, as written
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda s: s["components"].update(when={"latnt": "categorical"}), "when.latnt: not a searched"),
+        (lambda s: s["components"].update(when={"latent": "discrete"}), "'discrete' is not one of space.latent"),
+        (lambda s: s["components"].update(when={"lr": 1.0}), "only a choice key can be a condition"),
+        (lambda s: s["components"].update(when="categorical"), "space.components.when: expected a mapping"),
+    ],
+)
+def test_bad_conditions_name_the_key(change, message):
+    raw = _two_families()
+    change(raw["space"])
+    with pytest.raises(SearchConfigError, match=message):
+        parse_search_config(raw)
+
+
+def test_a_start_point_names_the_condition_of_its_conditional_keys():
+    raw = _two_families()
+    raw["start_points"] = [{"lr": 1.0e-3, "components": 8}]
+    with pytest.raises(SearchConfigError, match=r"start_points\[0\].components: searched only when latent in"):
+        parse_search_config(raw)
