@@ -42,7 +42,26 @@ class PruningOptunaSearch(OptunaSearch):
         self._max_t = max_t
         self._last_step: dict[str, int] = {}
 
+    def restore(self, checkpoint_path: str):
+        super().restore(checkpoint_path)
+        self._orphans_pending = True  # closed at the first suggestion (not when only reading the state)
+
+    def _close_orphans(self) -> None:
+        """Close trials the journal holds as RUNNING but this restored state never suggested.
+
+        A driver killed between a suggestion (written to the journal at once) and Tune's next
+        snapshot leaves such a trial behind; Tune never ran it and never will: it is told FAIL so
+        that TPE's constant liar does not count it as running forever.
+        """
+        tracked = {t.number for t in self._ot_trials.values()}
+        for trial in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if trial.number not in tracked:
+                self._ot_study.tell(trial.number, state=TrialState.FAIL)
+
     def suggest(self, trial_id: str):
+        if getattr(self, "_orphans_pending", False):
+            self._orphans_pending = False
+            self._close_orphans()
         config = super().suggest(trial_id)
         if trial_id in self._ot_trials and config is not None:
             self._ot_trials[trial_id].set_user_attr(RAY_TRIAL_ID, trial_id)

@@ -81,7 +81,12 @@ def test_killed_search_resumes_without_rerunning_finished_trials(tmp_path):
     assert (folder / "best_config.yaml").is_file()
     # the searcher continued: one Optuna study in the experiment's journal with every trial, none left running
     study = optuna.load_study(study_name="smoke", storage=open_storage(folder))
-    assert len(study.trials) == 6
     assert all(t.state.is_finished() for t in study.trials)
-    assert sorted(t.user_attrs["ray_trial_id"] for t in study.trials) == sorted(table["trial_id"])
-    assert {t.state for t in study.trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
+    ran = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert sorted(t.user_attrs["ray_trial_id"] for t in ran) == sorted(table["trial_id"])
+    # a suggestion the killed driver wrote to the journal after Tune's last snapshot never ran: closed as FAIL
+    orphans = [t for t in study.trials if t not in ran]
+    assert all(
+        t.state == TrialState.FAIL and t.user_attrs["ray_trial_id"] not in set(table["trial_id"]) for t in orphans
+    )
+    assert len(orphans) <= 2, orphans
