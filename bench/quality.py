@@ -174,7 +174,9 @@ def plan(args, ks: list[int], steps: int, model) -> list[tuple[str, Regime | Non
     t = args.temperature if gaussian else 1.0  # a categorical model's proposals are its components
     rows = [("network", Regime("network"))]
     for k in ks:
-        rows += [("check", Regime("check", k)), ("refined", Regime("refined", k, steps, t))]
+        if k > args.samples:  # with K = S a check keeps every draw: that is network only
+            rows.append(("check", Regime("check", k)))
+        rows.append(("refined", Regime("refined", k, steps, t)))
         rows += [("uniform", Regime("uniform", k, steps))]
         if args.mix is not None:
             rows.append(("mixed", None))

@@ -118,7 +118,8 @@ def categorical_loss(ends, log_prior, targets, y, functions: FunctionPair, confi
     (detached) prior, so the components the data and the sampler use both reproduce y; the validity
     term is the cross-entropy from the components whose y-RMSE is below the challenge's threshold to
     p(c | y), so prior mass leaves the components that do not reproduce y.
-    Parts: kld, x_loss (q-weighted mean squared endpoint error), y_loss, prior_valid (mass on valid components).
+    Parts: kld, x_loss (q-weighted mean squared endpoint error), y_loss and prior_valid (the prior's mass on
+    valid components; both 0 before the y phase, when the components' y-errors are not computed).
     """
     present = ~targets[..., 0].isnan()  # (B, M)
     weight = present / present.sum(-1, keepdim=True).clamp_min(1)  # each condition's solutions equally
@@ -144,8 +145,7 @@ def categorical_loss(ends, log_prior, targets, y, functions: FunctionPair, confi
             has_valid = valid.sum(-1) > 0
             valid_target = valid / valid.sum(-1, keepdim=True).clamp_min(1.0)
             prior_valid = (prior * valid).sum(-1).mean()
-        if has_valid.any():
-            loss = loss + wv * (-(valid_target * log_prior).sum(-1))[has_valid].mean()
-        loss = loss + wy * y_loss
+        validity = (-(valid_target * log_prior).sum(-1) * has_valid).sum() / has_valid.sum().clamp_min(1)
+        loss = loss + wy * y_loss + wv * validity
     parts = {"kld": kld_value, "x_loss": squared / 4, "y_loss": y_loss, "prior_valid": prior_valid}
     return loss, parts

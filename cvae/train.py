@@ -75,7 +75,8 @@ class Trainer:
         beta, wy = beta_at(config, epoch), wy_at(config, epoch)
         categorical = config.latent == "categorical"
         wv, sigma = wv_at(config, epoch), sigma_at(config, epoch)
-        keys = ("loss", "kld", "x_loss", "y_loss", *(("prior_valid",) if categorical else ()))
+        # the training prior_valid exists only in the y phase, where the components' y-errors are computed
+        keys = ("loss", "kld", "x_loss", "y_loss", *(("prior_valid",) if categorical and (wy or wv) else ()))
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(config, epoch)
         order = torch.randperm(n, generator=self.generator, device=self.device)

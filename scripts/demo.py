@@ -26,8 +26,8 @@ def parse_args(argv=None):
     parser.add_argument(
         "--time-budget",
         type=float,
-        default=420,
-        help="seconds for the search (default 420, so the whole job fits ~15 min on 2 cores)",
+        default=360,
+        help="seconds for the search (default 360, so the whole job fits ~20 min on 2 cores)",
     )
     parser.add_argument(
         "--final-rows",
