@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import pickle
 import re
+import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,6 +108,24 @@ def uniform_branch_targets(
     return lines_from_endpoints(picks, x.shape[-2]).to(x.dtype)
 
 
+def torch_file_problem(path) -> str | None:
+    """Why `path` cannot be a torch.save file, judged from its bytes alone (None: it looks like one).
+
+    torch.save writes a zip archive (or, before torch 1.6, a pickle stream); anything else is
+    refused before torch.load sees it, so random bytes or a truncated copy get a plain reason.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return "a folder, not a file"
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head.startswith(b"PK\x03\x04"):
+        return None if zipfile.is_zipfile(path) else "a damaged or truncated torch file (its zip archive is incomplete)"
+    if head[:1] == b"\x80":  # the legacy (pre-1.6) format: a pickle stream
+        return None
+    return "not a torch file (torch.save writes a zip archive; these bytes are not one)" if head else "an empty file"
+
+
 def _check(name: str, tensor, path) -> torch.Tensor:
     if not isinstance(tensor, torch.Tensor):
         raise DataFileError(f"{path}: {name} is {type(tensor).__name__}, expected a tensor")
@@ -113,6 +133,8 @@ def _check(name: str, tensor, path) -> torch.Tensor:
         tensor = tensor[:, 0]
     if tensor.dim() != 3 or tensor.shape[-1] != 2 or tensor.shape[1] < 2:
         raise DataFileError(f"{path}: {name} has shape {tuple(tensor.shape)}, expected (N, 1, P, 2) or (N, P, 2)")
+    if tensor.shape[0] == 0:
+        raise DataFileError(f"{path}: {name} has no rows (shape {tuple(tensor.shape)}); the file is empty")
     if not torch.isfinite(tensor).all():
         raise DataFileError(f"{path}: {name} contains NaN or inf; clean the file or regenerate it")
     return tensor.float()
@@ -128,8 +150,12 @@ def load_challenge(path) -> tuple[torch.Tensor, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise DataFileError(f"{path}: no such file; pass the path of a challenge .pt file")
+    problem = torch_file_problem(path)
+    if problem:
+        raise DataFileError(f"{path}: {problem}; pass a challenge .pt file")
     try:
-        with torch.serialization.safe_globals([TensorDataset]):
+        with torch.serialization.safe_globals([TensorDataset]), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": the outcome says enough
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         # torch's message suggests turning the safety off, i.e. running the file's code: name the culprit only.
@@ -138,8 +164,9 @@ def load_challenge(path) -> tuple[torch.Tensor, torch.Tensor]:
         raise DataFileError(
             f"{path}: refused to load, it holds objects outside the allow-list of tensors and TensorDataset{what}"
         ) from None
-    except (RuntimeError, EOFError, OSError) as err:
-        raise DataFileError(f"{path}: not a readable torch file ({type(err).__name__}: {err})") from None
+    except (RuntimeError, EOFError, OSError, IndexError, ValueError) as err:
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        raise DataFileError(f"{path}: not a readable torch file ({type(err).__name__}: {first})") from None
     if isinstance(obj, TensorDataset) and len(obj.tensors) == 2:
         x, y = obj.tensors
     elif isinstance(obj, dict) and {"x", "y"} <= obj.keys():

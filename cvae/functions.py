@@ -29,6 +29,10 @@ _CALLS = {
     "abs": (torch.abs, np.abs),
 }
 _ALLOWED = "numbers, x0, x1, pi, + - * / **, parentheses and " + " ".join(_CALLS)
+# Limits on a function's text: a search file or a flag is configuration, not a program.
+MAX_LENGTH = 500  # characters
+MAX_DEPTH = 50  # nested parentheses, calls, signs and powers
+MAX_CONSTANT = 1e9  # magnitude of a number written in the text
 _TOKEN = re.compile(r"\s*(?:(\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)|(\*\*|[-+*/()])|([A-Za-z_]\w*)|(\S))")
 
 
@@ -49,6 +53,10 @@ class Trig:
 def _tokenize(text: str) -> list[tuple[str, str, int]]:
     tokens, pos = [], 0
     text = text.rstrip()
+    if len(text) > MAX_LENGTH:
+        raise FunctionSyntaxError(
+            f"function of {len(text)} characters starting {text[:30]!r}...; at most {MAX_LENGTH} are allowed"
+        )
     while pos < len(text):
         m = _TOKEN.match(text, pos)
         number, op, name, bad = m.groups()
@@ -60,6 +68,11 @@ def _tokenize(text: str) -> list[tuple[str, str, int]]:
         if name is not None and name not in _CALLS and name not in ("x0", "x1", "pi"):
             raise FunctionSyntaxError(f"unknown name {name!r} at position {start} in {text!r}; allowed are {_ALLOWED}")
         kind = "num" if number is not None else "op" if op is not None else "name"
+        if number is not None and not abs(float(number)) <= MAX_CONSTANT:
+            raise FunctionSyntaxError(
+                f"number {number} at position {start} in {text!r} is too large; constants are limited to "
+                f"{MAX_CONSTANT:g} in magnitude"
+            )
         tokens.append((kind, number or op or name, start))
         pos = m.end()
     return tokens
@@ -73,6 +86,7 @@ class _Parser:
         self.text = text
         self.tokens = _tokenize(text)
         self.i = 0
+        self.depth = 0
 
     def _peek(self):
         return self.tokens[self.i] if self.i < len(self.tokens) else ("end", "", len(self.text))
@@ -113,11 +127,19 @@ class _Parser:
 
     def _unary(self):
         token = self._peek()
-        if token[0] == "op" and token[1] in ("-", "+"):
-            self.i += 1
-            inner = self._unary()
-            return ("neg", inner) if token[1] == "-" else inner
-        return self._power()
+        self.depth += 1  # every nested part (parentheses, call, sign, power) passes here
+        if self.depth > MAX_DEPTH:
+            raise FunctionSyntaxError(
+                f"{self.text[:30]!r}... nests deeper than {MAX_DEPTH} levels (at position {token[2]}); simplify it"
+            )
+        try:
+            if token[0] == "op" and token[1] in ("-", "+"):
+                self.i += 1
+                inner = self._unary()
+                return ("neg", inner) if token[1] == "-" else inner
+            return self._power()
+        finally:
+            self.depth -= 1
 
     def _power(self):
         node = self._atom()
@@ -220,7 +242,20 @@ class Function:
             raise FunctionSyntaxError(f"a function must be text like 'cos(49*x0 + 42*x1)', got {text!r}")
         self.text = text.strip()
         self.tree = _Parser(self.text).parse()
+        self._probe()
         self.trig = self._recognise_trig()
+
+    def _probe(self) -> None:
+        """Evaluate once on a few points: constant parts that overflow or divide by zero fail here, in one line."""
+        x = np.linspace(0.0, 1.0, 5)
+        try:
+            with np.errstate(all="ignore"):
+                self(x, x)
+        except (OverflowError, ZeroDivisionError) as err:
+            reason = "overflows" if isinstance(err, OverflowError) else "divides by zero"
+            raise FunctionSyntaxError(
+                f"function {self.text!r}: a constant part {reason}; keep constants and powers small"
+            ) from None
 
     def _recognise_trig(self) -> Trig | None:
         if self.tree[0] != "call" or self.tree[1] not in ("sin", "cos"):

@@ -127,7 +127,28 @@ class Conditions:
     note: str
 
 
-def read_conditions(path, functions: FunctionPair) -> Conditions:
+def placeholder_x(x: torch.Tensor) -> bool:
+    """Whether a file's x carry no solutions at all (every line constant, e.g. zeros): it has no true x."""
+    return bool(((x.amax(-2) - x.amin(-2)).abs() == 0).all())
+
+
+def check_true_x(path, x: torch.Tensor, y: torch.Tensor, functions: FunctionPair) -> None:
+    """Refuse functions under which a scoring file's own x do not give its y (unless it has no true x).
+
+    Scoring with the wrong pair would judge every sample as failed; the file itself shows the mismatch.
+    """
+    if placeholder_x(x) or exact_x(x, y, functions):
+        return
+    error = (functions(x.double()) - y.double()).square().mean((-2, -1)).sqrt()
+    bad = int((error >= EXACT_X_RMSE).sum())
+    raise SubmissionError(
+        f"{path}: its x do not reproduce its y under the functions {list(functions.texts)} ({bad} of "
+        f"{len(error)} rows off, median RMSE {error.median():.3g}); pass the functions the file was made "
+        "with (--functions F1 F2)"
+    )
+
+
+def read_conditions(path, functions: FunctionPair, strict: bool = False) -> Conditions:
     """Conditions from a challenge file: one per row, or one per run if it is itself a submission.
 
     A submission repeats each condition in consecutive rows; those runs collapse to one
@@ -144,6 +165,8 @@ def read_conditions(path, functions: FunctionPair) -> Conditions:
             f"{len(runs)} conditions from a submission's y ({y.shape[0]} rows, runs of "
             f"{'/'.join(map(str, lengths))} repeated rows collapsed); its x are samples, not true solutions",
         )
+    if strict:
+        check_true_x(path, x, y, functions)
     if exact_x(x, y, functions):
         return Conditions(y, x, f"{y.shape[0]} conditions, one per row; the file's x reproduce y and serve as true x")
     return Conditions(y, None, f"{y.shape[0]} conditions, one per row; the file's x do not reproduce y and are ignored")
@@ -198,15 +221,24 @@ def group_submission(x: torch.Tensor, y: torch.Tensor, conditions: torch.Tensor,
     return x[index]
 
 
-def score_submission(path, scoring=None, functions=None) -> dict:
+def score_submission(path, scoring=None, functions=None, samples_per_condition: int | None = None) -> dict:
     """Assess a submission file against a scoring file (default: the submission's own y).
 
-    Returns assess()'s dict plus `submission`, `scoring`, `rows`, `conditions_note`, `functions`.
+    A scoring file with one condition per row must have x that its y come from under `functions`
+    (or no x at all: constant placeholder lines); `samples_per_condition`, when given, is the
+    number of rows each condition must have. Returns assess()'s dict plus `submission`,
+    `scoring`, `rows`, `conditions_note`, `functions`.
     """
     functions = FunctionPair(functions) if functions is not None else FunctionPair()
     x, y = load_challenge(path)
-    conditions = read_conditions(scoring if scoring is not None else path, functions)
+    conditions = read_conditions(scoring if scoring is not None else path, functions, strict=True)
     samples = group_submission(x, y, conditions.y)
+    if samples_per_condition is not None and samples.shape[1] != samples_per_condition:
+        raise SubmissionError(
+            f"{path}: {samples.shape[1]} samples per condition, expected {samples_per_condition} (the "
+            f"challenge's count); regenerate it with --samples {samples_per_condition}, or pass "
+            f"--samples {samples.shape[1]} to score it as it is"
+        )
     result = assess(samples, conditions.y, functions, conditions.x_true)
     result.update(
         submission=str(path),

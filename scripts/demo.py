@@ -150,18 +150,21 @@ def main(argv=None) -> int:
         "--out",
         submission,
     )
-    run("scripts/score.py", submission, "--scoring", scoring, "--json-out", submission.with_suffix(".score.json"))
+    run("scripts/score.py", submission, "--scoring", scoring, "--samples", args.samples,
+        "--json-out", submission.with_suffix(".score.json"))  # fmt: skip
     # The other regimes (cvae/regimes.py), each scored apart: no solver, then the solver.
     checked = final / "submission_check.pt"
     run("scripts/generate.py", "--model", final / "model.pt", "--scoring", scoring, "--samples", args.samples,
         "--regime", "check", "--proposals", 300, "--out", checked)  # fmt: skip
-    run("scripts/score.py", checked, "--scoring", scoring, "--json-out", checked.with_suffix(".score.json"))
+    run("scripts/score.py", checked, "--scoring", scoring, "--samples", args.samples,
+        "--json-out", checked.with_suffix(".score.json"))  # fmt: skip
     refined = final / "submission_refined.pt"
     temperature = proposal_temperature(experiment)
     run("scripts/generate.py", "--model", final / "model.pt", "--scoring", scoring, "--samples", args.samples,
         "--regime", "refined", "--proposals", 300, "--refine-steps", 20, "--temperature", temperature,
         "--out", refined)  # fmt: skip
-    run("scripts/score.py", refined, "--scoring", scoring, "--json-out", refined.with_suffix(".score.json"))
+    run("scripts/score.py", refined, "--scoring", scoring, "--samples", args.samples,
+        "--json-out", refined.with_suffix(".score.json"))  # fmt: skip
     from cvae.regimes import Regime
 
     scores = record_scores(

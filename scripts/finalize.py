@@ -75,6 +75,7 @@ def main(argv=None) -> int:
     from cvae.config import ConfigError
     from cvae.data import DataFileError
     from cvae.functions import FunctionSyntaxError
+    from cvae.inputs import InputError, check_data_files, check_device, check_output_folder
     from search.finalize import FinalizeError, finalize, load_config_file, load_experiment, with_data
 
     overrides = {
@@ -98,6 +99,9 @@ def main(argv=None) -> int:
         else:
             experiment = load_config_file(args.config, overrides)
             out = args.out or args.config.parent / "final"
+        check_data_files(experiment.data)  # every input is checked before the training data is built
+        check_device(args.device)
+        check_output_folder(out, "--out")
         print(f"finalizing {experiment.source} -> {out}", flush=True)
         report = finalize(
             experiment,
@@ -107,7 +111,7 @@ def main(argv=None) -> int:
             samples=args.samples,
             progress=not args.quiet,
         )
-    except (FinalizeError, ConfigError, DataFileError, FunctionSyntaxError, FileNotFoundError) as err:
+    except (FinalizeError, ConfigError, DataFileError, FunctionSyntaxError, FileNotFoundError, InputError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

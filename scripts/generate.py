@@ -127,6 +127,16 @@ def regime_label(args) -> str:
     return KINDS[kind] + (f" ({', '.join(parts)})" if parts else "")
 
 
+def _check_ranges(args) -> None:
+    """--mix is a fraction, --temperature a positive scale (a mix of 2 would draw 200% from the network)."""
+    from cvae.inputs import InputError
+
+    if not 0.0 <= args.mix <= 1.0:
+        raise InputError(f"--mix {args.mix:g}: must lie in [0, 1] (the fraction of proposals from the network)")
+    if not args.temperature > 0 or args.temperature == float("inf"):
+        raise InputError(f"--temperature {args.temperature:g}: must be a finite number > 0 (1 is the prior's scale)")
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     apply_regime(args)
@@ -141,6 +151,7 @@ def main(argv=None) -> int:
     from cvae.config import ConfigError
     from cvae.data import DataFileError, save_submission
     from cvae.functions import OFFICIAL_FUNCTIONS, FunctionPair, FunctionSyntaxError
+    from cvae.inputs import InputError, check_device, check_model_file, check_output_file
     from cvae.sampling import generate
     from cvae.submission import SubmissionError, read_conditions
     from cvae.train import load_model, pick_device
@@ -156,6 +167,11 @@ def main(argv=None) -> int:
             raise SubmissionError(
                 f"--proposals {args.proposals} is below --samples {args.samples}; it must be at least as many"
             )
+        _check_ranges(args)
+        check_device(args.device)
+        check_output_file(args.out, "--out")
+        if args.model is not None:
+            check_model_file(args.model)
         model = None
         if args.model is not None:
             try:
@@ -190,7 +206,7 @@ def main(argv=None) -> int:
         )
         seconds = time.perf_counter() - started
         path = save_submission(args.out, x, conditions.y)
-    except (SubmissionError, ConfigError, DataFileError, FunctionSyntaxError, FileNotFoundError) as err:
+    except (SubmissionError, ConfigError, DataFileError, FunctionSyntaxError, FileNotFoundError, InputError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     n, s = x.shape[:2]

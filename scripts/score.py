@@ -38,6 +38,13 @@ def parse_args(argv=None):
         metavar="EXPR",
         help="condition functions (default: 'cos(49*x0 + 42*x1)' 'cos(56*x0 + 63*x1)')",
     )
+    parser.add_argument(
+        "--samples",
+        type=int,
+        default=30,
+        metavar="S",
+        help="samples per condition the submission must have (default 30, the challenge's); another count is refused",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the text report")
     parser.add_argument("--json-out", type=Path, metavar="FILE", help="also write the JSON object to FILE")
     return parser.parse_args(argv)
@@ -127,7 +134,9 @@ def main(argv=None) -> int:
     from cvae.submission import SubmissionError, score_submission
 
     try:
-        result = score_submission(args.submission, args.scoring, args.functions)
+        if args.samples < 1:
+            raise SubmissionError(f"--samples must be a positive integer, got {args.samples}")
+        result = score_submission(args.submission, args.scoring, args.functions, samples_per_condition=args.samples)
     except (SubmissionError, DataFileError, FunctionSyntaxError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

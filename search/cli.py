@@ -73,6 +73,12 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="finish an interrupted experiment: completed trials are kept, the searcher continues",
     )
+    p.add_argument(
+        "--trust",
+        action="store_true",
+        help="with --resume: restore an experiment folder this project did not sign (another user's or "
+        "machine's run, or one from before signing); Ray unpickles its state files, so only for folders you trust",
+    )
     return p
 
 
@@ -92,6 +98,7 @@ def main(argv=None) -> int:
             gpus_per_trial=args.gpus_per_trial,
             time_budget=args.time_budget,
             resume=args.resume,
+            trust=args.trust,
         )
     except SearchInterrupted as err:
         print(f"twobirds-tune: {err}", file=sys.stderr)

@@ -212,6 +212,9 @@ def _restore_search(experiment_dir):
     folder = Path(experiment_dir)
     if not list(folder.glob(SEARCHER_STATE)):
         raise FileNotFoundError(f"{folder}: no {SEARCHER_STATE}; is it a search's experiment folder?")
+    from .trust import verify_local
+
+    verify_local(folder)  # the searcher state is a pickle: only this project's own is loaded
     searcher = PruningOptunaSearch(max_t=1)
     generator = SearchGenerator(searcher)
     generator.restore_from_dir(str(folder))

@@ -87,7 +87,9 @@ def _connect(address: str | None) -> bool:
         paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
         if root not in paths:
             os.environ["PYTHONPATH"] = os.pathsep.join([root, *filter(None, paths)])
-        ray.init(address="local", include_dashboard=False, dashboard_host="127.0.0.1")
+        from . import local_ray
+
+        local_ray.start(ray)  # private temp folder and token, no process left behind (search/local_ray.py)
         return True
     try:
         ray.init(address=address)
@@ -168,10 +170,12 @@ def make_tuner(spec: SearchSpec, trainable, name: str, storage: Storage, reuse_a
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
+    from .faults import StorageFullCallback
     from .monitor import TrialBoard, TrialLines
     from .searcher import PruningOptunaSearch
     from .study import journal_path, label_study, open_storage, quiet_optuna
     from .trainable import trial_name
+    from .trust import SigningCallback
 
     quiet_optuna()
     stale = journal_path(study_folder(storage, name))
@@ -221,10 +225,13 @@ def make_tuner(spec: SearchSpec, trainable, name: str, storage: Storage, reuse_a
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         failure_config=tune.FailureConfig(max_failures=spec.search["max_failures"]),
         sync_config=tune.SyncConfig(sync_artifacts=True),  # the trials' image event files
-        # One TensorBoard run per trial folder with grouped tags; one console line per trial.
+        # One TensorBoard run per trial folder with grouped tags; one console line per trial; signs Tune's
+        # state files for a later --resume; stops at once on a full storage.
         callbacks=[
             TrialBoard(spec.metric, spec.mode, spec.max_t),
             TrialLines(spec.metric, spec.mode, spec.max_t, spec.search["num_samples"], out=out),
+            SigningCallback(storage.path, name),
+            StorageFullCallback(storage.path),
         ],
         verbose=0,  # no Tune boxes or tables: TrialLines prints
     )
@@ -256,6 +263,17 @@ def _spec_for(config_path, name: str, storage: Storage, resume: bool) -> SearchS
         raise SearchConfigError(f"{storage.experiment(name)}/{SEARCH_CONFIG}: {err}") from None
 
 
+def _check_trust(storage: Storage, name: str, trusted: bool) -> None:
+    """Before Tune unpickles anything of the folder: its state files must be this project's own, or vouched for."""
+    from . import trust
+
+    if trusted:
+        print(f"note: --trust: resuming {storage.experiment(name)} without checking who wrote it", file=sys.stderr)
+        trust.sign_folder(storage, name)
+    else:
+        trust.verify(storage, name)
+
+
 def run_search(
     config_path,
     name: str,
@@ -266,18 +284,24 @@ def run_search(
     gpus_per_trial: float | None = None,
     time_budget: float | None = None,
     resume: bool = False,
+    trust: bool = False,
 ) -> Path:
     """Run (or with resume=True finish) the search `name` under `storage`; returns the experiment folder.
 
     The folder ends with search_config.yaml, results.csv, results.parquet, best_config.yaml and
     Tune's trial folders. For an s3:// or gs:// storage, those four files are also copied to
-    ./runs/<name>/ and that local folder is returned.
+    ./runs/<name>/ and that local folder is returned. A resume unpickles Tune's state only if this
+    project signed it (search/trust.py), or with trust=True.
     """
-    if address in (None, "", "local"):
-        loopback_only()  # before ray is first imported (results imports it)
-    from cvae.functions import FunctionPair
+    from . import guards
 
+    guards.check_name(name)
+    guards.check_storage(storage)
+    if address in (None, "", "local") or guards.is_loopback(address):
+        loopback_only()  # before ray is first imported (results imports it); a loopback address stays loopback
     from . import results
+    from . import trust as signing
+    from .faults import is_no_space, search_error_in, storage_full
 
     storage = Storage(storage)
     spec = _spec_for(config_path, name, storage, resume)
@@ -291,6 +315,12 @@ def run_search(
         raise SearchError(
             f"--name {name}: {storage.experiment(name)} exists; pass --resume to finish it or pick a new name"
         )
+    if resume and storage.exists(name, "tuner.pkl"):
+        _check_trust(storage, name, trust)
+    guards.probe_address(address)  # seconds, not Ray's minutes of retries, when no cluster is there
+    # Built once, here on the driver (trials receive it through the object store): the data files are
+    # read and checked before Ray starts.
+    data = guards.build_data(spec)
     # Validation is over: only now start (or join) Ray.
     from ray import tune
 
@@ -304,29 +334,52 @@ def run_search(
     try:
         if address in (None, "", "local"):
             _check_resources(spec)
-        # Built once, here on the driver; trials receive it through the object store.
-        data = spec.data.build(FunctionPair(spec.functions))
         trainable = make_trainable(spec, data)
         experiment = storage.experiment(name)
         if resume and tune.Tuner.can_restore(experiment):
-            tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True, resume_errored=True)
+            signing.fail_on_restore_error()  # a failed restore is one line, not a restarted, hanging experiment
+            try:
+                tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True, resume_errored=True)
+            except Exception as err:  # a damaged (or, with --trust, foreign) tuner.pkl
+                raise signing.RestoreFailed(f"--resume: Tune could not restore {experiment} ({err!r:.200})") from None
         else:  # a new search, or a resume of one killed before Tune saved any state: start it afresh
             storage.write(name, SEARCH_CONFIG, spec.text)
             tuner = make_tuner(spec, trainable, name, storage)
-        tuner.fit()
+            signing.sign_folder(storage, name, only=("tuner.pkl",))
+        try:
+            tuner.fit()
+        except Exception as err:
+            failure = search_error_in(err)  # a failed restore, a full storage: one line
+            if failure is None:
+                raise
+            raise failure from None
+        try:
+            signing.sign_folder(storage, name)  # the final state, as this process left it
+        except OSError as err:
+            if not is_no_space(err):
+                raise
+            raise storage_full(storage.path, f"{name}/{signing.MANIFEST}") from None
         table = results.build_table(experiment, spec, storage_filesystem=None if storage.is_uri else storage.fs)
     finally:
         if started:
             import ray
 
+            from . import local_ray
+
             ray.shutdown()
+            local_ray.restore_env()
     csv, parquet = results.table_bytes(table)
     best = results.best_row(table, spec)
     files = {RESULTS_CSV: csv, RESULTS_PARQUET: parquet}
     if best is not None:
         files[BEST_CONFIG] = results.best_config_yaml(best, spec, name)
-    for file, content in files.items():
-        storage.write(name, file, content)
+    try:
+        for file, content in files.items():
+            storage.write(name, file, content)
+    except OSError as err:
+        if not is_no_space(err):
+            raise
+        raise storage_full(storage.path, f"{name}/{file}") from None
     local = Path(storage.experiment(name))
     if storage.is_uri:  # a local copy for scripts (e.g. finalize) that read best_config.yaml
         local = Path("runs", name).resolve()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import pickle
 import tempfile
 from pathlib import Path
 
@@ -144,6 +145,20 @@ def _tensors(data):
     return tuple(tuple(one(t) for t in part) for part in data)
 
 
+def _restore(checkpoint, train, val, device) -> Trainer | None:
+    """The trainer of the trial's last checkpoint; None (start afresh) when that checkpoint is damaged.
+
+    A corrupted or truncated checkpoint would otherwise fail the trial on every retry.
+    """
+    try:
+        with checkpoint.as_directory() as folder:
+            return Trainer.restore(Path(folder) / CHECKPOINT_FILE, train, val, device)
+    except (RuntimeError, OSError, EOFError, KeyError, ValueError, TypeError, pickle.UnpicklingError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        print(f"warning: damaged checkpoint {checkpoint.path} ({first}); the trial starts again at epoch 0")
+        return None
+
+
 def train_trial(config: dict, data=None, settings=None) -> None:
     """Train `config` (fixed + searched Config keys) for up to settings['max_t'] epochs.
 
@@ -157,10 +172,8 @@ def train_trial(config: dict, data=None, settings=None) -> None:
     torch.set_num_threads(max(1, int(cpus)))  # Ray sets OMP_NUM_THREADS; torch keeps its own count
     device = "cuda" if gpus > 0 and torch.cuda.is_available() else "cpu"
     checkpoint = tune.get_checkpoint()
-    if checkpoint:
-        with checkpoint.as_directory() as folder:
-            trainer = Trainer.restore(Path(folder) / CHECKPOINT_FILE, train, val, device)
-    else:
+    trainer = _restore(checkpoint, train, val, device) if checkpoint else None
+    if trainer is None:
         trainer = Trainer(Config.from_dict({**settings["base"], **config}), train, val, device)
     node, node_id = ray.util.get_node_ip_address(), ray.get_runtime_context().get_node_id()
     images = _Images(trainer, settings.get("image_epochs", []), settings["metric"])

@@ -1,0 +1,109 @@
+"""Checks of command-line inputs made before any work starts: each failure is one line.
+
+The scripts call these first, so a wrong device, an output path that is a folder or a model
+file that is not one fails in a second instead of after the data is built or a model trained.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .data import DataFileError, torch_file_problem
+
+
+class InputError(ValueError):
+    """A command-line value that cannot work; the message names it and the fix."""
+
+
+def available_devices() -> list[str]:
+    """The devices this torch build can use here, e.g. ['cpu'] or ['cpu', 'cuda:0', 'cuda:1']."""
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+def check_device(name: str | None, flag: str = "--device") -> None:
+    """Refuse a device this torch cannot use (e.g. cuda on a CPU-only build), naming what is available."""
+    if name in (None, "auto"):
+        return
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise InputError(
+            f"{flag} {name}: not a device name; use auto or one of {', '.join(available_devices())}"
+        ) from None
+    available = available_devices()
+    if device.type == "cpu":
+        return
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count and (device.index is None or device.index < count):
+            return
+    elif device.type in available:
+        return
+    build = f"torch {torch.__version__}" + ("" if torch.backends.cuda.is_built() else ", built without CUDA")
+    raise InputError(f"{flag} {name}: not available here ({build}); available: {', '.join(available)} (or auto)")
+
+
+def check_output_file(path, flag: str) -> None:
+    """An output file's path must not be a folder, nor lie under a file."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{flag} {path}: is a folder; pass a file name such as {path / 'result.pt'}")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"{flag} {path}: {parent} is a file, not a folder")
+            break
+
+
+def check_output_folder(path, flag: str) -> None:
+    """An output folder's path must not be an existing file (nor lie under one)."""
+    path = Path(path)
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            if not candidate.is_dir():
+                raise InputError(f"{flag} {path}: {candidate} is a file, not a folder; pass a folder")
+            return
+
+
+def check_model_file(path, flag: str = "--model") -> None:
+    """A model file must exist and be a complete torch file (its contents are checked when loaded)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{flag} {path}: no such file; pass the model.pt written by finalize")
+    problem = torch_file_problem(path)
+    if problem:
+        raise InputError(f"{flag} {path}: {problem}; pass the model.pt written by finalize")
+
+
+def check_data_files(data, prefix: str = "--") -> None:
+    """Read and check a DataSpec's train_file and val_file now, before the training data is built."""
+    from .data import load_challenge
+    from .lines import POINTS
+
+    for key in ("train_file", "val_file"):
+        name = getattr(data, key)
+        if not name:
+            continue
+        x, _ = load_challenge(name)  # DataFileError: missing, unsafe, not a torch file, bad shapes, NaN, empty
+        if x.shape[-2] != POINTS:
+            flag = f"{prefix}{key.replace('_', '-')}"
+            raise InputError(f"{flag} {name}: lines of {x.shape[-2]} points; the model needs {POINTS}")
+
+
+__all__ = [
+    "DataFileError",
+    "InputError",
+    "available_devices",
+    "check_data_files",
+    "check_device",
+    "check_model_file",
+    "check_output_file",
+    "check_output_folder",
+]

@@ -1,0 +1,87 @@
+"""Faults a search stops on at once, in one line, instead of retrying every trial into the same wall.
+
+A full storage makes every checkpoint fail: Tune would retry each trial `max_failures` times, each
+failing again, and end in a traceback. `StorageFullCallback` raises `StorageFull` out of
+`Tuner.fit` at the first such failure; the experiment state saved so far stays, so `--resume`
+continues once there is room (finished trials are kept, unfinished ones continue from their last
+checkpoint).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from pathlib import Path
+
+from ray import tune
+
+from .space import SearchError
+
+NO_SPACE = ("No space left on device", "errno 28", "Errno 28", "Disk quota exceeded")
+
+
+class StorageFull(SearchError):
+    """The storage ran out of space mid-search."""
+
+
+def is_no_space(error: BaseException | str) -> bool:
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return any(marker in str(error) for marker in NO_SPACE)
+
+
+def storage_full(storage: str, where: str = "a trial's checkpoint") -> StorageFull:
+    return StorageFull(
+        f"--storage {storage}: no space left on the device while writing {where}; the search stopped. "
+        "Free some space (or move the experiment to a larger disk), then rerun with --resume: "
+        "finished trials are kept"
+    )
+
+
+class StorageFullCallback(tune.Callback):
+    """Stops the search (raises StorageFull) at the first trial that failed for want of disk space."""
+
+    def __init__(self, storage_path: str):
+        self.storage_path = storage_path
+
+    def setup(self, **info):
+        quiet_no_space()
+
+    def _check(self, trial) -> None:
+        try:
+            text = Path(trial.error_file).read_text(errors="replace") if trial.error_file else ""
+        except OSError:
+            text = ""
+        if is_no_space(text):
+            raise storage_full(self.storage_path)
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        self._check(trial)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._check(trial)
+
+
+class _QuietNoSpace(logging.Filter):
+    """Tune logs each trial failure with the worker's traceback; for a full disk the one line says it all."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (error is not None and is_no_space(error))
+
+
+def quiet_no_space() -> None:
+    logger = logging.getLogger("ray.tune.execution.tune_controller")
+    if not any(isinstance(f, _QuietNoSpace) for f in logger.filters):
+        logger.addFilter(_QuietNoSpace())
+
+
+def search_error_in(error: BaseException) -> SearchError | None:
+    """The SearchError (restore failure, full storage) behind an exception Tune raised, if any."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, SearchError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None

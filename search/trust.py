@@ -1,0 +1,304 @@
+"""Signing the Ray state files a search writes, so `--resume` unpickles only this project's own.
+
+Ray Tune restores an experiment by unpickling files of its folder (`tuner.pkl`, the searcher's
+`searcher-state-*.pkl`, the pickles embedded in `experiment_state-*.json` and
+`search_gen_state-*.json`); experiment folders travel (shared storage, a colleague's run, a
+bucket), and a replaced pickle would run its code on restore. So every time Tune saves its state,
+`SigningCallback` records a SHA-256 of each such file as this process wrote it, in
+`twobirds-trust.json` beside them, authenticated with an HMAC under a key that never enters the
+folder (`~/.config/twobirds/trust.key`, 0600; `TWOBIRDS_CONFIG_DIR` moves it), as Jupyter signs
+trusted notebooks. Before a resume `verify` refuses a folder whose state files are not all
+listed there, unless the user passes --trust.
+
+The last few versions of each file are kept: Tune copies its state to the storage in the
+background, so for a moment a killed driver may leave the older version behind.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import hashlib
+import hmac
+import json
+import logging
+import os
+import secrets
+from pathlib import Path
+
+from ray import tune
+
+from .space import SearchError
+
+MANIFEST = "twobirds-trust.json"
+KEY_FILE = "trust.key"
+CONFIG_ENV = "TWOBIRDS_CONFIG_DIR"
+# Top-level files of an experiment folder that Tune unpickles (or that embed pickles) on restore.
+STATE_PATTERNS = ("*.pkl", "experiment_state-*.json", "search_gen_state-*.json", "callback-states-*")
+VERSIONS_KEPT = 4
+
+
+class UntrustedExperiment(SearchError):
+    """An experiment folder whose Ray state this project did not write (or that changed since)."""
+
+
+def config_dir() -> Path:
+    if os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV]).expanduser()
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config").expanduser() / "twobirds"
+
+
+def key_path() -> Path:
+    return config_dir() / KEY_FILE
+
+
+def load_key(create: bool = False) -> bytes | None:
+    """The signing key; with create=True a new random one is made (0600) if there is none."""
+    path = key_path()
+    if not path.is_file():
+        if not create:
+            return None
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another search created it meanwhile
+            return path.read_bytes().strip()
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32))
+    if path.stat().st_mode & 0o077:
+        os.chmod(path, 0o600)  # a key others can read signs nothing
+    return path.read_bytes().strip()
+
+
+def is_state_file(name: str) -> bool:
+    return name != MANIFEST and any(fnmatch.fnmatch(name, p) for p in STATE_PATTERNS)
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _mac(key: bytes, files: dict) -> str:
+    body = json.dumps(files, sort_keys=True, separators=(",", ":")).encode()
+    return hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
+class _Folder:
+    """An experiment folder on a pyarrow filesystem (local, NFS, s3://, gs://)."""
+
+    def __init__(self, fs, root: str):
+        self.fs, self.root = fs, root.rstrip("/")
+
+    def names(self) -> list[str]:
+        import pyarrow.fs
+
+        selector = pyarrow.fs.FileSelector(self.root, recursive=False, allow_not_found=True)
+        infos = self.fs.get_file_info(selector)
+        return sorted(Path(i.path).name for i in infos if i.type == pyarrow.fs.FileType.File)
+
+    def read(self, name: str) -> bytes | None:
+        try:
+            with self.fs.open_input_stream(f"{self.root}/{name}") as stream:
+                return stream.readall()
+        except (FileNotFoundError, OSError):
+            return None
+
+    def write(self, name: str, data: bytes) -> None:
+        tmp = f"{self.root}/.{name}.{secrets.token_hex(4)}.tmp"
+        with self.fs.open_output_stream(tmp) as out:
+            out.write(data)
+        self.fs.move(tmp, f"{self.root}/{name}")
+
+
+def read_manifest(folder: _Folder, key: bytes | None) -> dict[str, list[str]] | None:
+    """{file: [digests]} if the folder's manifest is intact under `key`, else None."""
+    raw = folder.read(MANIFEST)
+    if raw is None or key is None:
+        return None
+    try:
+        manifest = json.loads(raw)
+        files, mac = manifest["files"], manifest["mac"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(files, dict) or not hmac.compare_digest(str(mac), _mac(key, files)):
+        return None
+    return {str(k): [str(d) for d in v] for k, v in files.items() if isinstance(v, list)}
+
+
+def record(folder: _Folder, new: dict[str, str], key: bytes, known: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Add digests (file -> digest of the content written) to `known` and write the signed manifest."""
+    files = {name: list(versions) for name, versions in known.items()}
+    for name, value in new.items():
+        versions = [d for d in files.get(name, []) if d != value] + [value]
+        files[name] = versions[-VERSIONS_KEPT:]
+    folder.write(MANIFEST, json.dumps({"files": files, "mac": _mac(key, files)}, indent=1).encode())
+    return files
+
+
+def _storage_folder(storage, name: str) -> _Folder:
+    return _Folder(storage.fs, storage._fs_path(name))
+
+
+def sign_folder(storage, name: str, only: tuple[str, ...] | None = None) -> None:
+    """Sign the folder's state files as they are now (after this process wrote them, or on --trust)."""
+    folder = _storage_folder(storage, name)
+    key = load_key(create=True)
+    known = read_manifest(folder, key) or {}
+    names = [n for n in folder.names() if is_state_file(n) and (only is None or n in only)]
+    new = {n: digest(data) for n in names if (data := folder.read(n)) is not None}
+    record(folder, new, key, known)
+
+
+def verify_local(folder) -> None:
+    """verify() for a local experiment folder, e.g. before reading its searcher state for a report."""
+    from .runner import Storage
+
+    folder = Path(folder).resolve()
+    verify(Storage(folder.parent), folder.name, action="reading")
+
+
+def verify(storage, name: str, action: str = "--resume") -> None:
+    """Refuse (UntrustedExperiment, one line) unless every state file of the folder is one this project signed."""
+    folder = _storage_folder(storage, name)
+    where = storage.experiment(name)
+    fix = (
+        "pass --trust to resume it anyway if you trust whoever wrote the folder (its pickles will run)"
+        if action == "--resume"
+        else "only folders this project signed with your key are unpickled"
+    )
+    key = load_key()
+    if key is None:
+        raise UntrustedExperiment(
+            f"{action}: {where} was not written by a search of this user on this machine (no key {key_path()}), "
+            f"so its Ray state files are not unpickled; {fix}"
+        )
+    if folder.read(MANIFEST) is None:
+        raise UntrustedExperiment(
+            f"{action}: {where} has no {MANIFEST}: its Ray state files were not signed by this project, "
+            f"so they are not unpickled; {fix}"
+        )
+    known = read_manifest(folder, key)
+    if known is None:
+        raise UntrustedExperiment(
+            f"{action}: {where}/{MANIFEST} does not match this machine's key {key_path()} (another user's "
+            f"or machine's run, or edited); its Ray state files are not unpickled; {fix}"
+        )
+    for file in folder.names():
+        if not is_state_file(file):
+            continue
+        data = folder.read(file)
+        if file not in known or data is None or digest(data) not in known[file]:
+            raise UntrustedExperiment(
+                f"{action}: {where}/{file} is not the file this project's search wrote (changed or added since); "
+                f"it is not unpickled; {fix}"
+            )
+
+
+class SigningCallback(tune.Callback):
+    """Signs Tune's state files each time Tune saves them, before they are copied to the storage.
+
+    Tune calls `get_state` of every callback right after it wrote the experiment state and the
+    searcher's files into its driver staging folder; the digests are recorded (in the storage's
+    manifest) before the background copy starts, so the manifest already vouches for the new
+    files while the older ones are still in place.
+    """
+
+    def __init__(self, storage_path: str, name: str):
+        self.storage_path, self.name = storage_path, name
+        self._staging: str | None = None
+        self._known: dict[str, list[str]] | None = None
+        self._key: bytes | None = None
+
+    def __getstate__(self):  # pickled into tuner.pkl: no key, no history
+        return {"storage_path": self.storage_path, "name": self.name}
+
+    def __setstate__(self, state):
+        self.__init__(state["storage_path"], state["name"])
+
+    def _folder(self) -> _Folder:
+        from .runner import Storage
+
+        return _storage_folder(Storage(self.storage_path), self.name)
+
+    def setup(self, **info):
+        self._key = load_key(create=True)
+        self._known = read_manifest(self._folder(), self._key) or {}
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        if self._staging is None:
+            self._staging = trial.storage.experiment_driver_staging_path
+
+    def get_state(self):
+        from .faults import StorageFull, is_no_space, storage_full
+
+        try:
+            self._sign_staging()
+        except StorageFull:
+            raise  # out of Tuner.fit, before Tune's copy would truncate the last good state on the storage
+        except OSError as err:
+            if is_no_space(err):
+                raise storage_full(self.storage_path, "the experiment state") from None
+            logging.getLogger(__name__).warning("could not sign the experiment state", exc_info=True)
+        except Exception:  # never break the search over a signature; the resume check will say so
+            logging.getLogger(__name__).warning("could not sign the experiment state", exc_info=True)
+        return None  # stateless for Tune: no callback-states file
+
+    def _check_room(self, size: int) -> None:
+        """Refuse to let Tune overwrite its state on a local storage that cannot hold the new copy."""
+        import shutil
+
+        from .faults import storage_full
+
+        if "://" in self.storage_path:
+            return
+        free = shutil.disk_usage(self.storage_path).free
+        if free < 2 * size + 64 * 1024:
+            raise storage_full(self.storage_path, f"the experiment state ({size} bytes, {free} free)")
+
+    def _find_staging(self) -> str | None:
+        """Tune's driver staging folder of this experiment, before any trial has started (Tune saves then too)."""
+        from ray.train.constants import _get_ray_train_session_dir
+
+        found = glob.glob(os.path.join(_get_ray_train_session_dir(), "*", self.name, "driver_artifacts"))
+        return max(found, key=os.path.getmtime) if found else None
+
+    def _sign_staging(self) -> None:
+        if self._staging is None:
+            self._staging = self._find_staging()
+        if self._staging is None or self._key is None:
+            return
+        new, size = {}, 0
+        staging = Path(self._staging)
+        for path in staging.iterdir() if staging.is_dir() else []:
+            if path.is_file() and is_state_file(path.name):
+                data = path.read_bytes()
+                new[path.name], size = digest(data), size + len(data)
+        self._check_room(size)
+        folder = self._folder()
+        tuner = folder.read("tuner.pkl")
+        if tuner is not None and "tuner.pkl" not in new:
+            new["tuner.pkl"] = digest(tuner)  # written once by Tuner itself, straight to the storage
+        if new:
+            self._known = record(folder, new, self._key, self._known or {})
+
+
+class RestoreFailed(SearchError):
+    """Tune could not restore the experiment's state."""
+
+
+class _RaiseOnRestoreFailure(logging.Filter):
+    """Tune logs a failed restore and then 'restarts' a half-restored experiment (which can hang): raise instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith("Failed to restore the run state"):
+            error = record.exc_info[1] if record.exc_info else None
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0] if error else "see the log"
+            raise RestoreFailed(f"--resume: Tune could not restore the experiment's state ({first[:200]})")
+        return True
+
+
+def fail_on_restore_error() -> None:
+    """Make a failed restore raise RestoreFailed out of Tuner.fit (idempotent)."""
+    logger = logging.getLogger("ray.tune.execution.tune_controller")
+    if not any(isinstance(f, _RaiseOnRestoreFailure) for f in logger.filters):
+        logger.addFilter(_RaiseOnRestoreFailure())

@@ -1,0 +1,223 @@
+"""Faults around a real local search (issue 14 items 4, 13, 14): scripts/tune.py as a user runs it.
+
+- item 4: a resume unpickles nothing of a folder this project did not sign; a replaced
+  searcher-state pickle never runs, and a failed restore (with --trust) is one line, not a hang;
+- item 13: after the driver is SIGKILLed, no process of the Ray it started stays alive, and
+  --resume (of the signed state) finishes the search;
+- item 14: the local Ray's token lives in the run's own temporary folder (0600), never in ~/.ray.
+"""
+
+import glob
+import os
+import pickle
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from search import local_ray, trust
+from tests.conftest import REPO, SMOKE
+
+MARKER_NAME = "MARKER"
+
+
+class _Marker:
+    """A pickle that, when loaded, creates a file: proof that the pickle ran."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def _env(tmp_path, config_dir="cfg"):
+    env = dict(os.environ)
+    for key in local_ray.AUTH_VARIABLES:
+        env.pop(key, None)
+    env.update(HOME=str(tmp_path / "home"), TWOBIRDS_CONFIG_DIR=str(tmp_path / config_dir))
+    (tmp_path / "home").mkdir(exist_ok=True)
+    return env
+
+
+def tune(*args, env, timeout=300):
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "scripts/tune.py", *map(str, args)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+    done.seconds = time.perf_counter() - started
+    return done
+
+
+def assert_one_line(done, message):
+    assert done.returncode == 2, (done.returncode, done.stdout[-3000:], done.stderr[-3000:])
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    errors = [line for line in done.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and message in errors[0], done.stderr[-3000:]
+    return errors[0]
+
+
+def ray_processes(folder: str) -> list[int]:
+    from search.reaper import processes_of
+
+    return processes_of(folder)
+
+
+def _our_ray_folders() -> set:
+    return set(glob.glob("/tmp/twobirds-ray-*"))
+
+
+def test_private_token_is_0600(tmp_path):
+    path = local_ray.private_token(tmp_path)
+    assert path.stat().st_mode & 0o777 == 0o600 and len(path.read_text()) == 64
+
+
+def test_trust_key_is_0600_and_a_manifest_fails_under_another_key(tmp_path, monkeypatch):
+    from search.runner import Storage
+
+    monkeypatch.setenv(trust.CONFIG_ENV, str(tmp_path / "cfg"))
+    storage = Storage(tmp_path / "runs")
+    storage.write("exp", "searcher-state-x.pkl", b"state")
+    trust.sign_folder(storage, "exp")
+    assert trust.key_path().stat().st_mode & 0o777 == 0o600
+    trust.verify(storage, "exp")  # own, unchanged: passes
+    storage.write("exp", "searcher-state-x.pkl", b"other")
+    with pytest.raises(trust.UntrustedExperiment, match="searcher-state-x.pkl is not the file"):
+        trust.verify(storage, "exp")
+    storage.write("exp", "searcher-state-x.pkl", b"state")
+    storage.write("exp", "extra.pkl", b"added")
+    with pytest.raises(trust.UntrustedExperiment, match="extra.pkl is not the file"):
+        trust.verify(storage, "exp")
+    monkeypatch.setenv(trust.CONFIG_ENV, str(tmp_path / "other"))
+    trust.load_key(create=True)
+    with pytest.raises(trust.UntrustedExperiment, match="does not match this machine's key"):
+        trust.verify(storage, "exp")
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A small finished search, run with its own HOME: (tmp folder, experiment folder, env, result)."""
+    tmp_path = tmp_path_factory.mktemp("search")
+    env = _env(tmp_path)
+    before = _our_ray_folders()
+    done = tune("--config", SMOKE, "--name", "smoke", "--storage", tmp_path / "runs", "--num-samples", 2, env=env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return tmp_path, tmp_path / "runs" / "smoke", env, before
+
+
+@pytest.mark.slow
+def test_local_search_leaves_home_and_tmp_as_they_were(finished):
+    tmp_path, folder, env, before = finished
+    assert not (tmp_path / "home" / ".ray").exists()  # no ~/.ray/auth_token
+    assert (folder / trust.MANIFEST).is_file()
+    deadline = time.monotonic() + 15
+    while _our_ray_folders() - before and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not (_our_ray_folders() - before), "the run's Ray temp folder (and token) outlived the search"
+
+
+@pytest.mark.slow
+def test_a_replaced_searcher_pickle_never_runs_on_resume(finished, tmp_path):
+    _, folder, env, _ = finished
+    copy = tmp_path / "runs" / "smoke"
+    shutil.copytree(folder, copy)
+    marker = tmp_path / MARKER_NAME
+    (state,) = copy.glob("searcher-state-*.pkl")
+    state.write_bytes(pickle.dumps(_Marker(marker)))
+    done = tune("--name", "smoke", "--storage", tmp_path / "runs", "--resume", env=env)
+    line = assert_one_line(done, "is not the file this project's search wrote")
+    assert state.name in line and "--trust" in line and done.seconds < 30
+    assert "Started a local Ray" not in done.stderr and not marker.exists()
+    # a folder signed under another user's key: refused as well
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "trust.key").write_text(os.urandom(32).hex())
+    done = tune("--name", "smoke", "--storage", tmp_path / "runs", "--resume", env={**env, **_env(tmp_path, "x")})
+    assert_one_line(done, "does not match this machine's key")
+    assert not marker.exists()
+    # --trust is the explicit way to run it: the pickle runs, Tune's restore fails, in one line, no hang
+    done = tune("--name", "smoke", "--storage", tmp_path / "runs", "--resume", "--trust", env=env, timeout=240)
+    assert_one_line(done, "could not restore")
+    assert marker.exists()
+
+
+@pytest.mark.slow
+def test_sigkilled_driver_leaves_no_ray_process_and_the_signed_state_resumes(tmp_path):
+    env = _env(tmp_path)
+    before = _our_ray_folders()
+    command = [sys.executable, "scripts/tune.py", "--config", str(SMOKE), "--name", "k", "--storage", str(tmp_path)]
+    log = open(tmp_path / "first.log", "w")
+    driver = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not (
+            list((tmp_path / "k").glob("experiment_state-*.json"))
+            and list((tmp_path / "k").glob("t*_*/checkpoint_*/trainer.pt"))
+        ):
+            assert driver.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+            time.sleep(0.5)
+        time.sleep(2)  # let Tune save the state that knows the checkpoint
+        (folder,) = _our_ray_folders() - before
+        assert ray_processes(folder), "no process of the local Ray found"
+    finally:
+        driver.send_signal(signal.SIGKILL)  # the driver alone, not its process group
+        driver.wait()
+    started = time.monotonic()
+    while (ray_processes(folder) or Path(folder).exists()) and time.monotonic() - started < 30:
+        time.sleep(0.5)
+    assert not ray_processes(folder), f"Ray processes outlived their driver: {ray_processes(folder)}"
+    assert not Path(folder).exists()
+    print(f"local Ray gone {time.monotonic() - started:.1f} s after the driver's SIGKILL")
+    # a corrupted checkpoint in every trial folder: those trials start again, the search finishes
+    damaged = list((tmp_path / "k").glob("t*_*/checkpoint_*/trainer.pt"))
+    for path in damaged:
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    resumed = subprocess.run(command + ["--resume"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    table = pd.read_csv(tmp_path / "k" / "results.csv")
+    assert len(table) == 6 and (table["status"] == "TERMINATED").all(), table[["trial_id", "status", "error"]]
+    restarted = (resumed.stdout + resumed.stderr).count("damaged checkpoint")
+    print(f"{len(damaged)} damaged checkpoints; trials restarted: {restarted}")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs (needs root to mount): a disk that fills up during the search."""
+    folder = tmp_path / "tmpfs"
+    folder.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)]).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield folder
+    subprocess.run(["umount", str(folder)])
+
+
+@pytest.mark.slow
+def test_a_full_disk_stops_the_search_in_one_line_and_resume_finishes_once_there_is_room(tmp_path, small_disk):
+    env = _env(tmp_path)
+    command = ["--config", SMOKE, "--name", "full", "--storage", small_disk]
+    done = tune(*command, env=env)
+    line = assert_one_line(done, "no space left on the device")
+    assert "--resume" in line and done.seconds < 120
+    finished = set()
+    state = list((small_disk / "full").glob("experiment_state-*.json"))
+    if state:  # the trials Tune had recorded as finished: none of them may be lost or rerun
+        import json
+
+        trials = (json.loads(t[0]) for t in json.loads(state[0].read_text())["trial_data"])
+        finished = {t["trial_id"] for t in trials if t["status"] == "TERMINATED"}
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
+    resumed = tune("--name", "full", "--storage", small_disk, "--resume", env=env)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    table = pd.read_csv(small_disk / "full" / "results.csv")
+    assert len(table) == 6 and (table["status"] == "TERMINATED").all()
+    assert finished <= set(table["trial_id"])
+    print(f"full disk: stopped in {done.seconds:.1f} s, {len(finished)} finished kept, resumed {resumed.seconds:.0f} s")
