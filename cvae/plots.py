@@ -92,10 +92,19 @@ _VAL_LABELS = {
 }
 
 
-def plot_training_curves(history: list[dict], title: str = ""):
-    """Figure: training losses per epoch (log scale), validation quality, and the RMSE gate.
+_REFINED_LABELS = {
+    "val_refined_score": "refined_score (network + refinement)",
+    "val_refined_valid_frac": "valid samples after refinement",
+    "val_refined_coverage_norm": "coverage after refinement",
+}
 
-    history: the rows of Trainer.fit (keys loss, kld, x_loss, y_loss, val_*).
+
+def plot_training_curves(history: list[dict], title: str = "", objective: str = "val_score"):
+    """Figure: training losses per epoch (log scale), the searched objective and its parts, and the RMSE gate.
+
+    history: the rows of Trainer.fit (keys loss, kld, x_loss, y_loss, val_*, val_refined_*).
+    objective: the searched metric; for val_refined_score the refined metrics are drawn solid and
+    the network-only ones dashed beside them.
     """
     from matplotlib.ticker import MaxNLocator
 
@@ -116,18 +125,28 @@ def plot_training_curves(history: list[dict], title: str = ""):
     left.set_title("Training losses (mean per epoch)", fontsize=10)
     left.legend(fontsize=8)
     drawn = False
-    for key, label in _VAL_LABELS.items():
+    refined = objective == "val_refined_score"
+    shown = list(_REFINED_LABELS.items()) if refined else []
+    shown += [(k, f"{v} (network only)" if refined else v) for k, v in _VAL_LABELS.items()]
+    for key, label in shown:
         values = series(key)
         if np.isfinite(values).any():
-            middle.plot(epochs, values, marker=marker, ms=3, label=label)
+            dashed = refined and not key.startswith("val_refined_")
+            width = 2.2 if key == objective else 1.2
+            label = f"{label}: the objective" if key == objective else label
+            middle.plot(epochs, values, marker=marker, ms=3, label=label, ls="--" if dashed else "-", lw=width)
             drawn = True
     middle.set_ylabel("share / score (higher is better)")
-    middle.set_title("Validation samples after each epoch", fontsize=10)
+    middle.set_title(f"Validation after each epoch; searched objective: {objective}", fontsize=10)
     if drawn:
         middle.legend(fontsize=8)
     rmse = series("val_overall_rmse")
+    refined_rmse = series("val_refined_overall_rmse")
+    if refined and np.isfinite(refined_rmse).any():
+        right.plot(epochs, refined_rmse, color="tab:green", marker=marker, ms=3, label="overall RMSE after refinement")
     if np.isfinite(rmse).any():
-        right.plot(epochs, rmse, color="black", marker=marker, ms=3, label="overall RMSE of f(generated x) vs y")
+        label = "overall RMSE of f(generated x) vs y" + (" (network only)" if refined else "")
+        right.plot(epochs, rmse, color="black", marker=marker, ms=3, label=label)
         right.axhline(0.1, color="red", lw=1.2, ls="--", label="challenge gate: RMSE < 0.1 passes")
         right.set_ylim(bottom=0, top=max(0.12, float(np.nanmax(rmse)) * 1.1))
         right.legend(fontsize=8)

@@ -97,11 +97,35 @@ def conditions_file(out: Path, count: int) -> Path:
     return path
 
 
+SCORES = "submissions.json"
+
+
+def record_scores(path: Path, submissions, samples: int) -> str:
+    """final/submissions.json: each submission's regime (cvae.regimes) and its score (score.py --json-out).
+
+    Returns a one-line digest for the console.
+    """
+    import json
+
+    entries, digest = [], []
+    for file, regime in submissions:
+        score = json.loads(file.with_suffix(".score.json").read_text())
+        settings = {"kind": regime.kind, "proposals": regime.proposals or samples}
+        settings.update(refine_steps=regime.refine_steps, temperature=regime.temperature)
+        entries.append({"file": file.name, "regime": regime.label, "settings": settings, "score": score})
+        coverage = score.get("coverage_norm")
+        digest.append(
+            f"{regime.label}: gates {'PASS' if score['gates_pass'] else 'FAIL'}, valid {100 * score['valid_frac']:.1f}%"
+            + ("" if coverage is None else f", coverage_norm {coverage:.3f}")
+        )
+    path.write_text(json.dumps({"submissions": entries}, indent=2) + "\n")
+    return "; ".join(digest)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    sys.path.insert(0, str(REPO))
     started = time.perf_counter()
-    out = (REPO / args.out).resolve() if not Path(args.out).is_absolute() else Path(args.out)
+    out = Path(args.out).resolve()  # relative to the current folder (`make search` runs in the checkout)
     experiment, final = out / "search", out / "final"
     if (experiment / "results.csv").is_file():
         print(f"search: {experiment} is finished already; delete {out} to start over")
@@ -134,18 +158,32 @@ def main(argv=None) -> int:
         "--out",
         submission,
     )
-    run("scripts/score.py", submission, "--scoring", scoring, "--samples", args.samples)
+    run("scripts/score.py", submission, "--scoring", scoring, "--samples", args.samples,
+        "--json-out", submission.with_suffix(".score.json"))  # fmt: skip
     # The other regimes (cvae/regimes.py), each scored apart: no solver, then the solver.
     checked = final / "submission_check.pt"
     run("scripts/generate.py", "--model", final / "model.pt", "--scoring", scoring, "--samples", args.samples,
         "--regime", "check", "--proposals", 300, "--out", checked)  # fmt: skip
-    run("scripts/score.py", checked, "--scoring", scoring, "--samples", args.samples)
+    run("scripts/score.py", checked, "--scoring", scoring, "--samples", args.samples,
+        "--json-out", checked.with_suffix(".score.json"))  # fmt: skip
     refined = final / "submission_refined.pt"
     temperature = proposal_temperature(experiment)
     run("scripts/generate.py", "--model", final / "model.pt", "--scoring", scoring, "--samples", args.samples,
         "--regime", "refined", "--proposals", 300, "--refine-steps", 20, "--temperature", temperature,
         "--out", refined)  # fmt: skip
-    run("scripts/score.py", refined, "--scoring", scoring, "--samples", args.samples)
+    run("scripts/score.py", refined, "--scoring", scoring, "--samples", args.samples,
+        "--json-out", refined.with_suffix(".score.json"))  # fmt: skip
+    from cvae.regimes import Regime
+
+    scores = record_scores(
+        final / SCORES,
+        [
+            (submission, Regime("network")),
+            (checked, Regime("check", proposals=300)),
+            (refined, Regime("refined", proposals=300, refine_steps=20, temperature=temperature)),
+        ],
+        args.samples,
+    )
     minutes = (time.perf_counter() - started) / 60
     print(
         f"\ndone in {minutes:.1f} min\n"
@@ -153,6 +191,7 @@ def main(argv=None) -> int:
         f"  model:       {final / 'model.pt'}\n"
         f"  submissions: {submission} (network only), {checked} (network + check), "
         f"{refined} (network + refinement)\n"
+        f"  scores:      {final / SCORES}: {scores}\n"
         f"  trials:      {experiment / 'results.csv'}, best config {experiment / 'best_config.yaml'}\n"
         f"  TensorBoard: tensorboard --logdir {experiment}"
     )

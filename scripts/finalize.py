@@ -5,7 +5,8 @@
     python scripts/finalize.py --config runs/my-search/best_config.yaml --out final/
 
 Writes model.pt, report.md, report.json, training_curves.png, samples.png, coverage.png and
-(for an experiment) trials.png into --out (default: <experiment>/final).
+(for an experiment) the Optuna study's search_*.png into --out (default: <experiment>/final).
+The report validates the model in every regime, the search objective's first.
 """
 
 from __future__ import annotations
@@ -14,12 +15,9 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        prog="finalize.py",
         description=(
             "Retrain the best configuration of a search on the full training set for its full epochs "
             "(seeded, with a progress bar), validate it with 30 samples per validation condition, and "
@@ -40,7 +38,7 @@ def parse_args(argv=None):
         type=Path,
         help="a flat configuration YAML instead (e.g. a best_config.yaml); data: the data section of a "
         "search_config.yaml beside it, else the defaults (20000 synthetic rows, 50 synthetic validation "
-        "conditions), then the options below; no trials plot",
+        "conditions), then the options below; no plots of the search",
     )
     parser.add_argument(
         "--out",
@@ -119,14 +117,14 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted; nothing was saved", file=sys.stderr)
         return 130
-    v = report["validation"]
+    v, objective = report["validation"], report["objective"]
     gates = "PASS" if v["gates_pass"] else "FAIL"
-    coverage = "n/a" if v["coverage"] is None else f"{100 * v['coverage']:.1f}%"
+    coverage = "n/a" if v["coverage_norm"] is None else f"{100 * v['coverage_norm']:.1f}%"
     score = "n/a" if v.get("score") is None else f"{v['score']:.4g}"
     rmse = "n/a" if v["overall_rmse"] is None else f"{v['overall_rmse']:.4g}"
     print(
-        f"validation: gates {gates} (overall RMSE {rmse}), valid samples "
-        f"{100 * v['valid_frac']:.1f}%, coverage {coverage}, score {score}"
+        f"validation in the objective's regime ({objective['name']}: {objective['regime']}): gates {gates} "
+        f"(overall RMSE {rmse}), valid samples {100 * v['valid_frac']:.1f}%, coverage_norm {coverage}, score {score}"
     )
     print(f"wrote {out}/: " + ", ".join(report["files"].values()) + ", report.md, report.json")
     for name, reason in report["skipped_plots"].items():

@@ -21,12 +21,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        prog="generate.py",
         description="Generate a challenge submission (TensorDataset(x, y), S consecutive rows per condition) "
         "from a trained model for the conditions (y) of a scoring file.",
         epilog="regimes (cvae/regimes.py):\n"

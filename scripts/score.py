@@ -18,12 +18,9 @@ import math
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        prog="score.py",
         description="Check a submission against the challenge's gates and measure per-sample validity and "
         "coverage of the exact solution branches.",
         epilog="Exit status: 0 scored (whether or not the gates pass), 2 bad input.",
@@ -49,6 +46,7 @@ def parse_args(argv=None):
         help="samples per condition the submission must have (default 30, the challenge's); another count is refused",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the text report")
+    parser.add_argument("--json-out", type=Path, metavar="FILE", help="also write the JSON object to FILE")
     return parser.parse_args(argv)
 
 
@@ -142,6 +140,9 @@ def main(argv=None) -> int:
     except (SubmissionError, DataFileError, FunctionSyntaxError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.json_out:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(json.dumps(_clean(result), indent=2, allow_nan=False) + "\n")
     if args.json:
         print(json.dumps(_clean(result), allow_nan=False))
     else:

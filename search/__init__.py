@@ -1,7 +1,8 @@
 """Distributed hyperparameter search for the cvae package: Ray Tune + Optuna TPE + ASHA + TensorBoard.
 
 Modules, one job each: space (the search file), trainable (one trial), searcher (Optuna with
-pruned early stops), runner (Tuner, Ray, resume), results (table, best config), cli.
+pruned early stops), study (the Optuna journal and its plots), monitor (trial names, TensorBoard,
+console), runner (Tuner, Ray, resume), results (table, best config), finalize and report, cli.
 Imports are lazy so that `twobirds-tune --help` answers without loading torch or Ray.
 """
 

@@ -1,9 +1,11 @@
 """Finalize a search: retrain its best configuration on the full training set, validate, plot, report.
 
 `load_experiment` reads a search experiment folder (`search_config.yaml`, `best_config.yaml`,
-`results.csv`), `finalize` retrains, evaluates with `cvae.metrics`, and writes `model.pt`,
-`report.json`, `report.md` and the PNGs; samples are judged by `cvae.submission.assess`, the
-same code `scripts/score.py` uses. Every user mistake raises `FinalizeError` with a one-line message.
+`results.csv`, `optuna.journal`), `finalize` retrains, generates in every regime of
+`cvae.regimes` (the search objective's first; search/report.py chooses and renders them), and
+writes `model.pt`, `report.json`, `report.md` and the PNGs; samples are judged by
+`cvae.submission.assess`, the same code `scripts/score.py` uses. Every user mistake raises
+`FinalizeError` with a one-line message.
 """
 
 from __future__ import annotations
@@ -25,15 +27,18 @@ from cvae.functions import FunctionPair, FunctionSyntaxError
 from cvae.submission import assess, exact_x
 from cvae.submission import plain as _plain
 
+from . import report as _report
+from .report import report_markdown
+from .study import JOURNAL, StudyError, journal_path, load_study, plot_study
+
 SEARCH_CONFIG = "search_config.yaml"
 BEST_CONFIG = "best_config.yaml"
 RESULTS = "results.csv"
 MODEL = "model.pt"
 PLOTS = {
     "training_curves": "training_curves.png",
-    "samples": "samples.png",
+    "samples": "samples.png",  # the objective's regime; samples_network.png beside it when that is not network only
     "coverage": "coverage.png",
-    "trials": "trials.png",
 }
 VAL_SAMPLES = 30  # samples per validation condition, as in a challenge submission
 PLOT_CONDITIONS = 3
@@ -332,8 +337,7 @@ def finalize(
     log=print,
 ) -> dict:
     """Retrain, validate, save model.pt, plots and report.json/report.md in `out`; returns the report."""
-    from cvae.plots import plot_coverage, plot_samples, plot_training_curves, plot_trials
-    from cvae.sampling import sample
+    from cvae.plots import plot_coverage, plot_samples, plot_training_curves
 
     started = time.perf_counter()
     out = Path(out)
@@ -360,52 +364,86 @@ def finalize(
         log(f"warning: training ended with status {trainer.status!r} after {trainer.epoch} epochs")
 
     t = time.perf_counter()
-    generator = torch.Generator(trainer.device).manual_seed(config.seed + 1)
-    x = sample(trainer.model, val[1].to(trainer.device), samples, generator, config.noise).cpu()
-    validation = assess(x, val[1], functions, x_true)
+    objective = _report.objective_name(experiment.search)
+    metric = _report.OBJECTIVES.get(objective, "val_score")
+    regimes, shown = [], {}
+    for entry in _report.report_regimes(objective, config, samples):
+        regime = entry["regime"]
+        generator = torch.Generator(trainer.device).manual_seed(config.seed + 1)
+        x = regime.generate(trainer.model, val[1].to(trainer.device), functions, samples, generator).cpu()
+        regimes.append(
+            {
+                "key": entry["key"],
+                "label": regime.label,
+                "role": entry["role"],
+                "objective": entry["key"] == "objective",
+                "regime": _report.regime_dict(regime),
+                "validation": assess(x, val[1], functions, x_true),
+            }
+        )
+        if entry["key"] == "objective" or regime.kind == "network":
+            shown[regime.kind if entry["key"] != "objective" else "objective"] = (regime, x)
+        log(f"validation, {regime.label}: {_summary_line(regimes[-1]['validation'])}")
+    validation = regimes[0]["validation"]
     timings["evaluate_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
     plots, skipped = {}, {}
-    shown = f"{config.model} {config.head}, {trainer.epoch} epochs"
+    about = f"{config.model} {config.head}, {trainer.epoch} epochs"
     plots["training_curves"] = _write_png(
         plot_training_curves(
             trainer.history,
-            title=f"Retraining the best configuration ({shown}); validation after each epoch with "
-            f"{config.val_samples} samples per condition",
+            title=f"Retraining the best configuration ({about}); objective {metric}, validated after each epoch "
+            f"with {config.val_samples} samples per condition",
+            objective=metric,
         ),
         out / PLOTS["training_curves"],
     )
-    plots["samples"] = _write_png(
-        plot_samples(
-            x,
-            val[1],
-            functions,
-            x_true=x_true,
-            conditions=PLOT_CONDITIONS,
-            title=f"{samples} generated samples for each of {PLOT_CONDITIONS} validation conditions ({shown})",
-        ),
-        out / PLOTS["samples"],
-    )
-    try:
-        figure = plot_coverage(x, val[1], functions, x_true=x_true, conditions=PLOT_CONDITIONS)
-    except ValueError as err:
-        skipped["coverage"] = f"no coverage picture: {err}"
-    else:
-        plots["coverage"] = _write_png(figure, out / PLOTS["coverage"])
-    if experiment.results is not None and len(experiment.results):
-        plots["trials"] = _write_png(
-            plot_trials(
-                experiment.results,
-                score=experiment.score_column,
-                mode=experiment.mode,
-                params=experiment.params or None,
-                title=f"The search's trials ({experiment.path.name if experiment.path else ''})",
+    pictures = [("", *shown["objective"])]
+    if "network" in shown:
+        pictures.append(("_network", *shown["network"]))
+    for suffix, regime, x in pictures:
+        role = " (the search objective's regime)" if not suffix else ""
+        plots[f"samples{suffix}"] = _write_png(
+            plot_samples(
+                x,
+                val[1],
+                functions,
+                x_true=x_true,
+                conditions=PLOT_CONDITIONS,
+                title=f"{regime.label}{role}: {samples} samples for each of {PLOT_CONDITIONS} validation "
+                f"conditions ({about})",
             ),
-            out / PLOTS["trials"],
+            out / f"samples{suffix}.png",
+        )
+        try:
+            figure = plot_coverage(
+                x,
+                val[1],
+                functions,
+                x_true=x_true,
+                conditions=PLOT_CONDITIONS,
+                title=f"Solution coverage, {regime.label}{role}",
+            )
+        except ValueError as err:
+            skipped[f"coverage{suffix}"] = f"no coverage picture: {err}"
+        else:
+            plots[f"coverage{suffix}"] = _write_png(figure, out / f"coverage{suffix}.png")
+    if experiment.path is not None and journal_path(experiment.path).is_file():
+        try:
+            study = load_study(experiment.path)
+        except StudyError as err:
+            skipped["search_history"] = str(err)
+        else:
+            files, missing = plot_study(study, out, objective=metric)
+            plots.update({f"search_{k}": v for k, v in files.items()})
+            skipped.update({f"search_{k}": v for k, v in missing.items()})
+    elif experiment.results is not None and len(experiment.results):
+        skipped["search_history"] = (
+            f"no Optuna study ({JOURNAL}) in the experiment folder (a search from before it was kept)"
         )
     else:
-        skipped["trials"] = "no search results (finalized from a bare --config file)"
+        skipped["search_history"] = "no search results (finalized from a bare --config file)"
     timings["plots_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - started
 
@@ -414,6 +452,12 @@ def finalize(
         "experiment": str(experiment.path) if experiment.path else None,
         "config_source": experiment.source,
         "config": config.to_dict(),
+        "objective": {
+            "name": objective,
+            "metric": metric,
+            "mode": experiment.mode,
+            "regime": regimes[0]["label"],
+        },
         "data": {
             "train_rows": int(train[0].shape[0]),
             "train_file": experiment.data.train_file,
@@ -426,18 +470,23 @@ def finalize(
         },
         "search": {
             "trials": 0 if experiment.results is None else len(experiment.results),
-            "finished_trials": experiment.finished_trials,
+            "scored_trials": experiment.finished_trials,
+            "ended": _report.trial_counts(experiment.results),
             "score_column": experiment.score_column,
             "mode": experiment.mode,
             "best_trial": experiment.best_trial,
         },
+        "differences": _report.differences(experiment.search, config, experiment.data, samples)
+        if experiment.search
+        else [],
         "training": {
             "status": trainer.status,
             "epochs": trainer.epoch,
-            "final": {k: _plain(final[k]) for k in ("loss", "kld", "x_loss", "y_loss") if k in final},
+            "final": {k: _plain(final[k]) for k in ("loss", "kld", "x_loss", "y_loss", metric) if k in final},
             "history": [{k: _plain(v) for k, v in row.items()} for row in trainer.history],
         },
         "validation": validation,
+        "regimes": regimes,
         "timings": {k: round(v, 3) for k, v in timings.items()},
         "device": str(trainer.device),
         "versions": {"python": platform.python_version(), "torch": torch.__version__},
@@ -449,118 +498,13 @@ def finalize(
     return report
 
 
-# --- the Markdown report --------------------------------------------------------------------
-
-
-def _fmt(value, digits: int = 4) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, bool):
-        return "PASS" if value else "FAIL"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}"
-    return str(value)
-
-
-def _pct(value) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f}%"
-
-
-def report_markdown(report: dict) -> str:
-    v, training, timings = report["validation"], report["training"], report["timings"]
-    config = report["config"]
-    lines = [
-        "# Final model",
-        "",
-        f"- configuration: `{report['config_source']}`",
-    ]
-    if report["experiment"]:
-        best = report["search"]["best_trial"] or {}
-        lines.append(
-            f"- experiment: `{report['experiment']}` ({report['search']['finished_trials']} of "
-            f"{report['search']['trials']} trials finished; best trial `{best.get('trial_id', '?')}`, "
-            f"{report['search']['score_column']} {_fmt(best.get(report['search']['score_column']))})"
-        )
-    data = report["data"]
-    lines += [
-        f"- functions: `{config['functions'][0]}`, `{config['functions'][1]}`",
-        f"- data: {data['train_rows']} training rows ({data['train_file'] or 'synthetic'}), "
-        f"{data['val_conditions']} validation conditions ({data['val_file'] or 'synthetic'})",
-        f"- training: {training['status']} after {training['epochs']} epochs on {report['device']}, "
-        f"{timings['train_s']:.1f} s ({timings['epoch_mean_s']:.2f} s per epoch)",
-        f"- model: `{report['files']['model']}` (load with `cvae.train.load_model`)",
-        "",
-        "## Validation",
-        "",
-        f"{v['samples_per_condition']} samples for each of {v['conditions']} validation conditions.",
-        "",
-        "| challenge gate (whole result) | result |",
-        "| --- | --- |",
-        f"| x0 descending and x1 ascending in every sample | {_fmt(v['gate_monotone'])} |",
-        f"| every line straight (Pearson abs(r) > 0.8) | {_fmt(v['gate_straight'])} |",
-        f"| overall RMSE of f(x) vs y < 0.1 | {_fmt(v['gate_rmse'])} ({_fmt(v['overall_rmse'])}) |",
-        f"| **all gates** | **{_fmt(v['gates_pass'])}** |",
-        "",
-        "| per sample | share |",
-        "| --- | --- |",
-        f"| x0 descending | {_pct(v['per_sample']['descending'])} |",
-        f"| x1 ascending | {_pct(v['per_sample']['ascending'])} |",
-        f"| straight | {_pct(v['per_sample']['straight'])} |",
-        f"| RMSE < 0.1 | {_pct(v['per_sample']['rmse_below_0.1'])} |",
-        f"| valid (all of the above) | {_pct(v['per_sample']['valid'])} |",
-        "",
-        f"Sample RMSE: median {_fmt(v['sample_rmse']['median'])}, 90th percentile "
-        f"{_fmt(v['sample_rmse']['p90'])}, max {_fmt(v['sample_rmse']['max'])}.",
-        "",
-    ]
-    if v["coverage"] is not None:
-        lines += [
-            f"Coverage: {_pct(v['coverage'])} of each condition's exact branches hit on average "
-            f"({_pct(v['coverage_norm'])} of what {v['samples_per_condition']} samples can reach); "
-            f"median {_fmt(v['branches_median'])} branches per condition.",
-            "",
-        ]
-    if v["coverage_note"]:
-        lines += [v["coverage_note"], ""]
-    if v.get("score") is not None:
-        lines += [f"Search score: {_fmt(v['score'])}.", ""]
-    final = training["final"]
-    lines += [
-        "## Training",
-        "",
-        "Final epoch: " + ", ".join(f"{k} {_fmt(val)}" for k, val in final.items()) + ".",
-        "",
-        "| epoch | loss | kld | x_loss | y_loss | val_score | val valid | seconds |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for row in training["history"]:
-        lines.append(
-            f"| {row.get('epoch')} | {_fmt(row.get('loss'))} | {_fmt(row.get('kld'))} "
-            f"| {_fmt(row.get('x_loss'))} | {_fmt(row.get('y_loss'))} | {_fmt(row.get('val_score'))} "
-            f"| {_pct(row.get('val_valid_frac'))} "
-            f"| {_fmt(row.get('seconds'), 3)} |"
-        )
-    lines += ["", "## Configuration", "", "| key | value |", "| --- | --- |"]
-    lines += [f"| {k} | `{value}` |" for k, value in config.items()]
-    lines += ["", "## Pictures", ""]
-    captions = {
-        "training_curves": "Training losses and validation metrics per epoch",
-        "samples": "Generated lines against a true solution, and f(generated x) against the given y",
-        "coverage": "Solution coverage: each exact branch in line-endpoint space, hit ones filled green",
-        "trials": "The search's trials: score per trial and against each hyperparameter",
-    }
-    for key, caption in captions.items():
-        if key in report["files"]:
-            lines += [f"![{caption}]({report['files'][key]})", ""]
-        elif key in report["skipped_plots"]:
-            lines += [f"- {key}: {report['skipped_plots'][key]}", ""]
-    lines += [
-        "## Timings",
-        "",
-        ", ".join(f"{k.removesuffix('_s')} {val:.2f} s" for k, val in timings.items()) + ".",
-        "",
-    ]
-    return "\n".join(lines)
+def _summary_line(v: dict) -> str:
+    coverage = "n/a" if v["coverage_norm"] is None else f"{100 * v['coverage_norm']:.1f}%"
+    score = "n/a" if v.get("score") is None else f"{v['score']:.4g}"
+    return (
+        f"gates {'PASS' if v['gates_pass'] else 'FAIL'}, valid {100 * v['valid_frac']:.1f}%, "
+        f"coverage_norm {coverage}, score {score}"
+    )
 
 
 __all__ = [

@@ -26,6 +26,11 @@ LAST_METRICS = (
     "val_coverage_norm",
     "val_overall_rmse",
     "val_diversity",
+    "val_refined_score",
+    "val_refined_gates_pass",
+    "val_refined_valid_frac",
+    "val_refined_coverage_norm",
+    "val_refined_overall_rmse",
     "loss",
     "kld",
     "x_loss",
@@ -83,6 +88,7 @@ def build_table(experiment_path: str, spec: SearchSpec, storage_filesystem=None)
             error = text[-1] if text else "the trial raised an error (see error.txt in its folder)"
         row = {
             "trial_id": trial.trial_id,
+            "run": Path(str(getattr(trial, "path", "") or "")).name,  # the trial folder = its TensorBoard run
             "status": trial.status,
             "stop_reason": stop_reason(trial.status, last, spec.max_t),
             "epochs": int(last.get("epoch") or 0),
@@ -146,21 +152,17 @@ def table_bytes(table: pd.DataFrame) -> tuple[bytes, bytes]:
 
 def summary(table: pd.DataFrame, spec: SearchSpec, experiment: str, best: pd.Series | None) -> str:
     """One screen: counts by stop reason, the top trials, the best configuration, where to look next."""
-    lines = [f"Search {experiment}: {len(table)} trials, objective {spec.metric} ({spec.mode})"]
+    lines = [f"Search {experiment}: {len(table)} trials, objective {spec.metric} ({spec.mode}imise)"]
     if table.empty:
         return "\n".join(lines + ["no trials ran"])
-    counts = table["stop_reason"].value_counts()
-    lines.append("stopped: " + ", ".join(f"{reason} {n}" for reason, n in counts.items()))
+    lines.append("ended: " + ended_counts(table))
     lines.append(f"nodes: {', '.join(sorted(set(map(str, table['node'])) - {''})) or '-'}")
-    columns = [
-        "trial_id",
-        "stop_reason",
-        "epochs",
-        "score",
-        "best_score",
-        "val_valid_frac",
-        "val_coverage_norm",
-    ]
+    # The objective's own parts: the refined ones for refined_score, the network-only ones otherwise.
+    prefix = "val_refined_" if spec.metric == "val_refined_score" else "val_"
+    columns = ["trial_id", "stop_reason", "epochs", "score", "best_score"]
+    columns += [f"{prefix}valid_frac", f"{prefix}coverage_norm"]
+    if spec.metric == "loss":
+        columns += ["val_score"]
     columns += [f"config/{k}" for k in spec.space]
     shown = table[[c for c in columns if c in table]].head(8)
     shown.columns = [c.removeprefix("config/") for c in shown.columns]
@@ -172,6 +174,33 @@ def summary(table: pd.DataFrame, spec: SearchSpec, experiment: str, best: pd.Ser
         lines.append(f"best: trial {best['trial_id']} {spec.metric}={best['score']:.4f} ({best['stop_reason']})")
         lines.append(f"      {values}")
     return "\n".join(lines)
+
+
+REASONS = {
+    "finished": "finished",
+    "asha": "stopped by ASHA",
+    "diverged": "diverged",
+    "error": "errored",
+    "time_budget": "ended by the time budget",
+    "interrupted": "interrupted",
+}
+
+
+def ended_counts(table: pd.DataFrame) -> str:
+    """E.g. '2 finished, 4 stopped by ASHA (3 at epoch 1, 1 at epoch 2), 0 diverged, 0 errored'."""
+    if table.empty:
+        return "no trials"
+    parts = []
+    for reason, words in REASONS.items():
+        rows = table[table["stop_reason"] == reason]
+        if rows.empty and reason not in ("finished", "asha", "diverged", "error"):
+            continue
+        text = f"{len(rows)} {words}"
+        if reason == "asha" and len(rows):
+            counts = rows["epochs"].astype(int).value_counts().sort_index()
+            text += " (" + ", ".join(f"{n} at epoch {e}" for e, n in counts.items()) + ")"
+        parts.append(text)
+    return ", ".join(parts)
 
 
 def _restore_search(experiment_dir):
@@ -193,8 +222,10 @@ def _restore_search(experiment_dir):
 
 
 def load_study(experiment_dir):
-    """The Optuna study of a finished or interrupted experiment, from the searcher's checkpoint."""
-    return _restore_search(experiment_dir)[1].study
+    """The Optuna study of a finished or interrupted experiment: its journal (search.study), read by Optuna."""
+    from .study import load_study as load
+
+    return load(experiment_dir)
 
 
 def trials_left(table: pd.DataFrame, experiment_dir=None) -> int:

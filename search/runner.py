@@ -153,11 +153,17 @@ def make_trainable(spec: SearchSpec, data):
     return trainable
 
 
-def make_tuner(spec: SearchSpec, trainable, name: str, storage: Storage, reuse_actors: bool = True):
-    """The Tuner: OptunaSearch (TPE) + ASHA.
+def study_folder(storage: Storage, name: str) -> Path:
+    """Where the Optuna journal lives: the experiment folder, or ./runs/<name>/ for an s3:// / gs:// storage."""
+    return Path("runs", name).resolve() if storage.is_uri else Path(storage.experiment(name))
+
+
+def make_tuner(spec: SearchSpec, trainable, name: str, storage: Storage, reuse_actors: bool = True, out=None):
+    """The Tuner: OptunaSearch (TPE, study in the experiment's Optuna journal) + ASHA, quiet console.
 
     reuse_actors: a finished trial's worker process runs the next trial (all trials ask for the same
     resources), saving each trial a fresh process start (~3 s on 2 cores; see docs/benchmarks.md).
+    out: where the one-line-per-trial console goes (default stdout).
     """
     import optuna
     from optuna.samplers import TPESampler
@@ -165,10 +171,16 @@ def make_tuner(spec: SearchSpec, trainable, name: str, storage: Storage, reuse_a
     from ray.tune.schedulers import ASHAScheduler
 
     from .faults import StorageFullCallback
+    from .monitor import TrialBoard, TrialLines
     from .searcher import PruningOptunaSearch
+    from .study import journal_path, label_study, open_storage, quiet_optuna
     from .trainable import trial_name
     from .trust import SigningCallback
 
+    quiet_optuna()
+    stale = journal_path(study_folder(storage, name))
+    if stale.is_file():  # a resume of a search killed before Tune saved any state: its suggestions start over too
+        stale.replace(stale.with_name(f"{stale.name}.before-restart"))
     space = spec.optuna_space()
     with warnings.catch_warnings():  # `group` is marked experimental; it is what a conditional space needs
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -184,8 +196,11 @@ def make_tuner(spec: SearchSpec, trainable, name: str, storage: Storage, reuse_a
         mode=spec.mode,
         points_to_evaluate=spec.start_points or None,
         sampler=sampler,  # Optuna 5's TPE defaults (multivariate, constant liar); the seed lives here
+        storage=open_storage(study_folder(storage, name), create=True),  # the driver is its one writer
+        study_name=name,
         max_t=spec.max_t,
     )
+    label_study(searcher.study, spec, storage.experiment(name))
     scheduler = ASHAScheduler(
         time_attr="epoch",  # the trainer's own epoch count: unaffected by restores
         max_t=spec.max_t,
@@ -210,9 +225,15 @@ def make_tuner(spec: SearchSpec, trainable, name: str, storage: Storage, reuse_a
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         failure_config=tune.FailureConfig(max_failures=spec.search["max_failures"]),
         sync_config=tune.SyncConfig(sync_artifacts=True),  # the trials' image event files
-        verbose=1,  # the progress table, not every result
-        # signs Tune's state files for a later --resume; stops at once on a full storage
-        callbacks=[SigningCallback(storage.path, name), StorageFullCallback(storage.path)],
+        # One TensorBoard run per trial folder with grouped tags; one console line per trial; signs Tune's
+        # state files for a later --resume; stops at once on a full storage.
+        callbacks=[
+            TrialBoard(spec.metric, spec.mode, spec.max_t),
+            TrialLines(spec.metric, spec.mode, spec.max_t, spec.search["num_samples"], out=out),
+            SigningCallback(storage.path, name),
+            StorageFullCallback(storage.path),
+        ],
+        verbose=0,  # no Tune boxes or tables: TrialLines prints
     )
     # param_space stays empty: the searcher owns the space, fixed values travel with the trainable.
     return tune.Tuner(trainable, tune_config=tune_config, run_config=run_config)
@@ -306,6 +327,9 @@ def run_search(
     # Each epoch checkpoints, so Tune snapshots its state often; that is wanted, its warning is not.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
+    from .monitor import quiet_ray
+
+    quiet_ray()
     started = _connect(address)
     try:
         if address in (None, "", "local"):
@@ -370,6 +394,9 @@ def run_search(
         raise SearchInterrupted(
             f"interrupted with {left} trials to go; rerun the same command with --resume to finish {name}"
         )
+    from .study import JOURNAL
+
     print(f"\nresults: {storage.experiment(name)}/{RESULTS_CSV}")
     print(f"tensorboard --logdir {storage.experiment(name)}")
+    print(f"optuna-dashboard {study_folder(storage, name) / JOURNAL}")
     return local

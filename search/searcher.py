@@ -4,14 +4,22 @@ Ray's OptunaSearch tells Optuna COMPLETE with the last value of every trial, so 
 ASHA stopped after one epoch would enter TPE's history as if its one-epoch score were a
 full-length result. Here such trials are told PRUNED: Optuna stores their last intermediate
 value and step, and TPE ranks pruned trials by (step, value) below every complete trial.
+
+With `storage` (search.study: a JournalStorage in the experiment folder) the study is one Optuna's
+own tools open; each Optuna trial carries the Ray trial id and its TensorBoard run as user attributes.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
+
+from .study import RAY_TRIAL_ID, TENSORBOARD_RUN
+
+logger = logging.getLogger(__name__)
 
 
 def stopped_early(result: dict | None, max_t: int) -> bool:
@@ -34,11 +42,59 @@ class PruningOptunaSearch(OptunaSearch):
         self._max_t = max_t
         self._last_step: dict[str, int] = {}
 
+    def restore(self, checkpoint_path: str):
+        super().restore(checkpoint_path)
+        self._orphans_pending = True  # closed at the first suggestion (not when only reading the state)
+
+    def _close_orphans(self) -> None:
+        """Close trials the journal holds as RUNNING but this restored state never suggested.
+
+        A driver killed between a suggestion (written to the journal at once) and Tune's next
+        snapshot leaves such a trial behind; Tune never ran it and never will: it is told FAIL so
+        that TPE's constant liar does not count it as running forever.
+        """
+        tracked = {t.number for t in self._ot_trials.values()}
+        for trial in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if trial.number not in tracked:
+                self._ot_study.tell(trial.number, state=TrialState.FAIL)
+
+    def suggest(self, trial_id: str):
+        if getattr(self, "_orphans_pending", False):
+            self._orphans_pending = False
+            self._close_orphans()
+        config = super().suggest(trial_id)
+        if trial_id in self._ot_trials and config is not None:
+            self._ot_trials[trial_id].set_user_attr(RAY_TRIAL_ID, trial_id)
+        return config
+
+    def _finished_in_storage(self, trial_id: str) -> bool:
+        """A trial the storage has already closed (a resumed search whose journal is ahead of its snapshot)."""
+        number = self._ot_trials[trial_id].number
+        states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        closed = self._ot_study.get_trials(deepcopy=False, states=states)
+        return any(t.number == number for t in closed)
+
     def on_trial_result(self, trial_id: str, result: dict):
+        if trial_id in self._ot_trials and self._finished_in_storage(trial_id):
+            self._completed_trials.add(trial_id)
+            return
         super().on_trial_result(trial_id, result)
         self._last_step[trial_id] = result.get("training_iteration")
 
+    def _name(self, trial_id: str, result: dict | None) -> None:
+        from .monitor import run_name
+
+        number = str((result or {}).get("experiment_tag", "")).split("_", 1)[0]
+        if number.isdigit():
+            name = run_name(number, self._ot_trials[trial_id].params, trial_id)
+            self._ot_trials[trial_id].set_user_attr(TENSORBOARD_RUN, name)
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        if trial_id in self._ot_trials and trial_id not in self._completed_trials:
+            if self._finished_in_storage(trial_id):
+                self._completed_trials.add(trial_id)
+                return
+            self._name(trial_id, result)
         if error or trial_id in self._completed_trials or trial_id not in self._ot_trials or not result:
             return super().on_trial_complete(trial_id, result=result, error=error)
         # The result that made the scheduler stop the trial never reached on_trial_result

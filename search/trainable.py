@@ -22,7 +22,8 @@ from cvae.config import Config
 from cvae.train import Trainer
 
 CHECKPOINT_FILE = "trainer.pt"
-IMAGE_DIR = "images"  # a subfolder of the trial folder: TensorBoard shows it as run `<trial>/images`
+# The sample images' event file goes in the trial folder itself, beside Tune's scalars: one run per trial.
+IMAGE_DIR = "."
 PLOT_CONDITIONS = 3
 # What a diverged epoch reports for the objective: never NaN (ASHA never stops a NaN trial and
 # Optuna marks it FAIL). For the maximised score (which lies in [0, 2]) -1 is below any real
@@ -65,11 +66,24 @@ def _metrics(row: dict, metric: str, node: str, node_id: str = "") -> dict:
     return out
 
 
-class _Images:
-    """Sample plots (generated lines vs the condition) for TensorBoard, written in the trial folder."""
+def objective_regime(config: Config, metric: str, samples: int):
+    """The regime the objective measures (cvae.regimes), for `samples` samples per condition."""
+    from cvae.regimes import Regime
 
-    def __init__(self, trainer: Trainer, epochs: list[int]):
-        self.trainer, self.epochs, self.writer = trainer, set(epochs), None
+    if metric == "val_refined_score" and config.val_refine_steps > 0:
+        return Regime("refined", proposals=samples, refine_steps=config.val_refine_steps)
+    return Regime("network")
+
+
+class _Images:
+    """Sample plots (generated lines vs the condition) for TensorBoard, written in the trial folder.
+
+    Tag `samples`: the objective's regime (network only, or network + refinement for refined_score);
+    tag `samples_network_only` beside it when the objective refines.
+    """
+
+    def __init__(self, trainer: Trainer, epochs: list[int], metric: str = "val_score"):
+        self.trainer, self.epochs, self.writer, self.metric = trainer, set(epochs), None, metric
 
     def maybe_write(self, epoch: int) -> None:
         if epoch not in self.epochs or self.trainer.val is None:
@@ -77,16 +91,25 @@ class _Images:
         from torch.utils.tensorboard import SummaryWriter
 
         from cvae.plots import figure_to_array, plot_samples
-        from cvae.sampling import sample
+        from cvae.regimes import Regime
 
         trainer = self.trainer
         x_val, y_val = (t[:PLOT_CONDITIONS] for t in trainer.val)
-        generator = torch.Generator(trainer.device).manual_seed(trainer.config.seed + 2)
-        samples = sample(trainer.model, y_val, min(trainer.config.val_samples, 16), generator, trainer.config.noise)
-        figure = plot_samples(samples, y_val, trainer.functions, x_true=x_val, title=f"epoch {epoch}")
+        count = min(trainer.config.val_samples, 16)
+        regime = objective_regime(trainer.config, self.metric, count)
+        shown = [("samples", regime)]
+        if regime.kind != "network":
+            shown.append(("samples_network_only", Regime("network")))
         if self.writer is None:
             self.writer = SummaryWriter(log_dir=str(Path.cwd() / IMAGE_DIR))
-        self.writer.add_image("samples", figure_to_array(figure), global_step=epoch, dataformats="HWC")
+        trainer.model.eval()
+        for tag, each in shown:
+            generator = torch.Generator(trainer.device).manual_seed(trainer.config.seed + 2)
+            with torch.no_grad():
+                samples = each.generate(trainer.model, y_val, trainer.functions, count, generator)
+            title = f"epoch {epoch}: {count} samples, {each.label}"
+            figure = plot_samples(samples.cpu(), y_val.cpu(), trainer.functions, x_true=x_val.cpu(), title=title)
+            self.writer.add_image(tag, figure_to_array(figure), global_step=epoch, dataformats="HWC")
         self.writer.flush()  # before the report: artifacts are synced with the checkpoint
 
     def close(self) -> None:
@@ -153,7 +176,7 @@ def train_trial(config: dict, data=None, settings=None) -> None:
     if trainer is None:
         trainer = Trainer(Config.from_dict({**settings["base"], **config}), train, val, device)
     node, node_id = ray.util.get_node_ip_address(), ray.get_runtime_context().get_node_id()
-    images = _Images(trainer, settings.get("image_epochs", []))
+    images = _Images(trainer, settings.get("image_epochs", []), settings["metric"])
 
     def report(row: dict) -> None:
         images.maybe_write(row["epoch"])
@@ -171,5 +194,7 @@ def train_trial(config: dict, data=None, settings=None) -> None:
 
 
 def trial_name(trial) -> str:
-    """Short trial names and folders (Tune's default puts the whole config in the folder name)."""
-    return f"trial_{trial.trial_id}"
+    """Trial names and folders: number, a few key parameters, Ray's id (search.monitor.run_name)."""
+    from .monitor import trial_name as name
+
+    return name(trial)

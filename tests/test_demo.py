@@ -44,3 +44,12 @@ def test_the_main_job_searches_finalizes_generates_and_scores(tmp_path):
     assert done.stdout.count("Challenge gates") == 3, done.stdout[-2000:]  # each regime's submission scored
     for regime in ("regime: network only", "regime: network + check (K=300)", "regime: network + refinement (K=300"):
         assert regime in done.stdout, done.stdout[-3000:]
+    # ... and their scores recorded in final/, not only on the console
+    recorded = json.loads((final / "submissions.json").read_text())["submissions"]
+    assert [s["file"] for s in recorded] == ["submission.pt", "submission_check.pt", "submission_refined.pt"]
+    assert [s["regime"] for s in recorded][:2] == ["network only", "network + check (K=300)"]
+    assert recorded[2]["regime"].startswith("network + refinement (K=300, 20 LM steps")
+    for entry in recorded:
+        assert {"gates_pass", "valid_frac", "coverage_norm"} <= set(entry["score"])
+    # the report names the objective's regime first (smoke.yaml ranks by score: network only)
+    assert report["regimes"][0]["label"] == "network only" and report["objective"]["name"] == "score"

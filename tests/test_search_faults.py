@@ -173,7 +173,7 @@ def test_sigkilled_driver_leaves_no_ray_process_and_the_signed_state_resumes(tmp
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline and not (
             list((tmp_path / "k").glob("experiment_state-*.json"))
-            and list((tmp_path / "k").glob("trial_*/checkpoint_*/trainer.pt"))
+            and list((tmp_path / "k").glob("t*_*/checkpoint_*/trainer.pt"))
         ):
             assert driver.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
             time.sleep(0.5)
@@ -190,7 +190,7 @@ def test_sigkilled_driver_leaves_no_ray_process_and_the_signed_state_resumes(tmp
     assert not Path(folder).exists()
     print(f"local Ray gone {time.monotonic() - started:.1f} s after the driver's SIGKILL")
     # a corrupted checkpoint in every trial folder: those trials start again, the search finishes
-    damaged = list((tmp_path / "k").glob("trial_*/checkpoint_*/trainer.pt"))
+    damaged = list((tmp_path / "k").glob("t*_*/checkpoint_*/trainer.pt"))
     for path in damaged:
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     resumed = subprocess.run(command + ["--resume"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)

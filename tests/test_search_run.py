@@ -1,6 +1,9 @@
-"""A real search on a local 2-CPU Ray: the smoke config, 6 tiny trials x up to 4 epochs."""
+"""A real search on a local 2-CPU Ray: the smoke config, 6 tiny trials x up to 4 epochs, run as a user runs it."""
 
 import dataclasses
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -11,23 +14,37 @@ import yaml
 from cvae.config import Config
 from cvae.functions import FunctionPair
 from cvae.train import Trainer
-from search import run_search
-from search.results import load_study
 from search.runner import Storage, make_tuner
 from search.space import load_search_config
-from tests.conftest import SMOKE
+from tests.conftest import REPO, SMOKE
 
 pytestmark = pytest.mark.slow
 CONFIG_KEYS = [f.name for f in dataclasses.fields(Config)]
+BOXES = set("\u2500\u2502\u250c\u2510\u2514\u2518\u251c\u2524\u252c\u2534\u253c\u256d\u256e\u256f\u2570")
 
 
 @pytest.fixture(scope="module")
-def experiment(ray_local, tmp_path_factory):
+def console(tmp_path_factory):
+    """The installed `twobirds-tune` command on the smoke search: its own local Ray, its console captured."""
     storage = tmp_path_factory.mktemp("runs")
+    command = shutil.which("twobirds-tune", path=str(Path(sys.executable).parent))
+    assert command, "twobirds-tune is not installed beside this Python (pip install -e .)"
     started = time.perf_counter()
-    folder = run_search(SMOKE, "smoke", storage)
+    done = subprocess.run(
+        [command, "--config", str(SMOKE), "--name", "smoke", "--storage", str(storage)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     print(f"smoke search: {time.perf_counter() - started:.1f} s")
-    return folder
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return storage / "smoke", done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def experiment(console):
+    return console[0]
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +71,8 @@ def test_every_trial_is_in_the_results_table(experiment, table, spec):
     assert (table["best_score"] >= table["score"]).all()  # maximised objective
     # each trial folder holds one progress row per epoch it ran
     for row in table.itertuples():
-        progress = pd.read_csv(experiment / f"trial_{row.trial_id}" / "progress.csv")
+        assert row.run.startswith("t0") and row.run.endswith(row.trial_id)  # number, key parameters, id
+        progress = pd.read_csv(experiment / row.run / "progress.csv")
         assert list(progress["epoch"]) == list(range(1, row.epochs + 1))
         for unweighted in ("kld", "x_loss", "y_loss", "loss", "val_score", "val_valid_frac"):
             assert unweighted in progress
@@ -69,11 +87,16 @@ def test_asha_stopped_at_least_one_trial_early(table, spec):
 
 
 def test_optuna_study_holds_tpe_suggestions_and_pruned_early_stops(experiment, table, spec):
+    import optuna
     from optuna.samplers import TPESampler
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
     from optuna.trial import TrialState
 
-    study = load_study(experiment)
-    assert isinstance(study.sampler, TPESampler)
+    # Optuna's own API on the experiment folder's journal, the study named after the experiment
+    storage = JournalStorage(JournalFileBackend(str(experiment / "optuna.journal")))
+    assert optuna.get_all_study_names(storage) == ["smoke"]
+    study = optuna.load_study(study_name="smoke", storage=storage, sampler=TPESampler())
     trials = study.trials
     assert len(trials) == len(table)
     # the start points were enqueued in order; all others were suggested by the TPE sampler, inside the space
@@ -85,41 +108,64 @@ def test_optuna_study_holds_tpe_suggestions_and_pruned_early_stops(experiment, t
         searched = {k for k, p in spec.space.items() if p.applies(t.params)}  # each family its own keys
         assert set(t.params) == searched, t.params
     assert {t.params["latent"] for t in trials} == {"gaussian", "categorical"}
-    # match Optuna trials to Tune trials by their (unique, float) learning rate
-    reason = {round(r["config/lr"], 12): r["stop_reason"] for _, r in table.iterrows()}
-    epochs = {round(r["config/lr"], 12): r["epochs"] for _, r in table.iterrows()}
+    # each Optuna trial names its Ray trial and its TensorBoard run (= trial folder)
+    rows = table.set_index("trial_id")
+    assert sorted(t.user_attrs["ray_trial_id"] for t in trials) == sorted(rows.index)
     for t in trials:
-        key = round(t.params["lr"], 12)
-        if reason[key] == "asha":
+        row = rows.loc[t.user_attrs["ray_trial_id"]]
+        assert t.user_attrs["tensorboard_run"] == row["run"] and (experiment / row["run"]).is_dir()
+        assert t.params["lr"] == pytest.approx(row["config/lr"])
+        if row["stop_reason"] == "asha":
             assert t.state == TrialState.PRUNED, (t.number, t.state)
-            assert t.last_step == epochs[key] < spec.max_t  # pruned at the rung where ASHA stopped it
+            assert t.last_step == row["epochs"] < spec.max_t  # pruned at the rung where ASHA stopped it
         else:
             assert t.state == TrialState.COMPLETE, (t.number, t.state)
             assert t.last_step == spec.max_t
-            assert t.value == pytest.approx(table.loc[table["config/lr"].round(12) == key, "score"].item())
+            assert t.value == pytest.approx(row["score"])
     assert sum(t.state == TrialState.PRUNED for t in trials) == (table["stop_reason"] == "asha").sum() >= 1
 
 
-def test_tensorboard_reads_scalars_hparams_and_images(experiment, table):
+def test_tensorboard_finds_scalars_hparams_and_images_in_one_run_per_trial(experiment, table):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import metadata as hparams_metadata
 
-    images = 0
+    runs = {p.parent for p in experiment.rglob("events.out.tfevents.*")}
+    assert runs == {experiment / run for run in table["run"]}  # no second `images` run per trial
     for row in table.itertuples():
-        folder = experiment / f"trial_{row.trial_id}"
-        events = EventAccumulator(str(folder))
+        events = EventAccumulator(str(experiment / row.run), size_guidance={"images": 0, "scalars": 0})
         events.Reload()
         scalars = events.Tags()["scalars"]
-        for key in ("val_score", "val_valid_frac", "val_coverage_norm", "loss", "kld", "x_loss", "y_loss"):
-            assert f"ray/tune/{key}" in scalars, key
-        assert [e.step for e in events.Scalars("ray/tune/val_score")] == list(range(1, row.epochs + 1))
-        assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
-        plots = EventAccumulator(str(folder / "images"), size_guidance={"images": 0})
-        plots.Reload()
-        if "samples" in plots.Tags()["images"]:
-            shown = plots.Images("samples")
-            assert shown[0].step == 1 and shown[0].width > 100
-            images += len(shown)
-    assert images >= len(table)  # every trial plots epoch 1 at least
+        for tag in ("val/score", "val/valid_frac", "val/coverage_norm", "train/loss", "train/kld", "train/y_loss"):
+            assert tag in scalars, tag
+        assert not any(t.startswith("ray/") or "training_iteration" in t or "time_total_s" in t for t in scalars)
+        assert [e.step for e in events.Scalars("val/score")] == list(range(1, row.epochs + 1))
+        assert events.Scalars("val/score_last")[-1].value == pytest.approx(row.score)
+        assert events.Scalars("val/score_best")[-1].value == pytest.approx(row.best_score)
+        assert events.Scalars("time/epochs")[-1].value == row.epochs
+        start = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+        session = hparams_metadata.parse_session_start_info_plugin_data(start)
+        assert session.hparams["stop_reason"].string_value == row.stop_reason
+        shown = events.Images("samples")  # the sample plots, in the same run as the scalars
+        assert shown[0].step == 1 and shown[0].width > 100
+
+
+def test_the_console_is_one_line_per_trial_without_boxes(console, table):
+    _, text = console
+    lines = text.splitlines()
+    assert len(lines) <= 60, text
+    assert not BOXES & set(text), text
+    assert "/tmp/ray" not in text and "ray/session_" not in text  # no pointer into Ray's temporary folder
+    assert "WARNING" not in text, text
+    ended = [line for line in lines if line.startswith("[") and "/6] t0" in line]
+    assert len(ended) == 6, text
+    for row in table.itertuples():
+        (line,) = [line for line in ended if row.trial_id in line]
+        if row.stop_reason == "asha":
+            assert f"stopped by ASHA at epoch {row.epochs}" in line, line
+        else:
+            assert f"finished {row.epochs} epochs" in line, line
+    asha = (table["stop_reason"] == "asha").sum()
+    assert f"{(table['stop_reason'] == 'finished').sum()} finished, {asha} stopped by ASHA" in text
 
 
 def test_best_config_loads_into_the_trainer(experiment, table, spec):

@@ -1,0 +1,1 @@
+"""The commands (tune, finalize, generate, score, demo), installed as `twobirds-*` console scripts."""

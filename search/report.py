@@ -1,0 +1,315 @@
+"""Finalize's report: the model validated in every regime, the search objective's regime first.
+
+The regimes come from `cvae.regimes` (named there once); this module chooses which ones a report
+shows, says which one the search optimised, counts the search's trials by how they ended, lists
+what differs between the search and the final training, and renders report.md.
+"""
+
+from __future__ import annotations
+
+from cvae.regimes import Regime
+
+# The search file's `objective` -> the metric the trials reported.
+OBJECTIVES = {"score": "val_score", "refined_score": "val_refined_score", "train_loss": "loss"}
+# The main job's submissions (scripts/demo.py): check and refined with 300 proposals, 20 LM steps; a
+# Gaussian latent's proposals at temperature 2, a categorical one's at 1 (demo.proposal_temperature).
+SUBMISSION = {"proposals": 300, "refine_steps": 20, "temperature": 2.0}
+
+
+def submission_temperature(config) -> float:
+    return 1.0 if getattr(config, "latent", "gaussian") == "categorical" else SUBMISSION["temperature"]
+
+
+DEFAULT_REFINE_STEPS = 10  # the laptop search's val_refine_steps, for experiments that did not refine
+
+
+def objective_name(search: dict | None) -> str:
+    return ((search or {}).get("search") or {}).get("objective") or "score"
+
+
+def objective_regime(objective: str, config, samples: int) -> Regime:
+    """The regime the search objective measured: network only, or network + refinement of every sample."""
+    if objective == "refined_score" and getattr(config, "val_refine_steps", 0) > 0:
+        return Regime("refined", proposals=samples, refine_steps=config.val_refine_steps)
+    return Regime("network")
+
+
+def report_regimes(objective: str, config, samples: int) -> list[dict]:
+    """[{key, regime, role}], the objective's regime first, then the others the project has, each once."""
+    steps = getattr(config, "val_refine_steps", 0) or DEFAULT_REFINE_STEPS
+    k = max(SUBMISSION["proposals"], samples)
+    first = objective_regime(objective, config, samples)
+    candidates = [
+        ("objective", first, f"the search objective's regime ({objective})"),
+        ("network", Regime("network"), "the network alone (the challenge's setting)"),
+        ("check", Regime("check", proposals=k), "the check submission's settings: valid draws kept, no solver"),
+        (
+            "refined_objective",
+            Regime("refined", proposals=samples, refine_steps=steps),
+            "every sample refined, none selected: how refined_score measures",
+        ),
+        (
+            "submission",
+            Regime(
+                "refined",
+                proposals=k,
+                refine_steps=SUBMISSION["refine_steps"],
+                temperature=submission_temperature(config),
+            ),
+            "the refined submission's settings (scripts/demo.py)",
+        ),
+    ]
+    out, seen = [], set()
+    for key, regime, role in candidates:
+        if regime in seen:
+            continue
+        seen.add(regime)
+        out.append({"key": key, "regime": regime, "role": role})
+    return out
+
+
+def regime_dict(regime: Regime) -> dict:
+    return {
+        "kind": regime.kind,
+        "proposals": regime.proposals,
+        "refine_steps": regime.refine_steps,
+        "temperature": regime.temperature,
+    }
+
+
+def trial_counts(results) -> dict | None:
+    """Trials by how they ended: finished, stopped by ASHA (and at which epochs), diverged, errored, ..."""
+    if results is None or "stop_reason" not in results:
+        return None
+    reasons = results["stop_reason"].astype(str)
+    counts = {
+        "total": int(len(results)),
+        "finished": int((reasons == "finished").sum()),
+        "asha": int((reasons == "asha").sum()),
+        "diverged": int((reasons == "diverged").sum()),
+        "error": int((reasons == "error").sum()),
+    }
+    for other in sorted(set(reasons) - {"finished", "asha", "diverged", "error"}):
+        counts[other] = int((reasons == other).sum())
+    if counts["asha"] and "epochs" in results:
+        epochs = results.loc[reasons == "asha", "epochs"].astype(int).value_counts().sort_index()
+        counts["asha_at_epoch"] = {str(int(e)): int(n) for e, n in epochs.items()}
+    return counts
+
+
+def counts_text(counts: dict) -> str:
+    words = {"finished": "finished", "asha": "stopped by ASHA", "diverged": "diverged", "error": "errored"}
+    words.update(time_budget="ended by the time budget", interrupted="interrupted")
+    parts = []
+    for key, word in words.items():
+        if key not in counts:
+            continue
+        text = f"{counts[key]} {word}"
+        if key == "asha" and counts.get("asha_at_epoch"):
+            text += " (" + ", ".join(f"{n} at epoch {e}" for e, n in counts["asha_at_epoch"].items()) + ")"
+        parts.append(text)
+    return f"{counts['total']} trials: " + ", ".join(parts)
+
+
+def differences(search: dict, config, data, samples: int) -> list[dict]:
+    """What the search trained and validated with against what the final training used."""
+    section = search.get("data") or {}
+    asha = search.get("asha") or {}
+    fixed = search.get("fixed") or {}
+    rows = [
+        ("training rows", section.get("train_size", "default"), data.train_size, "data.train_size"),
+        ("training file", section.get("train_file") or "synthetic", data.train_file or "synthetic", "data.train_file"),
+        ("training lines", section.get("lines", "official"), data.lines, "data.lines"),
+        ("x targets", section.get("x_targets", "given"), data.x_targets, "data.x_targets"),
+        ("validation conditions", section.get("val_conditions", "default"), data.val_conditions, "data"),
+        ("epochs", asha.get("max_t", fixed.get("epochs")), config.epochs, "asha.max_t"),
+        (
+            "samples per validation condition",
+            fixed.get("val_samples", config.val_samples),
+            samples,
+            "fixed.val_samples / --samples",
+        ),
+    ]
+    out = []
+    for what, searched, final, source in rows:
+        if searched in (None, "default"):
+            continue
+        same = str(searched) == str(final)
+        out.append({"what": what, "search": searched, "final": final, "same": same, "source": source})
+    return out
+
+
+# --- report.md ------------------------------------------------------------------------------
+
+
+def _fmt(value, digits: int = 4) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return "PASS" if value else "FAIL"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def _pct(value) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def _validation_lines(v: dict) -> list[str]:
+    lines = [
+        f"{v['samples_per_condition']} samples for each of {v['conditions']} validation conditions.",
+        "",
+        "| challenge gate (whole result) | result |",
+        "| --- | --- |",
+        f"| x0 descending and x1 ascending in every sample | {_fmt(v['gate_monotone'])} |",
+        f"| every line straight (Pearson abs(r) > 0.8) | {_fmt(v['gate_straight'])} |",
+        f"| overall RMSE of f(x) vs y < 0.1 | {_fmt(v['gate_rmse'])} ({_fmt(v['overall_rmse'])}) |",
+        f"| **all gates** | **{_fmt(v['gates_pass'])}** |",
+        "",
+        "| per sample | share |",
+        "| --- | --- |",
+        f"| x0 descending | {_pct(v['per_sample']['descending'])} |",
+        f"| x1 ascending | {_pct(v['per_sample']['ascending'])} |",
+        f"| straight | {_pct(v['per_sample']['straight'])} |",
+        f"| RMSE < 0.1 | {_pct(v['per_sample']['rmse_below_0.1'])} |",
+        f"| valid (all of the above) | {_pct(v['per_sample']['valid'])} |",
+        "",
+        f"Sample RMSE: median {_fmt(v['sample_rmse']['median'])}, 90th percentile "
+        f"{_fmt(v['sample_rmse']['p90'])}, max {_fmt(v['sample_rmse']['max'])}.",
+        "",
+    ]
+    if v["coverage"] is not None:
+        lines += [
+            f"Coverage: {_pct(v['coverage'])} of each condition's exact branches hit on average "
+            f"({_pct(v['coverage_norm'])} of what {v['samples_per_condition']} samples can reach); "
+            f"median {_fmt(v['branches_median'])} branches per condition.",
+            "",
+        ]
+    if v["coverage_note"]:
+        lines += [v["coverage_note"], ""]
+    if v.get("score") is not None:
+        lines += [f"Score (the search's formula) in this regime: {_fmt(v['score'])}.", ""]
+    return lines
+
+
+CAPTIONS = {
+    "training_curves": "Training losses and the searched objective (and its parts) per epoch",
+    "samples": "Generated lines in the objective's regime against a true solution, and f(x) against the given y",
+    "samples_network": "The same conditions, network only",
+    "coverage": "Solution coverage in the objective's regime: each exact branch, hit ones filled green",
+    "coverage_network": "Solution coverage, network only",
+    "search_history": "Optuna: optimisation history in trial order with the best so far",
+    "search_epochs": "Optuna: every trial's objective per epoch (ASHA's stops visible)",
+    "search_slices": "Optuna: the objective against each searched parameter",
+    "search_importances": "Optuna: parameter importances",
+    "trials": "The search's trials: score per trial and against each hyperparameter",
+}
+
+
+def report_markdown(report: dict) -> str:
+    training, timings, config = report["training"], report["timings"], report["config"]
+    objective = report.get("objective") or {}
+    regimes = report.get("regimes") or [
+        {"key": "objective", "label": "network only", "role": "", "validation": report["validation"]}
+    ]
+    first = regimes[0]
+    v = first["validation"]
+    lines = ["# Final model", "", f"- configuration: `{report['config_source']}`"]
+    if report["experiment"]:
+        search = report["search"]
+        best = search["best_trial"] or {}
+        counts = search.get("ended")
+        lines.append(
+            f"- experiment: `{report['experiment']}`; "
+            + (counts_text(counts) if counts else f"{search['trials']} trials")
+            + f"; best trial `{best.get('trial_id', '?')}` ({best.get('stop_reason', '?')}, "
+            f"{best.get('epochs', '?')} epochs): {objective.get('metric', 'score')} {_fmt(best.get('score'))} "
+            f"in the search"
+        )
+    if objective:
+        lines.append(
+            f"- objective: `{objective['name']}` ({objective['metric']}, {objective['mode']}imised), measured "
+            f"in the regime **{objective['regime']}**"
+        )
+    data = report["data"]
+    lines += [
+        f"- functions: `{config['functions'][0]}`, `{config['functions'][1]}`",
+        f"- data: {data['train_rows']} training rows ({data['train_file'] or 'synthetic'}), "
+        f"{data['val_conditions']} validation conditions ({data['val_file'] or 'synthetic'})",
+        f"- training: {training['status']} after {training['epochs']} epochs on {report['device']}, "
+        f"{timings['train_s']:.1f} s ({timings['epoch_mean_s']:.2f} s per epoch)",
+        f"- model: `{report['files']['model']}` (load with `cvae.train.load_model`)",
+        "",
+        f"**Final model, {first['label']} (the search objective's regime): gates "
+        f"{_fmt(v['gates_pass'])}, valid {_pct(v['valid_frac'])}, coverage_norm {_pct(v['coverage_norm'])}, "
+        f"score {_fmt(v.get('score'))}.**",
+        "",
+        "## Every regime",
+        "",
+        "The same model and validation conditions; the first row is the regime the search optimised.",
+        "",
+        "| regime | role | gates | valid | coverage_norm | overall RMSE | score |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for entry in regimes:
+        r = entry["validation"]
+        name = f"**{entry['label']}**" if entry is first else entry["label"]
+        lines.append(
+            f"| {name} | {entry['role']} | {_fmt(r['gates_pass'])} | {_pct(r['valid_frac'])} "
+            f"| {_pct(r['coverage_norm'])} | {_fmt(r['overall_rmse'])} | {_fmt(r.get('score'))} |"
+        )
+    lines += [""]
+    for entry in regimes:
+        suffix = " (the search objective's regime)" if entry is first else ""
+        lines += [f"## Validation: {entry['label']}{suffix}", ""] + _validation_lines(entry["validation"])
+    diffs = report.get("differences") or []
+    if diffs:
+        lines += [
+            "## The search and the final training",
+            "",
+            "| | search | final training | |",
+            "| --- | --- | --- | --- |",
+        ]
+        lines += [
+            f"| {d['what']} | {d['search']} | {d['final']} | {'same' if d['same'] else '**differs**'} |" for d in diffs
+        ]
+        lines += [""]
+    lines += _training_lines(training, objective)
+    lines += ["", "## Configuration", "", "| key | value |", "| --- | --- |"]
+    lines += [f"| {k} | `{value}` |" for k, value in config.items()]
+    lines += ["", "## Pictures", ""]
+    for key, file in report["files"].items():
+        if key == "model":
+            continue
+        lines += [f"![{CAPTIONS.get(key, key)}]({file})", ""]
+    for key, why in report["skipped_plots"].items():
+        lines += [f"- {key}: {why}", ""]
+    lines += [
+        "## Timings",
+        "",
+        ", ".join(f"{k.removesuffix('_s')} {val:.2f} s" for k, val in timings.items()) + ".",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _training_lines(training: dict, objective: dict) -> list[str]:
+    metric = objective.get("metric", "val_score")
+    parts = ("val_refined_valid_frac", "val_refined_coverage_norm") if metric == "val_refined_score" else ()
+    final = training["final"]
+    columns = ["loss", "kld", "x_loss", "y_loss"]
+    columns += [metric] if metric not in columns else []
+    columns += [c for c in ("val_score", *parts, "val_valid_frac") if c not in columns]
+    lines = [
+        "## Training",
+        "",
+        "Final epoch: " + ", ".join(f"{k} {_fmt(val)}" for k, val in final.items()) + ".",
+        "",
+        "| epoch | " + " | ".join(columns) + " | seconds |",
+        "| --- | " + " | ".join("---" for _ in columns) + " | --- |",
+    ]
+    for row in training["history"]:
+        cells = [_pct(row.get(c)) if c.endswith(("valid_frac", "coverage_norm")) else _fmt(row.get(c)) for c in columns]
+        lines.append(f"| {row.get('epoch')} | " + " | ".join(cells) + f" | {_fmt(row.get('seconds'), 3)} |")
+    return lines

@@ -1,0 +1,49 @@
+"""search.study and the searcher's journal, without Ray: Optuna's own storage and API on real files."""
+
+import optuna
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState
+
+from search.searcher import PruningOptunaSearch
+from search.study import load_study, open_storage
+
+
+def _searcher(folder, name="exp"):
+    return PruningOptunaSearch(
+        space={"lr": FloatDistribution(1e-4, 1e-2, log=True)},
+        metric="val_score",
+        mode="max",
+        storage=open_storage(folder, create=True),
+        study_name=name,
+        max_t=4,
+    )
+
+
+def test_the_journal_holds_ray_ids_pruned_and_complete_trials(tmp_path):
+    searcher = _searcher(tmp_path)
+    for trial_id in ("aaaa0001", "aaaa0002"):
+        assert "lr" in searcher.suggest(trial_id)
+    searcher.on_trial_result("aaaa0001", {"val_score": 0.1, "training_iteration": 1, "epoch": 1})
+    searcher.on_trial_complete(
+        "aaaa0001", {"val_score": 0.1, "training_iteration": 1, "epoch": 1, "done": True, "experiment_tag": "1_lr=0.1"}
+    )
+    for epoch in (1, 2, 3, 4):
+        searcher.on_trial_result("aaaa0002", {"val_score": 0.2 * epoch, "training_iteration": epoch, "epoch": epoch})
+    searcher.on_trial_complete("aaaa0002", {"val_score": 0.8, "training_iteration": 4, "epoch": 4, "done": True})
+    study = optuna.load_study(study_name="exp", storage=open_storage(tmp_path))  # a second reader of the file
+    assert [t.state for t in study.trials] == [TrialState.PRUNED, TrialState.COMPLETE]
+    assert [t.user_attrs["ray_trial_id"] for t in study.trials] == ["aaaa0001", "aaaa0002"]
+    assert study.trials[0].user_attrs["tensorboard_run"].startswith("t01_lr=") and study.best_value == 0.8
+    assert load_study(tmp_path).study_name == "exp"
+
+
+def test_a_resumed_searcher_closes_the_killed_drivers_unsaved_suggestion(tmp_path):
+    searcher = _searcher(tmp_path)
+    searcher.suggest("bbbb0001")
+    searcher.save(str(tmp_path / "searcher.pkl"))  # Tune's snapshot
+    searcher.suggest("bbbb0002")  # written to the journal, then the driver is killed before the next snapshot
+    restored = _searcher(tmp_path)
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    restored.suggest("bbbb0003")
+    states = {t.user_attrs["ray_trial_id"]: t.state for t in load_study(tmp_path).trials}
+    assert states == {"bbbb0001": TrialState.RUNNING, "bbbb0002": TrialState.FAIL, "bbbb0003": TrialState.RUNNING}
