@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 from torch.utils.data import TensorDataset
 
+from .branches import branches
 from .functions import FunctionPair
 from .lines import POINTS, endpoints_from_lines, lines_from_endpoints
-from .metrics import branches
 
 LOW, HIGH = 0.1, 1.0
 

@@ -1,0 +1,240 @@
+"""A search experiment as finalize reads it: the configuration to retrain, its data, and the trials.
+
+`load_experiment` reads an experiment folder (`search_config.yaml`, `best_config.yaml`,
+`results.csv`, `optuna.journal`); `load_config_file` a bare Config file. Every user mistake
+raises `FinalizeError` with a one-line message.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from cvae.config import Config, ConfigError
+from cvae.data import DataSpec
+from cvae.functions import FunctionPair, FunctionSyntaxError
+from cvae.submission import plain as _plain
+
+SEARCH_CONFIG = "search_config.yaml"
+BEST_CONFIG = "best_config.yaml"
+RESULTS = "results.csv"
+MODEL = "model.pt"
+PLOTS = {
+    "training_curves": "training_curves.png",
+    "samples": "samples.png",  # the objective's regime; samples_network.png beside it when that is not network only
+    "coverage": "coverage.png",
+}
+VAL_SAMPLES = 30  # samples per validation condition, as in a challenge submission
+PLOT_CONDITIONS = 3
+# A trial counts as finished when it reported a finite score and did not end in one of these.
+UNFINISHED = {"error", "errored", "failed", "running", "pending", "paused"}  # Tune's trial status
+FAILED = {"error", "diverged"}  # the search's stop_reason of a trial without a real score
+
+
+class FinalizeError(Exception):
+    """A user-facing problem (missing file, no finished trial, bad config); one line."""
+
+
+@dataclass
+class Experiment:
+    """What finalize needs: the configuration to retrain, its data, and the search's trials."""
+
+    config: Config
+    data: DataSpec
+    path: Path | None = None  # the experiment folder; None for a bare --config file
+    source: str = ""  # where the configuration came from, for the report
+    search: dict = field(default_factory=dict)  # the search file's sections
+    results: object = None  # pandas DataFrame of results.csv, or None
+    score_column: str = "score"
+    mode: str = "max"
+    best_trial: dict | None = None  # the best finished trial's row (trial_id, score, ...)
+    finished_trials: int = 0
+
+    @property
+    def params(self) -> list[str]:
+        """The searched hyperparameters (the search file's `space` keys)."""
+        return list((self.search.get("space") or {}).keys())
+
+
+def _read_yaml(path: Path, what: str):
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise FinalizeError(f"{path}: not valid YAML{where} ({what}): {getattr(err, 'problem', err)}") from None
+    except OSError as err:
+        raise FinalizeError(f"{path}: cannot read {what}: {err.strerror or err}") from None
+
+
+def _config_from(values, path: Path, functions=None) -> Config:
+    if not isinstance(values, dict):
+        raise FinalizeError(f"{path}: expected a mapping of Config keys to values, got {type(values).__name__}")
+    values = dict(values)
+    if functions is not None and "functions" not in values:
+        values["functions"] = list(functions)
+    try:
+        return Config.from_dict(values)
+    except (ConfigError, FunctionSyntaxError, TypeError) as err:
+        raise FinalizeError(f"{path}: {err}") from None
+
+
+def _resolve_file(name, base: Path | None, key: str):
+    """A data file path as written, else relative to the experiment folder; None stays None."""
+    if name in (None, ""):
+        return None
+    path = Path(str(name)).expanduser()
+    if path.is_file() or base is None:
+        return str(path)
+    if (base / path).is_file():
+        return str(base / path)
+    return str(path)  # DataSpec.build reports the missing file by name
+
+
+def _data_spec(values, path: Path, base: Path | None) -> DataSpec:
+    values = dict(values or {})
+    for key in ("train_file", "val_file"):
+        if key in values:
+            values[key] = _resolve_file(values[key], base, key)
+    try:
+        return DataSpec.from_dict(values)
+    except (TypeError, ValueError) as err:
+        raise FinalizeError(f"{path}: data: {err}") from None
+
+
+def _finished(results):
+    """Rows of results.csv that count as finished trials: a finite score, neither failed nor diverged.
+
+    A trial ASHA stopped early or the time budget ended still counts (it was scored); a
+    diverged one does not (its score is a placeholder). The score is the `score` column,
+    the objective's last value, which the search ranks by.
+    """
+    import pandas as pd
+
+    if "score" not in results:
+        return results.iloc[0:0]
+    scores = pd.to_numeric(results["score"], errors="coerce")
+    keep = scores.apply(math.isfinite)
+    for column, bad in (("status", UNFINISHED), ("stop_reason", FAILED)):
+        if column in results:
+            keep &= ~results[column].astype(str).str.lower().isin(bad)
+    return results[keep]
+
+
+def _best_trial(finished, mode: str):
+    """The search's choice: the best full-length trial by score, else the best of all finished."""
+    import pandas as pd
+
+    full = finished[finished["stop_reason"].astype(str) == "finished"] if "stop_reason" in finished else finished
+    pool = full if not full.empty else finished
+    scores = pd.to_numeric(pool["score"], errors="coerce")
+    return pool.loc[scores.idxmax() if mode == "max" else scores.idxmin()]
+
+
+def load_experiment(path) -> Experiment:
+    """Read `<storage>/<name>/`; raises FinalizeError naming the missing or bad file."""
+    import pandas as pd
+
+    folder = Path(path).expanduser()
+    if not folder.exists():
+        raise FinalizeError(f"{folder}: no such experiment folder; pass --experiment <storage>/<name>")
+    if not folder.is_dir():
+        raise FinalizeError(f"{folder}: not a folder; pass --experiment <storage>/<name> (or --config FILE)")
+    search_file, results_file, best_file = folder / SEARCH_CONFIG, folder / RESULTS, folder / BEST_CONFIG
+    if not search_file.is_file():
+        raise FinalizeError(
+            f"{folder}: {SEARCH_CONFIG} is missing; not a search experiment folder "
+            f"(expected {SEARCH_CONFIG}, {BEST_CONFIG} and {RESULTS} written by the search)"
+        )
+    search = _read_yaml(search_file, "the search file")
+    if not isinstance(search, dict):
+        raise FinalizeError(f"{search_file}: expected the search file's sections, got {type(search).__name__}")
+    if not results_file.is_file():
+        raise FinalizeError(f"{folder}: {RESULTS} is missing; the search has not recorded any trial yet")
+    try:
+        results = pd.read_csv(results_file)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise FinalizeError(f"{results_file}: not a readable results table: {str(err).splitlines()[0]}") from None
+    finished = _finished(results)
+    if finished.empty:
+        column = "stop_reason" if "stop_reason" in results else "status"
+        counts = results[column].astype(str).value_counts().to_dict() if column in results else {}
+        seen = ", ".join(f"{n} {s}" for s, n in counts.items()) or "none"
+        raise FinalizeError(
+            f"{folder}: no finished trial in {RESULTS} ({len(results)} trials; {column}: {seen}); "
+            "let the search finish at least one trial, or pass --config FILE"
+        )
+    if not best_file.is_file():
+        raise FinalizeError(
+            f"{folder}: {BEST_CONFIG} is missing although {len(finished)} trials finished; "
+            "the search did not write its result (resume it), or pass --config FILE"
+        )
+    functions = search.get("functions")
+    config = _config_from(_read_yaml(best_file, "the best configuration"), best_file, functions)
+    if functions is not None and tuple(functions) != config.functions:
+        try:
+            same = FunctionPair(functions).texts == FunctionPair(config.functions).texts
+        except FunctionSyntaxError:
+            same = False
+        if not same:
+            raise FinalizeError(
+                f"{best_file}: functions {list(config.functions)} differ from the search file's {list(functions)}"
+            )
+    mode = "min" if (search.get("search") or {}).get("objective") == "train_loss" else "max"
+    best = _best_trial(finished, mode)
+    best_trial = {
+        k: _plain(best[k])
+        for k in ("trial_id", "status", "stop_reason", "epochs", "node", "score", "best_score", "metric")
+        if k in best
+    }
+    return Experiment(
+        config=config,
+        data=_data_spec(search.get("data"), search_file, folder),
+        path=folder,
+        source=str(best_file),
+        search=search,
+        results=results,
+        mode=mode,
+        best_trial=best_trial,
+        finished_trials=len(finished),
+    )
+
+
+def load_config_file(path, data: dict | None = None) -> Experiment:
+    """A bare configuration (`best_config.yaml` or any flat Config YAML) and its data.
+
+    Data: DataSpec defaults, then the `data` section of a search_config.yaml next to the
+    file (when it is an experiment's best_config.yaml), then `data` (command-line values).
+    A search file (with `fixed`/`space` sections) is refused: it has no single configuration.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FinalizeError(f"{path}: no such config file; pass a flat Config YAML such as best_config.yaml")
+    values = _read_yaml(path, "the configuration")
+    if isinstance(values, dict) and {"space", "fixed"} & values.keys():
+        raise FinalizeError(
+            f"{path}: this is a search file, not one configuration; pass --experiment <storage>/<name> "
+            f"or that experiment's {BEST_CONFIG}"
+        )
+    sibling = path.parent / SEARCH_CONFIG  # a best_config.yaml inside its experiment: use its data section
+    search = _read_yaml(sibling, "the search file") if sibling.is_file() else None
+    base = dict(search.get("data") or {}) if isinstance(search, dict) else {}
+    return Experiment(
+        config=_config_from(values, path),
+        data=_data_spec({**base, **(data or {})}, path, path.parent),
+        source=str(path),
+    )
+
+
+def with_data(experiment: Experiment, overrides: dict) -> Experiment:
+    """The experiment with some data keys replaced (command-line overrides); None values are ignored."""
+    import dataclasses
+
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if overrides:
+        values = {**dataclasses.asdict(experiment.data), **overrides}
+        experiment.data = _data_spec(values, Path("command line"), None)
+    return experiment
