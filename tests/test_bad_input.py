@@ -5,9 +5,6 @@ to fail. Items 1-12 of the issue need no running Ray: the checks all come before
 """
 
 import os
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
@@ -16,7 +13,7 @@ from torch.utils.data import TensorDataset
 
 from cvae.data import make_dataset
 from cvae.functions import FunctionPair
-from tests.helpers import REPO
+from tests.helpers import REPO, run_script
 from tests.test_finalize import make_experiment
 
 SMOKE = REPO / "search" / "configs" / "smoke.yaml"
@@ -25,17 +22,7 @@ RAY_STARTED = ("Started a local Ray instance", "Connecting to existing Ray clust
 
 
 def run(script, *args, timeout=120, env=None):
-    started = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, f"scripts/{script}.py", *map(str, args)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
-    done.seconds = time.perf_counter() - started
-    return done
+    return run_script(script, *args, timeout=timeout, env=env)
 
 
 def assert_one_line(done, message, prefix="error: "):

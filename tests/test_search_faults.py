@@ -22,6 +22,7 @@ import pytest
 
 from search import local_ray, trust
 from tests.conftest import REPO, SMOKE
+from tests.helpers import run_script
 
 MARKER_NAME = "MARKER"
 
@@ -46,17 +47,7 @@ def _env(tmp_path, config_dir="cfg"):
 
 
 def tune(*args, env, timeout=300):
-    started = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "scripts/tune.py", *map(str, args)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
-    done.seconds = time.perf_counter() - started
-    return done
+    return run_script("tune", *args, env=env, timeout=timeout)
 
 
 def assert_one_line(done, message):
