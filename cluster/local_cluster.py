@@ -36,6 +36,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from cvae.errors import UserError
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 LOOPBACK_RAY = HERE / "loopback_ray.py"
@@ -57,7 +59,7 @@ DROPPED_ENV = (
 MAX_DIR_LEN = 40
 
 
-class ClusterError(RuntimeError):
+class ClusterError(UserError):
     """The local cluster could not start, or a node died while starting."""
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from .errors import UserError
 from .functions import OFFICIAL_FUNCTIONS, FunctionPair
 
 CHOICES = {
@@ -18,7 +19,7 @@ CHOICES = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A configuration value or key that cannot be used."""
 
 

@@ -18,13 +18,14 @@ import torch
 from torch.utils.data import TensorDataset
 
 from .branches import branches
+from .errors import UserError
 from .functions import FunctionPair
 from .lines import POINTS, endpoints_from_lines, lines_from_endpoints
 
 LOW, HIGH = 0.1, 1.0
 
 
-class DataFileError(ValueError):
+class DataFileError(UserError):
     """A data file that is missing, unsafe or malformed."""
 
 

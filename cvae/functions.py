@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .errors import UserError
+
 OFFICIAL_FUNCTIONS = ("cos(49*x0 + 42*x1)", "cos(56*x0 + 63*x1)")
 
 _CALLS = {
@@ -36,7 +38,7 @@ MAX_CONSTANT = 1e9  # magnitude of a number written in the text
 _TOKEN = re.compile(r"\s*(?:(\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)|(\*\*|[-+*/()])|([A-Za-z_]\w*)|(\S))")
 
 
-class FunctionSyntaxError(ValueError):
+class FunctionSyntaxError(UserError):
     """A condition function the parser does not accept."""
 
 

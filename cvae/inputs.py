@@ -11,9 +11,10 @@ from pathlib import Path
 import torch
 
 from .data import DataFileError, torch_file_problem
+from .errors import UserError
 
 
-class InputError(ValueError):
+class InputError(UserError):
     """A command-line value that cannot work; the message names it and the fix."""
 
 

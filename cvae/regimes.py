@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .errors import UserError
 from .functions import FunctionPair
 from .metrics import evaluate
 from .sampling import generate
@@ -26,7 +27,7 @@ KINDS = {
 }
 
 
-class RegimeError(ValueError):
+class RegimeError(UserError):
     """A regime that cannot be run (unknown kind, K below S, no model)."""
 
 

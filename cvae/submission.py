@@ -14,13 +14,14 @@ from dataclasses import dataclass
 import torch
 
 from .data import load_challenge
+from .errors import UserError
 from .functions import FunctionPair
 from .metrics import branches, coverage, evaluate, validity
 
 EXACT_X_RMSE = 1e-3  # a file's x counts as a true solution of its y below this RMSE
 
 
-class SubmissionError(ValueError):
+class SubmissionError(UserError):
     """A submission that does not fit its scoring file."""
 
 

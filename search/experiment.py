@@ -15,6 +15,7 @@ import yaml
 
 from cvae.config import Config, ConfigError
 from cvae.data import DataSpec
+from cvae.errors import UserError
 from cvae.functions import FunctionPair, FunctionSyntaxError
 from cvae.submission import plain as _plain
 
@@ -34,7 +35,7 @@ UNFINISHED = {"error", "errored", "failed", "running", "pending", "paused"}  # T
 FAILED = {"error", "diverged"}  # the search's stop_reason of a trial without a real score
 
 
-class FinalizeError(Exception):
+class FinalizeError(UserError):
     """A user-facing problem (missing file, no finished trial, bad config); one line."""
 
 

@@ -24,6 +24,8 @@ RESULTS_CSV, RESULTS_PARQUET, BEST_CONFIG = "results.csv", "results.parquet", "b
 class SearchInterrupted(SearchError):
     """The search stopped (Ctrl-C) before all its trials ran; --resume finishes it."""
 
+    exit_code = 130
+
 
 def loopback_only() -> None:
     """Make a Ray started by this process bind to 127.0.0.1 and nothing else.

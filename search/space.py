@@ -16,6 +16,7 @@ import yaml
 
 from cvae.config import Config, ConfigError
 from cvae.data import DataSpec
+from cvae.errors import UserError
 from cvae.functions import FunctionPair, FunctionSyntaxError
 
 from .params import OptunaSpace, Param
@@ -53,11 +54,11 @@ NOT_SEARCHABLE = {
 }
 
 
-class SearchError(Exception):
+class SearchError(UserError):
     """A search that cannot start (bad file, flag, cluster address or experiment name); one line."""
 
 
-class SearchConfigError(SearchError, ValueError):
+class SearchConfigError(SearchError):
     """A search file that cannot run; the message is one line naming the key and the fix."""
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+from cvae.errors import UserError
+
 JOURNAL = "optuna.journal"
 # User attributes of each Optuna trial.
 RAY_TRIAL_ID, TENSORBOARD_RUN = "ray_trial_id", "tensorboard_run"
@@ -26,7 +28,7 @@ PLOTS = {
 }
 
 
-class StudyError(Exception):
+class StudyError(UserError):
     """No study in the folder, or more than one without a name; one line."""
 
 

@@ -1,0 +1,28 @@
+"""The one error type a user can cause, and the wrapper every command runs in.
+
+A `UserError` is something the user can fix (a file, a flag, a key): the commands print its
+message as one line and exit 2. Ctrl-C exits 130. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+
+class UserError(ValueError):
+    """A problem with what the user gave; the message names it and the fix, in one line."""
+
+    exit_code = 2
+
+
+def run_command(prog: str, body: Callable[[], int | None]) -> int:
+    """Run a command's body: a UserError becomes `prog: error: message` and exit 2, Ctrl-C exit 130."""
+    try:
+        return body() or 0
+    except UserError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
