@@ -16,12 +16,13 @@ class UserError(ValueError):
     exit_code = 2
 
 
-def run_command(prog: str, body: Callable[[], int | None]) -> int:
+def run_command(prog: str, body: Callable[[], int]) -> int:
     """Run a command's body: a UserError becomes `prog: error: message` and exit 2, Ctrl-C exit 130."""
     try:
-        return body() or 0
+        return body()
     except UserError as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
+        kind = "error: " if err.exit_code == 2 else ""  # an interrupted search says how to resume, not "error"
+        print(f"{prog}: {kind}{err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

@@ -83,6 +83,21 @@ def check_model_file(path, flag: str = "--model") -> None:
         raise InputError(f"{flag} {path}: {problem}; pass the model.pt written by finalize")
 
 
+def check_sampling(samples: int, proposals: int | None, refine_steps: int, mix: float, temperature: float) -> None:
+    """generate's counts and scales: positive counts, K >= S, --mix a fraction, --temperature a finite scale > 0."""
+    for flag, value in (("--samples", samples), ("--proposals", proposals)):
+        if value is not None and value < 1:
+            raise InputError(f"{flag} must be a positive integer, got {value}")
+    if refine_steps < 0:
+        raise InputError(f"--refine-steps must be >= 0, got {refine_steps}")
+    if proposals is not None and proposals < samples:
+        raise InputError(f"--proposals {proposals} is below --samples {samples}; it must be at least as many")
+    if not 0.0 <= mix <= 1.0:
+        raise InputError(f"--mix {mix:g}: must lie in [0, 1] (the fraction of proposals from the network)")
+    if not temperature > 0 or temperature == float("inf"):
+        raise InputError(f"--temperature {temperature:g}: must be a finite number > 0 (1 is the prior's scale)")
+
+
 def check_data_files(data, prefix: str = "--") -> None:
     """Read and check a DataSpec's train_file and val_file now, before the training data is built."""
     from .data import load_challenge
@@ -107,4 +122,5 @@ __all__ = [
     "check_model_file",
     "check_output_file",
     "check_output_folder",
+    "check_sampling",
 ]

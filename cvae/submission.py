@@ -26,7 +26,11 @@ class SubmissionError(UserError):
 
 
 def plain(value):
-    """numpy/pandas scalars to JSON-friendly Python values; NaN to None."""
+    """numpy/pandas scalars (also inside dicts and lists) to JSON-friendly Python values; NaN to None."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
     if hasattr(value, "item"):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -230,6 +234,8 @@ def score_submission(path, scoring=None, functions=None, samples_per_condition: 
     number of rows each condition must have. Returns assess()'s dict plus `submission`,
     `scoring`, `rows`, `conditions_note`, `functions`.
     """
+    if samples_per_condition is not None and samples_per_condition < 1:
+        raise SubmissionError(f"--samples must be a positive integer, got {samples_per_condition}")
     functions = FunctionPair(functions) if functions is not None else FunctionPair()
     x, y = load_challenge(path)
     conditions = read_conditions(scoring if scoring is not None else path, functions, strict=True)

@@ -9,6 +9,7 @@ state is checkpointed, so a restored run continues exactly as an unbroken one.
 from __future__ import annotations
 
 import math
+import pickle
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import torch
 
 from .config import Config
+from .errors import UserError
 from .functions import FunctionPair
 from .lines import endpoints_from_lines
 from .losses import beta_at, categorical_loss, cvae_loss, sigma_at, wv_at, wy_at
@@ -194,19 +196,38 @@ class Trainer:
         return trainer
 
 
+class ModelFileError(UserError):
+    """A model or checkpoint file that is missing or holds something else."""
+
+
 def load_checkpoint(path) -> dict:
     """A checkpoint or saved model, never unpickling code (weights_only=True)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint or model file")
+        raise ModelFileError(f"{path}: no such checkpoint or model file")
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def load_model(path, device=None) -> torch.nn.Module:
-    """The CVAE saved in a checkpoint or model file (state dict + config), in eval mode."""
-    state = load_checkpoint(path)
-    if not isinstance(state, dict) or not {"config", "model"} <= state.keys():
-        raise ValueError(f"{path}: not a model file (expected a dict with 'config' and 'model')")
-    model = build_model(Config.from_dict(state["config"]))
-    model.load_state_dict(state["model"])
+    """The CVAE saved in a checkpoint or model file (state dict + config), in eval mode.
+
+    Whatever else the file holds is refused in one line: a pickle of other objects is never
+    unpickled (weights_only), a dict of other keys or mismatched weights is named as such.
+    """
+    try:
+        state = load_checkpoint(path)
+        if not isinstance(state, dict) or not {"config", "model"} <= state.keys():
+            raise ModelFileError(f"{path}: not a model file (expected a dict with 'config' and 'model')")
+        model = build_model(Config.from_dict(state["config"]))
+        model.load_state_dict(state["model"])
+    except ModelFileError:
+        raise
+    except pickle.UnpicklingError:
+        raise ModelFileError(
+            f"{path}: not a model file; it holds objects other than tensors and plain values "
+            "(a dataset or submission?) and is not unpickled; pass the model.pt written by finalize"
+        ) from None
+    except (ValueError, RuntimeError, KeyError, TypeError, EOFError) as err:  # a ConfigError too: name the file
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelFileError(f"{path}: not a loadable model file ({first})") from None
     return model.to(pick_device(device)).eval()

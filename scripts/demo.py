@@ -15,12 +15,16 @@ import sys
 import time
 from pathlib import Path
 
+from cvae.errors import UserError, run_command
+
 REPO = Path(__file__).resolve().parents[1]
 OFFICIAL = REPO.parent / "shared" / "twobirds" / "validation_dataset.pt"
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="twobirds-demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", default=str(REPO / "search/configs/laptop.yaml"), help="search file")
     parser.add_argument("--out", default="runs/demo", help="everything lands here (default runs/demo)")
     parser.add_argument(
@@ -48,12 +52,16 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+class StepFailed(UserError):
+    """A step of the main job exited non-zero; its own output above says why."""
+
+
 def run(*args) -> None:
     command = [sys.executable, *map(str, args)]
     print(f"\n$ {shlex.join(['python', *map(str, args)])}", flush=True)
     done = subprocess.run(command, cwd=REPO)
     if done.returncode != 0:
-        sys.exit(f"error: step failed with exit code {done.returncode}: {shlex.join(map(str, args))}")
+        raise StepFailed(f"step failed with exit code {done.returncode}: {shlex.join(map(str, args))}")
 
 
 def final_data(experiment: Path, rows: int, epochs: int | None = None) -> list[str]:
@@ -124,6 +132,10 @@ def record_scores(path: Path, submissions, samples: int) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    return run_command("twobirds-demo", lambda: main_job(args))
+
+
+def main_job(args) -> int:
     started = time.perf_counter()
     out = Path(args.out).resolve()  # relative to the current folder (`make search` runs in the checkout)
     experiment, final = out / "search", out / "final"

@@ -15,9 +15,12 @@ import argparse
 import sys
 from pathlib import Path
 
+PROG = "twobirds-finalize"
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
+        prog=PROG,
         description=(
             "Retrain the best configuration of a search on the full training set for its full epochs "
             "(seeded, with a progress bar), validate it with 30 samples per validation condition, and "
@@ -70,13 +73,9 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    from cvae.config import ConfigError
-    from cvae.data import DataFileError
-    from cvae.functions import FunctionSyntaxError
+def run_finalize(args) -> int:
     from cvae.inputs import InputError, check_data_files, check_device, check_output_folder
-    from search.finalize import FinalizeError, finalize, load_config_file, load_experiment, with_data
+    from search.finalize import finalize, load_config_file, load_experiment, with_data
 
     overrides = {
         "train_size": args.train_size,
@@ -88,35 +87,23 @@ def main(argv=None) -> int:
         "x_targets": args.x_targets,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    try:
-        for name in ("epochs", "samples", "train_size", "val_conditions"):
-            value = getattr(args, name)
-            if value is not None and value < 1:
-                raise FinalizeError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
-        if args.experiment is not None:
-            experiment = with_data(load_experiment(args.experiment), overrides)
-            out = args.out or args.experiment / "final"
-        else:
-            experiment = load_config_file(args.config, overrides)
-            out = args.out or args.config.parent / "final"
-        check_data_files(experiment.data)  # every input is checked before the training data is built
-        check_device(args.device)
-        check_output_folder(out, "--out")
-        print(f"finalizing {experiment.source} -> {out}", flush=True)
-        report = finalize(
-            experiment,
-            out,
-            epochs=args.epochs,
-            device=args.device,
-            samples=args.samples,
-            progress=not args.quiet,
-        )
-    except (FinalizeError, ConfigError, DataFileError, FunctionSyntaxError, FileNotFoundError, InputError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted; nothing was saved", file=sys.stderr)
-        return 130
+    for name in ("epochs", "samples", "train_size", "val_conditions"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise InputError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+    if args.experiment is not None:
+        experiment = with_data(load_experiment(args.experiment), overrides)
+        out = args.out or args.experiment / "final"
+    else:
+        experiment = load_config_file(args.config, overrides)
+        out = args.out or args.config.parent / "final"
+    check_data_files(experiment.data)  # every input is checked before the training data is built
+    check_device(args.device)
+    check_output_folder(out, "--out")
+    print(f"finalizing {experiment.source} -> {out}", flush=True)
+    report = finalize(
+        experiment, out, epochs=args.epochs, device=args.device, samples=args.samples, progress=not args.quiet
+    )
     v, objective = report["validation"], report["objective"]
     gates = "PASS" if v["gates_pass"] else "FAIL"
     coverage = "n/a" if v["coverage_norm"] is None else f"{100 * v['coverage_norm']:.1f}%"
@@ -130,6 +117,13 @@ def main(argv=None) -> int:
     for name, reason in report["skipped_plots"].items():
         print(f"note: {name}: {reason}")
     return 0 if report["training"]["status"] == "finished" else 1
+
+
+def main(argv=None) -> int:
+    from cvae.errors import run_command
+
+    args = parse_args(argv)
+    return run_command(PROG, lambda: run_finalize(args))
 
 
 if __name__ == "__main__":

@@ -16,14 +16,16 @@ consecutive rows whose y repeats the given condition. --regime picks how (cvae/r
 from __future__ import annotations
 
 import argparse
-import pickle
 import sys
 import time
 from pathlib import Path
 
+PROG = "twobirds-generate"
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
+        prog=PROG,
         description="Generate a challenge submission (TensorDataset(x, y), S consecutive rows per condition) "
         "from a trained model for the conditions (y) of a scoring file.",
         epilog="regimes (cvae/regimes.py):\n"
@@ -107,108 +109,61 @@ def apply_regime(args) -> None:
 
 
 def regime_label(args) -> str:
-    """What the submission is, in the words every report uses (cvae.regimes.KINDS)."""
-    from cvae.regimes import KINDS
+    """What the submission is, in the words every report uses (cvae.regimes.Regime.label)."""
+    from cvae.regimes import Regime
 
     k = args.proposals or args.samples
+    if args.proposals_from == "mixed":
+        return f"mixed proposals ({args.mix:.0%} network) + refinement (K={k}, {args.refine_steps} LM steps)"
     if args.proposals_from == "uniform":
         kind = "uniform"
-    elif args.proposals_from == "mixed":
-        return f"mixed proposals ({args.mix:.0%} network) + refinement (K={k}, {args.refine_steps} LM steps)"
     elif args.refine_steps:
         kind = "refined"
-    elif k > args.samples:
-        kind = "check"
     else:
-        kind = "network"
-    parts = [f"K={k}"] if kind != "network" else []
-    if args.refine_steps:
-        parts.append(f"{args.refine_steps} LM steps")
-    return KINDS[kind] + (f" ({', '.join(parts)})" if parts else "")
+        kind = "check" if k > args.samples else "network"
+    return Regime(kind, proposals=k, refine_steps=args.refine_steps, temperature=args.temperature).label
 
 
-def _check_ranges(args) -> None:
-    """--mix is a fraction, --temperature a positive scale (a mix of 2 would draw 200% from the network)."""
-    from cvae.inputs import InputError
-
-    if not 0.0 <= args.mix <= 1.0:
-        raise InputError(f"--mix {args.mix:g}: must lie in [0, 1] (the fraction of proposals from the network)")
-    if not args.temperature > 0 or args.temperature == float("inf"):
-        raise InputError(f"--temperature {args.temperature:g}: must be a finite number > 0 (1 is the prior's scale)")
-
-
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    apply_regime(args)
-    if args.model is None and args.proposals_from != "uniform":
-        print(
-            "error: --model is required (or pass --proposals-from uniform for the no-model baseline)",
-            file=sys.stderr,
-        )
-        return 2
+def write_submission(args) -> int:
+    """Check every flag, load the model, draw the samples in the chosen regime and save them."""
     import torch
 
-    from cvae.config import ConfigError
-    from cvae.data import DataFileError, save_submission
-    from cvae.functions import OFFICIAL_FUNCTIONS, FunctionPair, FunctionSyntaxError
-    from cvae.inputs import InputError, check_device, check_model_file, check_output_file
+    from cvae.data import save_submission
+    from cvae.functions import OFFICIAL_FUNCTIONS, FunctionPair
+    from cvae.inputs import InputError, check_device, check_model_file, check_output_file, check_sampling
     from cvae.sampling import generate
-    from cvae.submission import SubmissionError, read_conditions
+    from cvae.submission import read_conditions
     from cvae.train import load_model, pick_device
 
-    try:
-        for name in ("samples", "proposals"):
-            value = getattr(args, name)
-            if value is not None and value < 1:
-                raise SubmissionError(f"--{name} must be a positive integer, got {value}")
-        if args.refine_steps < 0:
-            raise SubmissionError(f"--refine-steps must be >= 0, got {args.refine_steps}")
-        if args.proposals is not None and args.proposals < args.samples:
-            raise SubmissionError(
-                f"--proposals {args.proposals} is below --samples {args.samples}; it must be at least as many"
-            )
-        _check_ranges(args)
-        check_device(args.device)
-        check_output_file(args.out, "--out")
-        if args.model is not None:
-            check_model_file(args.model)
-        model = None
-        if args.model is not None:
-            try:
-                model = load_model(args.model, args.device)
-            except pickle.UnpicklingError:
-                raise SubmissionError(
-                    f"{args.model}: not a model file; it holds objects other than tensors and plain values "
-                    "(a dataset or submission?) and is not unpickled; pass the model.pt written by finalize"
-                ) from None
-            except (ValueError, RuntimeError, KeyError, TypeError, EOFError) as err:
-                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-                raise SubmissionError(f"{args.model}: not a loadable model file ({first})") from None
-        texts = args.functions or (model.config.functions if model is not None else OFFICIAL_FUNCTIONS)
-        functions = FunctionPair(texts)
-        device = next(model.parameters()).device if model is not None else pick_device(args.device)
-        conditions = read_conditions(args.scoring, functions)
-        print(f"conditions: {conditions.note}", flush=True)
-        started = time.perf_counter()
-        generator = torch.Generator(device).manual_seed(args.seed)
-        x = generate(
-            model,
-            conditions.y.to(device),
-            functions,
-            samples=args.samples,
-            proposals=args.proposals,
-            refine_steps=args.refine_steps,
-            proposals_from=args.proposals_from,
-            generator=generator,
-            noise=model.config.noise if model is not None else "prior",
-            temperature=args.temperature,
-            mix=args.mix,
-        )
-        seconds = time.perf_counter() - started
-        path = save_submission(args.out, x, conditions.y)
-    except (SubmissionError, ConfigError, DataFileError, FunctionSyntaxError, FileNotFoundError, InputError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if args.model is None and args.proposals_from != "uniform":
+        raise InputError("--model is required (or pass --proposals-from uniform for the no-model baseline)")
+    check_sampling(args.samples, args.proposals, args.refine_steps, args.mix, args.temperature)
+    check_device(args.device)
+    check_output_file(args.out, "--out")
+    model = None
+    if args.model is not None:
+        check_model_file(args.model)
+        model = load_model(args.model, args.device)
+    functions = FunctionPair(args.functions or (model.config.functions if model is not None else OFFICIAL_FUNCTIONS))
+    device = next(model.parameters()).device if model is not None else pick_device(args.device)
+    conditions = read_conditions(args.scoring, functions)
+    print(f"conditions: {conditions.note}", flush=True)
+    started = time.perf_counter()
+    x = generate(
+        model,
+        conditions.y.to(device),
+        functions,
+        samples=args.samples,
+        proposals=args.proposals,
+        refine_steps=args.refine_steps,
+        proposals_from=args.proposals_from,
+        generator=torch.Generator(device).manual_seed(args.seed),
+        noise=model.config.noise if model is not None else "prior",
+        temperature=args.temperature,
+        mix=args.mix,
+    )
+    seconds = time.perf_counter() - started
+    path = save_submission(args.out, x, conditions.y)
     n, s = x.shape[:2]
     source = {
         "uniform": "uniform random lines",
@@ -226,6 +181,14 @@ def main(argv=None) -> int:
     )
     print(f"score it: python scripts/score.py {path} --scoring {args.scoring}")
     return 0
+
+
+def main(argv=None) -> int:
+    from cvae.errors import run_command
+
+    args = parse_args(argv)
+    apply_regime(args)
+    return run_command(PROG, lambda: write_submission(args))
 
 
 if __name__ == "__main__":

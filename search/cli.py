@@ -83,11 +83,13 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
-    from .runner import SearchInterrupted, run_search
-    from .space import SearchError
+    from cvae.errors import run_command
 
-    try:
+    from .runner import run_search
+
+    args = parser().parse_args(argv)
+
+    def search() -> int:
         run_search(
             args.config,
             args.name,
@@ -100,13 +102,9 @@ def main(argv=None) -> int:
             resume=args.resume,
             trust=args.trust,
         )
-    except SearchInterrupted as err:
-        print(f"twobirds-tune: {err}", file=sys.stderr)
-        return 130
-    except SearchError as err:
-        print(f"twobirds-tune: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+
+    return run_command("twobirds-tune", search)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ what differs between the search and the final training, and renders report.md.
 from __future__ import annotations
 
 from cvae.regimes import Regime
+from cvae.scorecard import as_markdown, fmt, pct
 
 # The search file's `objective` -> the metric the trials reported.
 OBJECTIVES = {"score": "val_score", "refined_score": "val_refined_score", "train_loss": "loss"}
@@ -142,57 +143,6 @@ def differences(search: dict, config, data, samples: int) -> list[dict]:
 # --- report.md ------------------------------------------------------------------------------
 
 
-def _fmt(value, digits: int = 4) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, bool):
-        return "PASS" if value else "FAIL"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}"
-    return str(value)
-
-
-def _pct(value) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f}%"
-
-
-def _validation_lines(v: dict) -> list[str]:
-    lines = [
-        f"{v['samples_per_condition']} samples for each of {v['conditions']} validation conditions.",
-        "",
-        "| challenge gate (whole result) | result |",
-        "| --- | --- |",
-        f"| x0 descending and x1 ascending in every sample | {_fmt(v['gate_monotone'])} |",
-        f"| every line straight (Pearson abs(r) > 0.8) | {_fmt(v['gate_straight'])} |",
-        f"| overall RMSE of f(x) vs y < 0.1 | {_fmt(v['gate_rmse'])} ({_fmt(v['overall_rmse'])}) |",
-        f"| **all gates** | **{_fmt(v['gates_pass'])}** |",
-        "",
-        "| per sample | share |",
-        "| --- | --- |",
-        f"| x0 descending | {_pct(v['per_sample']['descending'])} |",
-        f"| x1 ascending | {_pct(v['per_sample']['ascending'])} |",
-        f"| straight | {_pct(v['per_sample']['straight'])} |",
-        f"| RMSE < 0.1 | {_pct(v['per_sample']['rmse_below_0.1'])} |",
-        f"| valid (all of the above) | {_pct(v['per_sample']['valid'])} |",
-        "",
-        f"Sample RMSE: median {_fmt(v['sample_rmse']['median'])}, 90th percentile "
-        f"{_fmt(v['sample_rmse']['p90'])}, max {_fmt(v['sample_rmse']['max'])}.",
-        "",
-    ]
-    if v["coverage"] is not None:
-        lines += [
-            f"Coverage: {_pct(v['coverage'])} of each condition's exact branches hit on average "
-            f"({_pct(v['coverage_norm'])} of what {v['samples_per_condition']} samples can reach); "
-            f"median {_fmt(v['branches_median'])} branches per condition.",
-            "",
-        ]
-    if v["coverage_note"]:
-        lines += [v["coverage_note"], ""]
-    if v.get("score") is not None:
-        lines += [f"Score (the search's formula) in this regime: {_fmt(v['score'])}.", ""]
-    return lines
-
-
 CAPTIONS = {
     "training_curves": "Training losses and the searched objective (and its parts) per epoch",
     "samples": "Generated lines in the objective's regime against a true solution, and f(x) against the given y",
@@ -224,7 +174,7 @@ def report_markdown(report: dict) -> str:
             f"- experiment: `{report['experiment']}`; "
             + (counts_text(counts) if counts else f"{search['trials']} trials")
             + f"; best trial `{best.get('trial_id', '?')}` ({best.get('stop_reason', '?')}, "
-            f"{best.get('epochs', '?')} epochs): {objective.get('metric', 'score')} {_fmt(best.get('score'))} "
+            f"{best.get('epochs', '?')} epochs): {objective.get('metric', 'score')} {fmt(best.get('score'))} "
             f"in the search"
         )
     if objective:
@@ -242,8 +192,8 @@ def report_markdown(report: dict) -> str:
         f"- model: `{report['files']['model']}` (load with `cvae.train.load_model`)",
         "",
         f"**Final model, {first['label']} (the search objective's regime): gates "
-        f"{_fmt(v['gates_pass'])}, valid {_pct(v['valid_frac'])}, coverage_norm {_pct(v['coverage_norm'])}, "
-        f"score {_fmt(v.get('score'))}.**",
+        f"{fmt(v['gates_pass'])}, valid {pct(v['valid_frac'])}, coverage_norm {pct(v['coverage_norm'])}, "
+        f"score {fmt(v.get('score'))}.**",
         "",
         "## Every regime",
         "",
@@ -256,13 +206,13 @@ def report_markdown(report: dict) -> str:
         r = entry["validation"]
         name = f"**{entry['label']}**" if entry is first else entry["label"]
         lines.append(
-            f"| {name} | {entry['role']} | {_fmt(r['gates_pass'])} | {_pct(r['valid_frac'])} "
-            f"| {_pct(r['coverage_norm'])} | {_fmt(r['overall_rmse'])} | {_fmt(r.get('score'))} |"
+            f"| {name} | {entry['role']} | {fmt(r['gates_pass'])} | {pct(r['valid_frac'])} "
+            f"| {pct(r['coverage_norm'])} | {fmt(r['overall_rmse'])} | {fmt(r.get('score'))} |"
         )
     lines += [""]
     for entry in regimes:
         suffix = " (the search objective's regime)" if entry is first else ""
-        lines += [f"## Validation: {entry['label']}{suffix}", ""] + _validation_lines(entry["validation"])
+        lines += [f"## Validation: {entry['label']}{suffix}", ""] + as_markdown(entry["validation"])
     diffs = report.get("differences") or []
     if diffs:
         lines += [
@@ -304,12 +254,12 @@ def _training_lines(training: dict, objective: dict) -> list[str]:
     lines = [
         "## Training",
         "",
-        "Final epoch: " + ", ".join(f"{k} {_fmt(val)}" for k, val in final.items()) + ".",
+        "Final epoch: " + ", ".join(f"{k} {fmt(val)}" for k, val in final.items()) + ".",
         "",
         "| epoch | " + " | ".join(columns) + " | seconds |",
         "| --- | " + " | ".join("---" for _ in columns) + " | --- |",
     ]
     for row in training["history"]:
-        cells = [_pct(row.get(c)) if c.endswith(("valid_frac", "coverage_norm")) else _fmt(row.get(c)) for c in columns]
-        lines.append(f"| {row.get('epoch')} | " + " | ".join(cells) + f" | {_fmt(row.get('seconds'), 3)} |")
+        cells = [pct(row.get(c)) if c.endswith(("valid_frac", "coverage_norm")) else fmt(row.get(c)) for c in columns]
+        lines.append(f"| {row.get('epoch')} | " + " | ".join(cells) + f" | {fmt(row.get('seconds'), 3)} |")
     return lines

@@ -35,7 +35,8 @@ def assert_one_line_error(done, message):
     assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
     assert "Traceback" not in done.stderr, done.stderr
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], done.stderr
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("twobirds-") and ": error: " in lines[0] and message in lines[0], done.stderr
 
 
 @pytest.fixture(scope="module")
