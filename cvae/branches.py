@@ -15,8 +15,8 @@ import torch
 
 from cvae.functions import FunctionPair, Trig
 from cvae.lines import endpoints_from_lines, grid
+from cvae.solve import levenberg_marquardt, solve
 from cvae.solve import rmse as endpoint_rmse
-from cvae.solve import solve
 
 SEED_RMSE = 1e-3  # a seed solution this close to y is exact up to float32 noise
 BOX_TOL = 1e-6  # branches may touch the domain's edges within this
@@ -78,30 +78,18 @@ def _fit_cos_line(target: torch.Tensor, max_slope: float) -> tuple[torch.Tensor,
 
 
 def _polish_cos_line(alpha, slope, target, t, steps: int = 30):
-    """Batched Levenberg–Marquardt for cos(alpha + slope t) = target; returns alpha, slope, cost."""
-    lam = torch.ones_like(alpha)
+    """Levenberg–Marquardt for cos(alpha + slope t) = target, batched; returns alpha, slope, cost."""
 
-    def cost(a, s):
-        return (torch.cos(a[:, None] + s[:, None] * t) - target).square().sum(-1)
+    def residuals(q):
+        return torch.cos(q[:, :1] + q[:, 1:] * t) - target
 
-    current = cost(alpha, slope)
-    for _ in range(steps):
-        phase = alpha[:, None] + slope[:, None] * t
-        r = torch.cos(phase) - target
-        ja, js = -torch.sin(phase), -t * torch.sin(phase)
-        haa, hss, has = ja.square().sum(-1), js.square().sum(-1), (ja * js).sum(-1)
-        ga, gs = (ja * r).sum(-1), (js * r).sum(-1)
-        haa_d, hss_d = haa * (1 + lam) + lam, hss * (1 + lam) + lam
-        d = haa_d * hss_d - has.square()
-        new_alpha = alpha - (hss_d * ga - has * gs) / d
-        new_slope = slope - (haa_d * gs - has * ga) / d
-        new = cost(new_alpha, new_slope)
-        accept = new < current
-        alpha = torch.where(accept, new_alpha, alpha)
-        slope = torch.where(accept, new_slope, slope)
-        current = torch.where(accept, new, current)
-        lam = torch.where(accept, lam / 10, lam * 10).clamp(1e-12, 1e12)
-    return alpha, slope, current
+    def jacobian(q):
+        phase = q[:, :1] + q[:, 1:] * t
+        sin = torch.sin(phase)
+        return torch.cos(phase) - target, torch.stack([-sin, -t * sin], dim=-1)
+
+    q = levenberg_marquardt(torch.stack([alpha, slope], dim=-1), residuals, jacobian, steps)
+    return q[:, 0], q[:, 1], residuals(q).square().sum(-1)
 
 
 def _phase_lines_from_endpoints(p: torch.Tensor, trigs: tuple[Trig, Trig]) -> list[tuple]:

@@ -69,14 +69,37 @@ def _jacobian(functions: FunctionPair, p: torch.Tensor, y: torch.Tensor) -> tupl
     return (out.detach() - y).flatten(-2), jac.flatten(1, 2)
 
 
+def levenberg_marquardt(p, residuals, jacobian, steps: int, damping: float = 1.0, project=None) -> torch.Tensor:
+    """Batched Levenberg–Marquardt on the rows of p (B, k): the one solver of the project.
+
+    `jacobian(p)` returns residuals (B, m) and their Jacobian (B, m, k); `residuals(p)` the
+    residuals alone. Each step solves (JᵀJ + λ(diag JᵀJ + I)) δ = −Jᵀr for every row at once; a
+    row keeps its step only if its squared residual drops (then λ shrinks, else it grows), so
+    the cost never increases. The λ·I term keeps the system solvable where J is degenerate.
+    `project` maps a step back into the domain.
+    """
+    lam = torch.full(p.shape[:1], damping, dtype=p.dtype, device=p.device)
+    eye = torch.eye(p.shape[-1], dtype=p.dtype, device=p.device)
+    for _ in range(steps):
+        r, jac = jacobian(p)
+        cost = r.square().sum(-1)
+        jtj = jac.transpose(-1, -2) @ jac
+        jtr = (jac.transpose(-1, -2) @ r.unsqueeze(-1)).squeeze(-1)
+        system = jtj + lam[:, None, None] * (torch.diag_embed(jtj.diagonal(dim1=-2, dim2=-1)) + eye)
+        candidate = p + torch.linalg.solve(system, -jtr)
+        if project is not None:
+            candidate = project(candidate)
+        accept = residuals(candidate).square().sum(-1) < cost
+        p = torch.where(accept.unsqueeze(-1), candidate, p)
+        lam = torch.where(accept, lam / 10, lam * 10).clamp(1e-12, 1e12)
+    return p
+
+
 def refine(
     p: torch.Tensor, y: torch.Tensor, functions: FunctionPair, steps: int = 10, damping: float = 1.0
 ) -> torch.Tensor:
     """Levenberg–Marquardt from starting endpoints p (B, 4) towards f(lines(p)) = y (B, 50, 2).
 
-    Each step solves (JᵀJ + λ(diag JᵀJ + I)) δ = −Jᵀr for every row at once; a row keeps
-    its step only if its squared residual drops (then λ shrinks, else it grows), so the
-    cost never increases. The λ·I term keeps the system solvable where J is degenerate.
     Steps are projected into the domain. Math runs in float64; the result has p's dtype.
     The default λ = 1 starts cautious: from endpoints 0.02 off the truth, near-Gauss-Newton
     steps (λ = 1e-3) jump into a neighbouring local minimum 2-7x as often.
@@ -91,19 +114,14 @@ def refine(
     dtype = p.dtype
     p = project(p.detach().to(torch.float64))
     y = y.detach().to(p)
-    lam = torch.full(p.shape[:1], damping, dtype=p.dtype, device=p.device)
-    eye = torch.eye(4, dtype=p.dtype, device=p.device)
-    for _ in range(steps):
-        r, jac = _jacobian(functions, p, y)  # (B, 100), (B, 100, 4)
-        cost = r.square().sum(-1)
-        jtj = jac.transpose(-1, -2) @ jac
-        jtr = (jac.transpose(-1, -2) @ r.unsqueeze(-1)).squeeze(-1)
-        system = jtj + lam[:, None, None] * (torch.diag_embed(jtj.diagonal(dim1=-2, dim2=-1)) + eye)
-        delta = torch.linalg.solve(system, -jtr)
-        candidate = project(p + delta)
-        accept = _residuals(functions, candidate, y).square().sum(-1) < cost
-        p = torch.where(accept.unsqueeze(-1), candidate, p)
-        lam = torch.where(accept, lam / 10, lam * 10).clamp(1e-12, 1e12)
+    p = levenberg_marquardt(
+        p,
+        lambda q: _residuals(functions, q, y),
+        lambda q: _jacobian(functions, q, y),
+        steps,
+        damping,
+        project,
+    )
     return p.to(dtype)
 
 

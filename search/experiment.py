@@ -106,8 +106,8 @@ def _data_spec(values, path: Path, base: Path | None) -> DataSpec:
         raise FinalizeError(f"{path}: data: {err}") from None
 
 
-def _finished(results):
-    """Rows of results.csv that count as finished trials: a finite score, neither failed nor diverged.
+def finished_trials(results):
+    """Rows of a results table that count as finished trials: a finite score, neither failed nor diverged.
 
     A trial ASHA stopped early or the time budget ended still counts (it was scored); a
     diverged one does not (its score is a placeholder). The score is the `score` column,
@@ -125,10 +125,15 @@ def _finished(results):
     return results[keep]
 
 
-def _best_trial(finished, mode: str):
-    """The search's choice: the best full-length trial by score, else the best of all finished."""
+def best_trial(results, mode: str):
+    """The search's choice, the one rule for the search and finalize: the best full-length
+    finished trial by score (ASHA's early stops were scored at lower fidelity), else the best
+    finished one; None when no trial finished."""
     import pandas as pd
 
+    finished = finished_trials(results)
+    if finished.empty:
+        return None
     full = finished[finished["stop_reason"].astype(str) == "finished"] if "stop_reason" in finished else finished
     pool = full if not full.empty else finished
     scores = pd.to_numeric(pool["score"], errors="coerce")
@@ -159,7 +164,7 @@ def load_experiment(path) -> Experiment:
         results = pd.read_csv(results_file)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
         raise FinalizeError(f"{results_file}: not a readable results table: {str(err).splitlines()[0]}") from None
-    finished = _finished(results)
+    finished = finished_trials(results)
     if finished.empty:
         column = "stop_reason" if "stop_reason" in results else "status"
         counts = results[column].astype(str).value_counts().to_dict() if column in results else {}
@@ -185,8 +190,8 @@ def load_experiment(path) -> Experiment:
                 f"{best_file}: functions {list(config.functions)} differ from the search file's {list(functions)}"
             )
     mode = "min" if (search.get("search") or {}).get("objective") == "train_loss" else "max"
-    best = _best_trial(finished, mode)
-    best_trial = {
+    best = best_trial(finished, mode)
+    best_row = {
         k: _plain(best[k])
         for k in ("trial_id", "status", "stop_reason", "epochs", "node", "score", "best_score", "metric")
         if k in best
@@ -199,7 +204,7 @@ def load_experiment(path) -> Experiment:
         search=search,
         results=results,
         mode=mode,
-        best_trial=best_trial,
+        best_trial=best_row,
         finished_trials=len(finished),
     )
 

@@ -153,7 +153,6 @@ CAPTIONS = {
     "search_epochs": "Optuna: every trial's objective per epoch (ASHA's stops visible)",
     "search_slices": "Optuna: the objective against each searched parameter",
     "search_importances": "Optuna: parameter importances",
-    "trials": "The search's trials: score per trial and against each hyperparameter",
 }
 
 

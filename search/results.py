@@ -15,6 +15,7 @@ import yaml
 
 from cvae.config import Config
 
+from .experiment import best_trial
 from .searcher import stopped_early
 from .space import SearchSpec
 
@@ -112,19 +113,8 @@ def build_table(experiment_path: str, spec: SearchSpec, storage_filesystem=None)
 
 
 def best_row(table: pd.DataFrame, spec: SearchSpec) -> pd.Series | None:
-    """The best full-length trial by final objective; if none ran the full budget, the best of all.
-
-    Full-length first: a trial ASHA stopped early was scored at lower fidelity.
-    """
-    if table.empty:
-        return None
-    usable = table[table["score"].apply(lambda v: isinstance(v, float) and math.isfinite(v))]
-    finished = usable[usable["stop_reason"] == "finished"]
-    pool = finished if not finished.empty else usable
-    if pool.empty:
-        return None
-    index = pool["score"].idxmax() if spec.mode == "max" else pool["score"].idxmin()
-    return pool.loc[index]
+    """The search's best trial (`search.experiment.best_trial`: the rule finalize uses too)."""
+    return best_trial(table, spec.mode)
 
 
 def best_config(row: pd.Series, spec: SearchSpec) -> dict:

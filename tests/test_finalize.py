@@ -16,7 +16,7 @@ import yaml
 from cvae.config import Config
 from cvae.data import DataSpec, make_dataset
 from cvae.functions import FunctionPair
-from cvae.plots import figure_to_png, plot_coverage, plot_training_curves, plot_trials
+from cvae.plots import figure_to_png, plot_coverage, plot_training_curves
 from cvae.train import load_checkpoint, load_model
 from search.finalize import FinalizeError, load_config_file, load_experiment, retrain, save_model
 
@@ -196,14 +196,6 @@ def test_retraining_is_seeded_and_the_model_loads_without_unpickling_code(tmp_pa
 # --- plots ---
 
 
-def test_plot_trials_handles_categories_log_ranges_and_missing_scores(tmp_path):
-    results = pd.read_csv(make_experiment(tmp_path / "exp") / "results.csv")
-    results.loc[0, "best_score"] = math.nan
-    results.loc[1, "status"] = "ERROR"
-    _decodes(figure_to_png(plot_trials(results, score="best_score", params=["lr", "head", "beta"])))
-    _decodes(figure_to_png(plot_trials(results, score="score", mode="min")))  # every varying config/ column
-
-
 def test_plot_training_curves_and_coverage_degrade_gracefully():
     _decodes(figure_to_png(plot_training_curves([{"epoch": 1, "loss": 1.0, "kld": 0.1, "x_loss": 0.2, "y_loss": 0.7}])))
     functions = FunctionPair(("x0 + x1", "x0 * x1"))
@@ -261,3 +253,26 @@ def test_the_study_plots_are_optunas_on_the_saved_study(tmp_path):
     assert set(files) == {"history", "intermediate", "slices", "importances"}, skipped
     for file in files.values():
         _decodes((tmp_path / "plots" / file).read_bytes())
+
+
+def test_the_search_and_finalize_choose_the_same_best_trial():
+    """One rule: a diverged trial's placeholder score never wins, full-length trials come first."""
+    import types
+
+    import pandas as pd
+
+    from search.experiment import best_trial
+    from search.results import best_row
+
+    table = pd.DataFrame(
+        {
+            "trial_id": ["early", "diverged", "full", "unscored"],
+            "score": [0.9, 2.0, 0.5, float("nan")],
+            "stop_reason": ["asha", "diverged", "finished", "finished"],
+            "status": ["TERMINATED"] * 4,
+        }
+    )
+    assert best_row(table, types.SimpleNamespace(mode="max"))["trial_id"] == "full"
+    assert best_trial(table, "max")["trial_id"] == "full"
+    assert best_trial(table[table.trial_id != "full"], "max")["trial_id"] == "early"
+    assert best_trial(table[table.trial_id.isin(["diverged", "unscored"])], "max") is None
