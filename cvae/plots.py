@@ -13,6 +13,7 @@ import torch  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
 
 from .functions import FunctionPair  # noqa: E402
+from .metrics import VALID_RMSE  # noqa: E402
 
 
 def plot_samples(x, y, functions: FunctionPair, x_true=None, conditions: int = 3, title: str = ""):
@@ -147,7 +148,7 @@ def plot_training_curves(history: list[dict], title: str = "", objective: str = 
     if np.isfinite(rmse).any():
         label = "overall RMSE of f(generated x) vs y" + (" (network only)" if refined else "")
         right.plot(epochs, rmse, color="black", marker=marker, ms=3, label=label)
-        right.axhline(0.1, color="red", lw=1.2, ls="--", label="challenge gate: RMSE < 0.1 passes")
+        right.axhline(VALID_RMSE, color="red", lw=1.2, ls="--", label=f"challenge gate: RMSE < {VALID_RMSE} passes")
         right.set_ylim(bottom=0, top=max(0.12, float(np.nanmax(rmse)) * 1.1))
         right.legend(fontsize=8)
     right.set_ylabel("RMSE (lower is better)")

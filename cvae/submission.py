@@ -16,7 +16,7 @@ import torch
 from .data import load_challenge
 from .errors import UserError
 from .functions import FunctionPair
-from .metrics import branches, coverage, evaluate, validity
+from .metrics import VALID_RMSE, branches, coverage, evaluate, validity
 
 EXACT_X_RMSE = 1e-3  # a file's x counts as a true solution of its y below this RMSE
 
@@ -56,7 +56,7 @@ def assess(x: torch.Tensor, y: torch.Tensor, functions: FunctionPair, x_true: to
     checks = validity(x, y, functions)
     n, s = checks["valid"].shape
     frac = {k: checks[k].double().mean().item() for k in ("descending", "ascending", "straight")}
-    frac["rmse_below_0.1"] = (checks["rmse"] < 0.1).double().mean().item()
+    frac["rmse_below_0.1"] = (checks["rmse"] < VALID_RMSE).double().mean().item()
     frac["valid"] = checks["valid_frac"]
     result = {
         "conditions": n,
