@@ -20,13 +20,6 @@ def test_every_variant_maps_shapes(model, head, sees_y):
     assert x_hat.shape == (7, 50, 2) and mu.shape == logvar.shape == (7, 5)
 
 
-def test_original_conv_layers():
-    net = CVAE(Config(model="conv"))
-    convs = [m for m in net.encoder.modules() if isinstance(m, torch.nn.Conv2d)]
-    assert [c.kernel_size for c in convs] == [(16, 2), (8, 1)]
-    assert [c.out_channels for c in convs] == [32, 64]
-
-
 def test_lines_head_is_monotone_inside_the_domain_whatever_the_weights():
     torch.manual_seed(0)
     net = CVAE(Config(model="mlp", head="lines", hidden=16))

@@ -55,11 +55,6 @@ def conditions(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("script", ["finalize", "generate", "score"])
-def test_help(script):
-    assert "usage:" in run(script, "--help").stdout
-
-
 def _console_scripts() -> dict:
     """pyproject.toml's [project.scripts] (read by hand: tomllib needs Python 3.11)."""
     section = (REPO / "pyproject.toml").read_text().split("[project.scripts]\n", 1)[1].split("\n[", 1)[0]
@@ -86,8 +81,8 @@ def test_every_console_script_runs_help(command):
     installed = shutil.which(command, path=str(Path(sys.executable).parent))
     assert installed, f"{command} is not installed beside {sys.executable}; pip install -e ."
     done = subprocess.run([installed, "--help"], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0 and done.stdout.startswith("usage: "), done.stdout + done.stderr
-    assert command in done.stdout.splitlines()[0] or command == "twobirds-tune", done.stdout
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith(f"usage: {command} "), done.stdout  # the name its errors start with, too
 
 
 def test_finalize_writes_model_report_and_every_plot(finalized):
