@@ -1,16 +1,16 @@
 """Condition functions y = f(x0, x1) as configuration, parsed without `eval`.
 
-A user writes e.g. ``cos(49*x0 + 42*x1)``. The text is parsed by a small
-recursive-descent parser into a tree that evaluates on torch tensors (so the
-y-loss is differentiable on any device) and on numpy arrays. Functions of the
+A user writes e.g. ``cos(49*x0 + 42*x1)``. Python's `ast` parses the text and
+only a whitelist of nodes is kept, as a tree that evaluates on torch tensors (so
+the y-loss is differentiable on any device) and on numpy arrays. Functions of the
 form g(a*x0 + b*x1 + c), g in {sin, cos}, are recognised so the metrics can
 enumerate every exact solution.
 """
 
 from __future__ import annotations
 
+import ast
 import math
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,7 +35,6 @@ _ALLOWED = "numbers, x0, x1, pi, + - * / **, parentheses and " + " ".join(_CALLS
 MAX_LENGTH = 500  # characters
 MAX_DEPTH = 50  # nested parentheses, calls, signs and powers
 MAX_CONSTANT = 1e9  # magnitude of a number written in the text
-_TOKEN = re.compile(r"\s*(?:(\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)|(\*\*|[-+*/()])|([A-Za-z_]\w*)|(\S))")
 
 
 class FunctionSyntaxError(UserError):
@@ -52,125 +51,68 @@ class Trig:
     c: float
 
 
-def _tokenize(text: str) -> list[tuple[str, str, int]]:
-    tokens, pos = [], 0
-    text = text.rstrip()
+_BINARY = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}
+
+
+def _parse(text: str):
+    """The text as a tree of ("num" | "var" | "neg" | "call" | "bin", ...) tuples.
+
+    Python's own parser reads it (`ast`, mode "eval"); nothing is evaluated, and only the nodes
+    of this grammar are accepted: numbers, x0, x1, pi, + - * / **, signs and calls of _CALLS.
+    """
     if len(text) > MAX_LENGTH:
         raise FunctionSyntaxError(
             f"function of {len(text)} characters starting {text[:30]!r}...; at most {MAX_LENGTH} are allowed"
         )
-    while pos < len(text):
-        m = _TOKEN.match(text, pos)
-        number, op, name, bad = m.groups()
-        start = m.start(m.lastindex)
-        if bad is not None:
+    if not text:
+        raise FunctionSyntaxError("empty function; write e.g. 'cos(49*x0 + 42*x1)'")
+    text = " ".join(text.split())  # one line: a newline inside the text is just space
+    depth = level = 0
+    for char in text:  # the parser's own limit is far deeper; refuse before parsing
+        level += {"(": 1, ")": -1}.get(char, 0)
+        depth = max(depth, level)
+    if depth > MAX_DEPTH:
+        raise FunctionSyntaxError(f"{text[:30]!r}... nests deeper than {MAX_DEPTH} levels; simplify it")
+    try:
+        tree = ast.parse(text, mode="eval").body
+    except SyntaxError as err:  # offsets count from 1; 0 (or past the end) is the end of the text
+        at, end = (err.offset or 0) - 1, max((err.end_offset or 0) - 1, (err.offset or 0))
+        if not 0 <= at < len(text) or "never closed" in (err.msg or ""):
+            raise FunctionSyntaxError(f"unexpected end of input at position {len(text)} in {text!r}") from None
+        raise FunctionSyntaxError(f"unexpected token {text[at:end]!r} at position {at} in {text!r}") from None
+    return _node(tree, text, 0)
+
+
+def _node(node, text: str, depth: int):
+    """One checked node; `depth` counts nested calls, signs, powers and right operands."""
+    if depth > MAX_DEPTH:
+        raise FunctionSyntaxError(f"{text[:30]!r}... nests deeper than {MAX_DEPTH} levels; simplify it")
+    where = f"at position {getattr(node, 'col_offset', 0)} in {text!r}"
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+        if not abs(node.value) <= MAX_CONSTANT:
             raise FunctionSyntaxError(
-                f"unexpected character {bad!r} at position {start} in {text!r}; allowed are {_ALLOWED}"
-            )
-        if name is not None and name not in _CALLS and name not in ("x0", "x1", "pi"):
-            raise FunctionSyntaxError(f"unknown name {name!r} at position {start} in {text!r}; allowed are {_ALLOWED}")
-        kind = "num" if number is not None else "op" if op is not None else "name"
-        if number is not None and not abs(float(number)) <= MAX_CONSTANT:
-            raise FunctionSyntaxError(
-                f"number {number} at position {start} in {text!r} is too large; constants are limited to "
+                f"number {ast.get_source_segment(text, node)} {where} is too large; constants are limited to "
                 f"{MAX_CONSTANT:g} in magnitude"
             )
-        tokens.append((kind, number or op or name, start))
-        pos = m.end()
-    return tokens
-
-
-class _Parser:
-    """expr := term (+|- term)*; term := unary (*|/ unary)*; unary := -unary | power;
-    power := atom [** unary]; atom := number | x0 | x1 | pi | call(expr) | (expr)."""
-
-    def __init__(self, text: str):
-        self.text = text
-        self.tokens = _tokenize(text)
-        self.i = 0
-        self.depth = 0
-
-    def _peek(self):
-        return self.tokens[self.i] if self.i < len(self.tokens) else ("end", "", len(self.text))
-
-    def _fail(self, token):
-        what = "end of input" if token[0] == "end" else f"token {token[1]!r}"
-        raise FunctionSyntaxError(f"unexpected {what} at position {token[2]} in {self.text!r}")
-
-    def _expect(self, value):
-        token = self._peek()
-        if token[1] != value or token[0] == "end":
-            self._fail(token)
-        self.i += 1
-
-    def parse(self):
-        if not self.tokens:
-            raise FunctionSyntaxError("empty function; write e.g. 'cos(49*x0 + 42*x1)'")
-        tree = self._expr()
-        if self.i != len(self.tokens):
-            self._fail(self._peek())
-        return tree
-
-    def _expr(self):
-        node = self._term()
-        while self._peek()[1] in ("+", "-") and self._peek()[0] == "op":
-            op = self._peek()[1]
-            self.i += 1
-            node = ("bin", op, node, self._term())
-        return node
-
-    def _term(self):
-        node = self._unary()
-        while self._peek()[1] in ("*", "/") and self._peek()[0] == "op":
-            op = self._peek()[1]
-            self.i += 1
-            node = ("bin", op, node, self._unary())
-        return node
-
-    def _unary(self):
-        token = self._peek()
-        self.depth += 1  # every nested part (parentheses, call, sign, power) passes here
-        if self.depth > MAX_DEPTH:
-            raise FunctionSyntaxError(
-                f"{self.text[:30]!r}... nests deeper than {MAX_DEPTH} levels (at position {token[2]}); simplify it"
-            )
-        try:
-            if token[0] == "op" and token[1] in ("-", "+"):
-                self.i += 1
-                inner = self._unary()
-                return ("neg", inner) if token[1] == "-" else inner
-            return self._power()
-        finally:
-            self.depth -= 1
-
-    def _power(self):
-        node = self._atom()
-        if self._peek()[1] == "**" and self._peek()[0] == "op":
-            self.i += 1
-            node = ("bin", "**", node, self._unary())
-        return node
-
-    def _atom(self):
-        token = self._peek()
-        kind, value, _ = token
-        self.i += 1
-        if kind == "num":
-            return ("num", float(value))
-        if kind == "name" and value in ("x0", "x1"):
-            return ("var", int(value[1]))
-        if kind == "name" and value == "pi":
+        return ("num", float(node.value))
+    if isinstance(node, ast.Name):
+        if node.id in ("x0", "x1"):
+            return ("var", int(node.id[1]))
+        if node.id == "pi":
             return ("num", math.pi)
-        if kind == "name":
-            self._expect("(")
-            arg = self._expr()
-            self._expect(")")
-            return ("call", value, arg)
-        if value == "(":
-            node = self._expr()
-            self._expect(")")
-            return node
-        self.i -= 1
-        self._fail(token)
+        raise FunctionSyntaxError(f"unknown name {node.id!r} {where}; allowed are {_ALLOWED}")
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        inner = _node(node.operand, text, depth + 1)
+        return ("neg", inner) if isinstance(node.op, ast.USub) else inner
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+        return ("bin", _BINARY[type(node.op)], _node(node.left, text, depth), _node(node.right, text, depth + 1))
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
+        if node.func.id not in _CALLS:
+            raise FunctionSyntaxError(f"unknown name {node.func.id!r} {where}; allowed are {_ALLOWED}")
+        if len(node.args) == 1:
+            return ("call", node.func.id, _node(node.args[0], text, depth + 1))
+    part = ast.get_source_segment(text, node) or type(node).__name__
+    raise FunctionSyntaxError(f"{part!r} {where} is not allowed; allowed are {_ALLOWED}")
 
 
 def _evaluate(node, x0, x1, backend: int):
@@ -243,7 +185,7 @@ class Function:
         if not isinstance(text, str):
             raise FunctionSyntaxError(f"a function must be text like 'cos(49*x0 + 42*x1)', got {text!r}")
         self.text = text.strip()
-        self.tree = _Parser(self.text).parse()
+        self.tree = _parse(self.text)
         self._probe()
         self.trig = self._recognise_trig()
 

@@ -69,3 +69,18 @@ def test_rejects_bad_input_naming_the_token(text, token):
 def test_pair_needs_two_functions():
     with pytest.raises(FunctionSyntaxError, match="exactly two"):
         FunctionPair(["cos(x0)"])
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["__import__('os').system('true')", "x0.real", "lambda: 1", "x0 if x1 else 2", "cos(x0=1)", "'a'", "True*x0"],
+)
+def test_nothing_outside_the_grammar_is_accepted(text):
+    """Python parses the text, but only numbers, x0, x1, pi, arithmetic and the listed calls survive."""
+    with pytest.raises(FunctionSyntaxError, match="not allowed; allowed are numbers"):
+        Function(text)
+
+
+def test_signs_powers_and_newlines_parse_as_arithmetic():
+    assert Function("-x0**2 + +x1")(2.0, 1.0) == pytest.approx(-3.0)
+    assert Function("cos(49*x0\n + 42*x1)").trig == Trig("cos", 49, 42, 0)
