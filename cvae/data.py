@@ -141,6 +141,16 @@ def _check(name: str, tensor, path) -> torch.Tensor:
     return tensor.float()
 
 
+def require_torch_file(path: Path, what: str, error: type[UserError] = DataFileError, label: str = "") -> None:
+    """A file given by a user must exist and be a complete torch file; else one line naming `what` to pass."""
+    label = label or str(path)
+    if not path.exists():
+        raise error(f"{label}: no such file; pass {what}")
+    problem = torch_file_problem(path)
+    if problem:
+        raise error(f"{label}: {problem}; pass {what}")
+
+
 def load_challenge(path) -> tuple[torch.Tensor, torch.Tensor]:
     """(x, y) from a challenge `.pt` file, never unpickling anything but tensors.
 
@@ -149,11 +159,7 @@ def load_challenge(path) -> tuple[torch.Tensor, torch.Tensor]:
     from running code.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataFileError(f"{path}: no such file; pass the path of a challenge .pt file")
-    problem = torch_file_problem(path)
-    if problem:
-        raise DataFileError(f"{path}: {problem}; pass a challenge .pt file")
+    require_torch_file(path, "the path of a challenge .pt file")
     try:
         with torch.serialization.safe_globals([TensorDataset]), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": the outcome says enough

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from .data import DataFileError, torch_file_problem
+from .data import DataFileError, require_torch_file
 from .errors import UserError
 
 
@@ -76,11 +76,7 @@ def check_output_folder(path, flag: str) -> None:
 def check_model_file(path, flag: str = "--model") -> None:
     """A model file must exist and be a complete torch file (its contents are checked when loaded)."""
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"{flag} {path}: no such file; pass the model.pt written by finalize")
-    problem = torch_file_problem(path)
-    if problem:
-        raise InputError(f"{flag} {path}: {problem}; pass the model.pt written by finalize")
+    require_torch_file(path, "the model.pt written by finalize", InputError, label=f"{flag} {path}")
 
 
 def check_sampling(samples: int, proposals: int | None, refine_steps: int, mix: float, temperature: float) -> None:
