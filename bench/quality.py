@@ -187,8 +187,9 @@ def run_row(kind, regime, model, y, functions, args, k, steps):
     generator = torch.Generator().manual_seed(args.seed)
     started = time.perf_counter()
     if regime is None:  # mixed proposals: not a regime of their own, a variant of refinement
-        x = generate(model, y, functions, args.samples, k, steps, "mixed", generator, temperature=args.temperature,
-                     mix=args.mix)  # fmt: skip
+        x = generate(
+            model, y, functions, args.samples, k, steps, "mixed", generator, temperature=args.temperature, mix=args.mix
+        )
         label = f"mixed {args.mix:g} + refinement (K={k}, {steps} LM steps)"
     else:
         x = regime.generate(model, y, functions, args.samples, generator)
@@ -232,8 +233,13 @@ def main(argv=None) -> int:
             k = ks[sum(1 for r in rows if r["kind"] == "mixed")]
         x, label, seconds = run_row(kind, regime, model, y, functions, args, k, steps)
         row = {key: evaluate(x, y, functions, branch_sets=branch_sets)[key] for key in KEYS}
-        row.update(regime=label, kind=kind, proposals=k, refine_steps=0 if kind in ("network", "check") else steps,
-                   seconds=seconds)  # fmt: skip
+        row.update(
+            regime=label,
+            kind=kind,
+            proposals=k,
+            refine_steps=0 if kind in ("network", "check") else steps,
+            seconds=seconds,
+        )
         rows.append(row)
         print(
             f"{label:<48}{'pass' if row['gates_pass'] else 'FAIL':>6}{row['valid_frac']:>8.3f}"

@@ -158,51 +158,31 @@ def main_job(args) -> int:
     final_options = final_data(experiment, args.final_rows, args.final_epochs)
     run("scripts/finalize.py", "--experiment", experiment, "--out", final, *final_options)
     scoring = conditions_file(final, args.conditions)
-    submission = final / "submission.pt"
-    run(
-        "scripts/generate.py",
-        "--model",
-        final / "model.pt",
-        "--scoring",
-        scoring,
-        "--samples",
-        args.samples,
-        "--out",
-        submission,
-    )
-    run("scripts/score.py", submission, "--scoring", scoring, "--samples", args.samples,
-        "--json-out", submission.with_suffix(".score.json"))  # fmt: skip
-    # The other regimes (cvae/regimes.py), each scored apart: no solver, then the solver.
-    checked = final / "submission_check.pt"
-    run("scripts/generate.py", "--model", final / "model.pt", "--scoring", scoring, "--samples", args.samples,
-        "--regime", "check", "--proposals", 300, "--out", checked)  # fmt: skip
-    run("scripts/score.py", checked, "--scoring", scoring, "--samples", args.samples,
-        "--json-out", checked.with_suffix(".score.json"))  # fmt: skip
-    refined = final / "submission_refined.pt"
-    temperature = proposal_temperature(experiment)
-    run("scripts/generate.py", "--model", final / "model.pt", "--scoring", scoring, "--samples", args.samples,
-        "--regime", "refined", "--proposals", 300, "--refine-steps", 20, "--temperature", temperature,
-        "--out", refined)  # fmt: skip
-    run("scripts/score.py", refined, "--scoring", scoring, "--samples", args.samples,
-        "--json-out", refined.with_suffix(".score.json"))  # fmt: skip
     from cvae.regimes import Regime
 
-    scores = record_scores(
-        final / SCORES,
-        [
-            (submission, Regime("network")),
-            (checked, Regime("check", proposals=300)),
-            (refined, Regime("refined", proposals=300, refine_steps=20, temperature=temperature)),
-        ],
-        args.samples,
-    )
+    # Every regime (cvae/regimes.py) generated and scored apart: the network alone, no solver, the solver.
+    temperature = proposal_temperature(experiment)
+    regimes = {
+        "submission.pt": Regime("network"),
+        "submission_check.pt": Regime("check", proposals=300),
+        "submission_refined.pt": Regime("refined", proposals=300, refine_steps=20, temperature=temperature),
+    }
+    for name, regime in regimes.items():
+        options = [] if regime.kind == "network" else ["--regime", regime.kind, "--proposals", regime.proposals]
+        if regime.refine_steps:
+            options += ["--refine-steps", regime.refine_steps, "--temperature", regime.temperature]
+        path = final / name
+        model = ["--model", final / "model.pt", "--scoring", scoring, "--samples", args.samples]
+        run("scripts/generate.py", *model, *options, "--out", path)
+        score = ["--scoring", scoring, "--samples", args.samples, "--json-out", path.with_suffix(".score.json")]
+        run("scripts/score.py", path, *score)
+    scores = record_scores(final / SCORES, [(final / name, regime) for name, regime in regimes.items()], args.samples)
     minutes = (time.perf_counter() - started) / 60
     print(
         f"\ndone in {minutes:.1f} min\n"
         f"  report:      {final / 'report.md'} (and report.json, *.png beside it)\n"
         f"  model:       {final / 'model.pt'}\n"
-        f"  submissions: {submission} (network only), {checked} (network + check), "
-        f"{refined} (network + refinement)\n"
+        "  submissions: " + ", ".join(f"{final / name} ({regime.label})" for name, regime in regimes.items()) + "\n"
         f"  scores:      {final / SCORES}: {scores}\n"
         f"  trials:      {experiment / 'results.csv'}, best config {experiment / 'best_config.yaml'}\n"
         f"  TensorBoard: tensorboard --logdir {experiment}"

@@ -18,10 +18,22 @@ FUNCTIONS = FunctionPair()
 
 def _config(**changes):
     base = dict(
-        latent="categorical", components=16, hidden=64, depth=2, batch_size=64, epochs=20, lr=3e-3,
-        sigma=0.01, sigma_start=0.1, sigma_anneal=6, wy=1.0, wy_delay=6, wv=1.0, val_samples=30,
+        latent="categorical",
+        components=16,
+        hidden=64,
+        depth=2,
+        batch_size=64,
+        epochs=20,
+        lr=3e-3,
+        sigma=0.01,
+        sigma_start=0.1,
+        sigma_anneal=6,
+        wy=1.0,
+        wy_delay=6,
+        wv=1.0,
+        val_samples=30,
         lr_schedule="cosine",
-    )  # fmt: skip
+    )
     return Config(**{**base, **changes})
 
 
@@ -129,8 +141,12 @@ def test_all_branches_data_carries_every_solution_of_each_condition():
     x, y, solutions = train
     counts = (~solutions[..., 0].isnan()).sum(1)
     assert solutions.shape[:1] == (64,) and (counts >= 1).all()
-    exact = torch.stack([component_y_error(s[: int(c)][None].double(), yi[None].double(), FUNCTIONS).max()
-                         for s, c, yi in zip(solutions, counts, y)])  # fmt: skip
+    exact = torch.stack(
+        [
+            component_y_error(s[: int(c)][None].double(), yi[None].double(), FUNCTIONS).max()
+            for s, c, yi in zip(solutions, counts, y)
+        ]
+    )
     assert exact.max() < 1e-8  # every target reproduces its condition
     own = endpoints_from_lines(x)  # the drawn line is one of them
     assert ((solutions - own[:, None]).abs().nan_to_num(nan=1.0).amax(-1).min(1).values < 1e-5).all()
