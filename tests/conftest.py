@@ -1,11 +1,20 @@
-"""Shared fixtures: one local Ray per test module, on 127.0.0.1 and without a dashboard."""
+"""Shared fixtures: one local Ray per test module (127.0.0.1, no dashboard), scripts run as a user
+runs them, a search experiment folder as the search writes it, and the challenge's reference files."""
 
+import math
 import os
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
+import yaml
 
+from cvae.config import Config
 from search.runner import loopback_only
 
 loopback_only()  # before any test imports ray: every Ray the tests start listens on 127.0.0.1 only
@@ -14,6 +23,37 @@ os.environ.setdefault("TWOBIRDS_CONFIG_DIR", tempfile.mkdtemp(prefix="twobirds-t
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "search" / "configs" / "smoke.yaml"
+SHARED = REPO.parent / "shared" / "twobirds"  # the challenge's reference files, beside the checkout
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "needs_shared: needs ../shared/twobirds (skipped where it is absent)")
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("needs_shared") and not (SHARED / "validation_dataset.pt").is_file():
+        pytest.skip(f"reference data absent: {SHARED} (only in the project's workspace)")
+
+
+def _run_script(script: str, *args, timeout: float = 120, env=None) -> subprocess.CompletedProcess:
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, f"scripts/{script}.py", *map(str, args)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+    done.seconds = time.perf_counter() - started
+    return done
+
+
+@pytest.fixture(scope="session")
+def run_script():
+    """run_script(script, *args, timeout=120, env=None): scripts/<script>.py run as a user would, from
+    the checkout; the result carries its wall time in .seconds."""
+    return _run_script
 
 
 @pytest.fixture(scope="module")
@@ -25,3 +65,110 @@ def ray_local():
     ray.init(num_cpus=2, include_dashboard=False, dashboard_host="127.0.0.1", log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+# --- a search experiment folder as the search writes it ------------------------------------------
+
+FUNCTIONS = ["cos(49*x0 + 42*x1)", "cos(56*x0 + 63*x1)"]
+TINY = dict(model="mlp", hidden=32, latent_dim=4, batch_size=64, epochs=2, lr=3e-3, val_samples=4)
+
+
+@pytest.fixture(scope="session")
+def tiny_config() -> dict:
+    """A Config's values that train in a second (epochs 2)."""
+    return dict(TINY, functions=list(FUNCTIONS))
+
+
+@pytest.fixture(scope="session")
+def make_experiment():
+    """make_experiment(root, trials=6, ...) -> root: the two YAMLs, results.csv and the Optuna journal."""
+    return _make_experiment
+
+
+def _make_experiment(
+    root, trials=6, finished=True, best=True, train_size=256, val_conditions=6, objective="score", study=True
+):
+    """A search experiment folder as the search writes it: the two YAMLs, results.csv and the Optuna journal.
+
+    objective refined_score adds val_refine_steps 2 to the fixed values (as search/configs/laptop.yaml does).
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    fixed = {k: v for k, v in TINY.items() if k != "epochs"}
+    if objective == "refined_score":
+        fixed["val_refine_steps"] = 2
+    search = {
+        "functions": FUNCTIONS,
+        "data": {"train_size": train_size, "val_conditions": val_conditions, "seed": 0},
+        "search": {"num_samples": trials, "objective": objective},
+        "asha": {"max_t": 2, "grace_period": 1, "reduction_factor": 2},
+        "fixed": fixed,
+        "space": {
+            "lr": {"type": "loguniform", "low": 1e-4, "high": 1e-2},
+            "head": {"type": "choice", "values": ["points", "lines"]},
+            "beta": {"type": "uniform", "low": 0.1, "high": 2.0},
+        },
+    }
+    (root / "search_config.yaml").write_text(yaml.safe_dump(search, sort_keys=False))
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(trials):
+        config = Config(
+            **{
+                **fixed,
+                "epochs": TINY["epochs"],
+                "lr": float(10 ** rng.uniform(-4, -2)),
+                "head": ["points", "lines"][i % 2],
+                "beta": float(rng.uniform(0.1, 2.0)),
+            }
+        ).to_dict()
+        config["functions"] = "; ".join(config["functions"])  # as search/results.py writes it
+        reason = ["finished", "asha", "finished", "asha", "diverged", "finished"][i % 6] if finished else "error"
+        score = {"diverged": -1.0, "error": float("nan")}.get(reason, float(rng.uniform(0, 1.5)))
+        rows.append(
+            {
+                "trial_id": f"trial_{i:03d}",
+                "status": "ERROR" if reason == "error" else "TERMINATED",
+                "stop_reason": reason,
+                "epochs": 1 if reason == "asha" else 2,
+                "node": "10.0.0.1",
+                "score": score,
+                "best_score": score,
+                "metric": "val_refined_score" if objective == "refined_score" else "val_score",
+                **{f"config/{k}": v for k, v in config.items()},
+            }
+        )
+    pd.DataFrame(rows).to_csv(root / "results.csv", index=False)
+    if best:
+        values = Config(**{**fixed, "epochs": TINY["epochs"], "head": "lines"}).to_dict()
+        (root / "best_config.yaml").write_text(yaml.safe_dump(values))
+    if study:
+        _journal(root, rows, search["space"])
+    return root
+
+
+def _journal(root, rows, space):
+    """The search's Optuna study, written through Optuna's own API: ASHA-stopped trials PRUNED, the rest COMPLETE."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    from search.study import open_storage
+
+    distributions = {
+        "lr": FloatDistribution(space["lr"]["low"], space["lr"]["high"], log=True),
+        "head": CategoricalDistribution(space["head"]["values"]),
+        "beta": FloatDistribution(space["beta"]["low"], space["beta"]["high"]),
+    }
+    study = optuna.create_study(study_name=root.name, storage=open_storage(root, create=True), direction="maximize")
+    for row in rows:
+        state = {"asha": "PRUNED", "error": "FAIL"}.get(row["stop_reason"], "COMPLETE")
+        finite = math.isfinite(row["score"])
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={k: row[f"config/{k}"] for k in distributions},
+                distributions=distributions,
+                value=row["score"] if state == "COMPLETE" else None,
+                state=optuna.trial.TrialState[state],
+                intermediate_values={row["epochs"]: row["score"]} if finite else {},
+                user_attrs={"ray_trial_id": row["trial_id"]},
+            )
+        )

@@ -5,6 +5,7 @@ to fail. Items 1-12 of the issue need no running Ray: the checks all come before
 """
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,16 +14,16 @@ from torch.utils.data import TensorDataset
 
 from cvae.data import make_dataset
 from cvae.functions import FunctionPair
-from tests.helpers import REPO, run_script
-from tests.test_finalize import make_experiment
 
+REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "search" / "configs" / "smoke.yaml"
 VARIANT = ["sin(30*x0 + 20*x1)", "cos(25*x0 + 35*x1)"]
 RAY_STARTED = ("Started a local Ray instance", "Connecting to existing Ray cluster", "ray.init")
 
 
-def run(script, *args, timeout=120, env=None):
-    return run_script(script, *args, timeout=timeout, env=env)
+@pytest.fixture(scope="session")
+def run(run_script):
+    return run_script
 
 
 def assert_one_line(done, message, prefix="error: "):
@@ -36,9 +37,9 @@ def assert_one_line(done, message, prefix="error: "):
     return lines[0]
 
 
-def tune(*args, **kwargs):
-    done = run("tune", *args, **kwargs)
-    return done
+@pytest.fixture(scope="session")
+def tune(run_script):
+    return lambda *args, **kwargs: run_script("tune", *args, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +83,7 @@ def files(tmp_path_factory):
     "flag, value, message",
     [("--mix", "2", "--mix 2: must lie in [0, 1]"), ("--mix", "-0.5", "--mix -0.5"), ("--temperature", "0", "> 0")],
 )
-def test_generate_refuses_out_of_range_mix_and_temperature(files, tmp_path, flag, value, message):
+def test_generate_refuses_out_of_range_mix_and_temperature(files, tmp_path, flag, value, message, run):
     out = tmp_path / "result.pt"
     done = run(
         "generate",
@@ -101,7 +102,7 @@ def test_generate_refuses_out_of_range_mix_and_temperature(files, tmp_path, flag
     assert not out.exists()
 
 
-def test_score_refuses_a_submission_without_the_expected_samples_per_condition(files):
+def test_score_refuses_a_submission_without_the_expected_samples_per_condition(files, run):
     done = run("score", files["sub60"], "--scoring", files["scoring"])
     assert_one_line(done, "60 samples per condition, expected 30")
     assert run("score", files["sub60"], "--scoring", files["scoring"], "--samples", "60").returncode == 0
@@ -112,7 +113,7 @@ def test_score_refuses_a_submission_without_the_expected_samples_per_condition(f
 
 
 @pytest.mark.parametrize("name", ["../../escape", "a/b", "/tmp/abs", "..", ".hidden", ""])
-def test_tune_refuses_a_name_that_is_not_one_folder_and_writes_nothing(tmp_path, name):
+def test_tune_refuses_a_name_that_is_not_one_folder_and_writes_nothing(tmp_path, name, tune):
     storage = tmp_path / "a" / "b" / "storage"
     done = tune("--config", SMOKE, "--name", name, "--storage", storage)
     assert_one_line(done, "must be one folder name", prefix="twobirds-tune: error: ")
@@ -123,7 +124,7 @@ def test_tune_refuses_a_name_that_is_not_one_folder_and_writes_nothing(tmp_path,
 
 
 @pytest.mark.parametrize("kind, message", [("random", "not a torch file"), ("empty", "has no rows")])
-def test_tune_checks_the_search_files_data_files_before_ray_starts(files, tmp_path, kind, message):
+def test_tune_checks_the_search_files_data_files_before_ray_starts(files, tmp_path, kind, message, tune):
     raw = yaml.safe_load(SMOKE.read_text())
     raw["data"]["val_file"] = str(files[kind])
     config = tmp_path / "search.yaml"
@@ -147,7 +148,9 @@ def test_tune_checks_the_search_files_data_files_before_ray_starts(files, tmp_pa
         ("1/0*x0", "divides by zero"),
     ],
 )
-def test_function_expressions_that_overflow_or_nest_too_deep_end_in_one_line(files, tmp_path, expression, message):
+def test_function_expressions_that_overflow_or_nest_too_deep_end_in_one_line(
+    files, tmp_path, expression, message, run, tune
+):
     assert_one_line(run("score", files["sub30"], "--functions", expression, "x1"), message)
     raw = yaml.safe_load(SMOKE.read_text())
     raw["functions"] = [expression, "x1"]
@@ -159,7 +162,7 @@ def test_function_expressions_that_overflow_or_nest_too_deep_end_in_one_line(fil
 # --- item 7: not a torch file, an empty submission ---------------------------------------
 
 
-def test_random_bytes_are_not_a_torch_file_and_an_empty_submission_is_refused(files):
+def test_random_bytes_are_not_a_torch_file_and_an_empty_submission_is_refused(files, run):
     assert_one_line(run("score", files["random"]), "not a torch file")
     assert_one_line(run("score", files["empty"]), "has no rows")
     assert_one_line(run("score", files["sub30"], "--scoring", files["truncated"]), "damaged or truncated")
@@ -172,7 +175,7 @@ def _unavailable_device():
     return "cuda:99" if torch.cuda.is_available() else "cuda"
 
 
-def test_finalize_checks_the_val_file_and_the_device_first(files, tmp_path):
+def test_finalize_checks_the_val_file_and_the_device_first(files, tmp_path, make_experiment, run):
     folder = make_experiment(tmp_path / "exp", train_size=200_000)  # building this would take many seconds
     done = run("finalize", "--experiment", folder, "--val-file", files["random"])
     assert_one_line(done, "not a torch file")
@@ -186,7 +189,7 @@ def test_finalize_checks_the_val_file_and_the_device_first(files, tmp_path):
     assert not (folder / "final").exists()
 
 
-def test_generate_names_the_available_devices(files, tmp_path):
+def test_generate_names_the_available_devices(files, tmp_path, run):
     device = _unavailable_device()
     done = run(
         "generate",
@@ -209,7 +212,7 @@ def test_generate_names_the_available_devices(files, tmp_path):
 # --- item 10: an output folder, a truncated model, --storage a file --------------------------
 
 
-def test_generate_out_a_folder_and_a_truncated_model_and_storage_a_file(files, tmp_path):
+def test_generate_out_a_folder_and_a_truncated_model_and_storage_a_file(files, tmp_path, run, tune):
     done = run("generate", "--model", files["truncated"], "--scoring", files["scoring"], "--out", tmp_path)
     assert_one_line(done, "is a folder")
     done = run("generate", "--model", files["truncated"], "--scoring", files["scoring"], "--out", tmp_path / "r.pt")
@@ -227,7 +230,7 @@ def test_generate_out_a_folder_and_a_truncated_model_and_storage_a_file(files, t
 
 
 @pytest.mark.parametrize("address", ["127.0.0.1:1", "ray://127.0.0.1:1", "localhost:1"])
-def test_tune_fails_fast_when_nothing_listens_at_the_address(tmp_path, address):
+def test_tune_fails_fast_when_nothing_listens_at_the_address(tmp_path, address, tune):
     done = tune("--config", SMOKE, "--name", "x", "--storage", tmp_path, "--address", address, timeout=60)
     line = assert_one_line(done, "nothing answers there", prefix="twobirds-tune: error: ")
     assert f"--address {address}" in line
@@ -238,7 +241,7 @@ def test_tune_fails_fast_when_nothing_listens_at_the_address(tmp_path, address):
 # --- item 12: functions that do not reproduce the scoring file's own (x, y) -------------------
 
 
-def test_score_refuses_functions_that_do_not_reproduce_the_scoring_file(files):
+def test_score_refuses_functions_that_do_not_reproduce_the_scoring_file(files, run):
     line = assert_one_line(
         run("score", files["sub30"], "--scoring", files["scoring"], "--functions", *VARIANT), "do not reproduce"
     )

@@ -3,11 +3,13 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from cvae.data import load_challenge
-from tests.helpers import REPO
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow

@@ -4,10 +4,8 @@ The scripts themselves (subprocesses, real files) are tested in test_scripts.py.
 """
 
 import io
-import math
 
 import matplotlib.image
-import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -20,98 +18,6 @@ from cvae.plots import figure_to_png, plot_coverage, plot_training_curves
 from cvae.train import load_checkpoint, load_model
 from search.finalize import FinalizeError, load_config_file, load_experiment, retrain, save_model
 
-FUNCTIONS = ["cos(49*x0 + 42*x1)", "cos(56*x0 + 63*x1)"]
-TINY = dict(model="mlp", hidden=32, latent_dim=4, batch_size=64, epochs=2, lr=3e-3, val_samples=4)
-
-
-def make_experiment(
-    root, trials=6, finished=True, best=True, train_size=256, val_conditions=6, objective="score", study=True
-):
-    """A search experiment folder as the search writes it: the two YAMLs, results.csv and the Optuna journal.
-
-    objective refined_score adds val_refine_steps 2 to the fixed values (as search/configs/laptop.yaml does).
-    """
-    root.mkdir(parents=True, exist_ok=True)
-    fixed = {k: v for k, v in TINY.items() if k != "epochs"}
-    if objective == "refined_score":
-        fixed["val_refine_steps"] = 2
-    search = {
-        "functions": FUNCTIONS,
-        "data": {"train_size": train_size, "val_conditions": val_conditions, "seed": 0},
-        "search": {"num_samples": trials, "objective": objective},
-        "asha": {"max_t": 2, "grace_period": 1, "reduction_factor": 2},
-        "fixed": fixed,
-        "space": {
-            "lr": {"type": "loguniform", "low": 1e-4, "high": 1e-2},
-            "head": {"type": "choice", "values": ["points", "lines"]},
-            "beta": {"type": "uniform", "low": 0.1, "high": 2.0},
-        },
-    }
-    (root / "search_config.yaml").write_text(yaml.safe_dump(search, sort_keys=False))
-    rng = np.random.default_rng(0)
-    rows = []
-    for i in range(trials):
-        config = Config(
-            **{
-                **fixed,
-                "epochs": TINY["epochs"],
-                "lr": float(10 ** rng.uniform(-4, -2)),
-                "head": ["points", "lines"][i % 2],
-                "beta": float(rng.uniform(0.1, 2.0)),
-            }
-        ).to_dict()
-        config["functions"] = "; ".join(config["functions"])  # as search/results.py writes it
-        reason = ["finished", "asha", "finished", "asha", "diverged", "finished"][i % 6] if finished else "error"
-        score = {"diverged": -1.0, "error": float("nan")}.get(reason, float(rng.uniform(0, 1.5)))
-        rows.append(
-            {
-                "trial_id": f"trial_{i:03d}",
-                "status": "ERROR" if reason == "error" else "TERMINATED",
-                "stop_reason": reason,
-                "epochs": 1 if reason == "asha" else 2,
-                "node": "10.0.0.1",
-                "score": score,
-                "best_score": score,
-                "metric": "val_refined_score" if objective == "refined_score" else "val_score",
-                **{f"config/{k}": v for k, v in config.items()},
-            }
-        )
-    pd.DataFrame(rows).to_csv(root / "results.csv", index=False)
-    if best:
-        values = Config(**{**fixed, "epochs": TINY["epochs"], "head": "lines"}).to_dict()
-        (root / "best_config.yaml").write_text(yaml.safe_dump(values))
-    if study:
-        _journal(root, rows, search["space"])
-    return root
-
-
-def _journal(root, rows, space):
-    """The search's Optuna study, written through Optuna's own API: ASHA-stopped trials PRUNED, the rest COMPLETE."""
-    import optuna
-    from optuna.distributions import CategoricalDistribution, FloatDistribution
-
-    from search.study import open_storage
-
-    distributions = {
-        "lr": FloatDistribution(space["lr"]["low"], space["lr"]["high"], log=True),
-        "head": CategoricalDistribution(space["head"]["values"]),
-        "beta": FloatDistribution(space["beta"]["low"], space["beta"]["high"]),
-    }
-    study = optuna.create_study(study_name=root.name, storage=open_storage(root, create=True), direction="maximize")
-    for row in rows:
-        state = {"asha": "PRUNED", "error": "FAIL"}.get(row["stop_reason"], "COMPLETE")
-        finite = math.isfinite(row["score"])
-        study.add_trial(
-            optuna.trial.create_trial(
-                params={k: row[f"config/{k}"] for k in distributions},
-                distributions=distributions,
-                value=row["score"] if state == "COMPLETE" else None,
-                state=optuna.trial.TrialState[state],
-                intermediate_values={row["epochs"]: row["score"]} if finite else {},
-                user_attrs={"ray_trial_id": row["trial_id"]},
-            )
-        )
-
 
 def _decodes(png: bytes):
     image = matplotlib.image.imread(io.BytesIO(png), format="png")
@@ -122,7 +28,7 @@ def _decodes(png: bytes):
 # --- the experiment folder ---
 
 
-def test_load_experiment_reads_config_data_and_best_trial(tmp_path):
+def test_load_experiment_reads_config_data_and_best_trial(tmp_path, make_experiment):
     folder = make_experiment(tmp_path / "exp")
     experiment = load_experiment(folder)
     assert experiment.config.head == "lines" and experiment.config.epochs == 2
@@ -146,7 +52,7 @@ def test_load_experiment_reads_config_data_and_best_trial(tmp_path):
         ("unknown_key", "unknown config key 'learning_rate'"),
     ],
 )
-def test_a_broken_experiment_fails_with_one_clear_line(tmp_path, damage, message):
+def test_a_broken_experiment_fails_with_one_clear_line(tmp_path, damage, message, make_experiment):
     folder = tmp_path / "exp"
     if damage != "no_folder":
         make_experiment(folder, finished=damage != "no_finished_trial")
@@ -165,9 +71,9 @@ def test_a_broken_experiment_fails_with_one_clear_line(tmp_path, damage, message
     assert "\n" not in str(info.value)
 
 
-def test_a_bare_config_file_is_accepted_and_a_search_file_refused(tmp_path):
+def test_a_bare_config_file_is_accepted_and_a_search_file_refused(tmp_path, make_experiment, tiny_config):
     path = tmp_path / "best.yaml"
-    path.write_text(yaml.safe_dump({**TINY, "functions": FUNCTIONS}))
+    path.write_text(yaml.safe_dump(tiny_config))
     experiment = load_config_file(path, {"train_size": 128, "val_conditions": 3})
     assert experiment.config.hidden == 32 and experiment.data.train_size == 128 and experiment.results is None
     make_experiment(tmp_path / "exp")
@@ -178,8 +84,8 @@ def test_a_bare_config_file_is_accepted_and_a_search_file_refused(tmp_path):
 # --- retraining and the model file ---
 
 
-def test_retraining_is_seeded_and_the_model_loads_without_unpickling_code(tmp_path):
-    config = Config(**{**TINY, "epochs": 1})
+def test_retraining_is_seeded_and_the_model_loads_without_unpickling_code(tmp_path, tiny_config):
+    config = Config(**{**tiny_config, "epochs": 1})
     train, val = DataSpec(train_size=128, val_conditions=3).build(FunctionPair())
     first = retrain(config, train, val, "cpu", progress=False)
     second = retrain(config, train, val, "cpu", progress=False)
@@ -206,7 +112,7 @@ def test_plot_training_curves_and_coverage_degrade_gracefully():
 # --- the report ---
 
 
-def test_finalize_on_a_refined_score_experiment_reports_the_refined_regime_first(tmp_path):
+def test_finalize_on_a_refined_score_experiment_reports_the_refined_regime_first(tmp_path, make_experiment):
     from search.finalize import finalize
 
     folder = make_experiment(tmp_path / "refined", objective="refined_score")
@@ -241,7 +147,7 @@ def test_finalize_on_a_refined_score_experiment_reports_the_refined_regime_first
     assert set(report["training"]["history"][0]) >= {"val_refined_score", "val_score"}
 
 
-def test_the_study_plots_are_optunas_on_the_saved_study(tmp_path):
+def test_the_study_plots_are_optunas_on_the_saved_study(tmp_path, make_experiment):
     from optuna.trial import TrialState
 
     from search.study import load_study, plot_study

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import matplotlib.image
 import pytest
@@ -12,9 +13,9 @@ from torch.utils.data import TensorDataset
 from cvae.data import load_challenge, make_dataset
 from cvae.functions import FunctionPair
 from cvae.train import load_model
-from tests.helpers import REPO, SAMPLE_SUBMISSION, needs_shared
-from tests.test_finalize import make_experiment
 
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_SUBMISSION = REPO.parent / "shared" / "twobirds" / "sample_submission.pt"
 PNGS = ("training_curves.png", "samples.png", "coverage.png", "search_history.png", "search_slices.png")
 
 
@@ -40,7 +41,7 @@ def assert_one_line_error(done, message):
 
 
 @pytest.fixture(scope="module")
-def finalized(tmp_path_factory):
+def finalized(tmp_path_factory, make_experiment):
     folder = make_experiment(tmp_path_factory.mktemp("storage") / "tiny")
     done = run("finalize", "--experiment", folder)
     return folder / "final", done
@@ -121,7 +122,7 @@ def test_finalize_writes_model_report_and_every_plot(finalized):
     assert "## Validation" in markdown and all(f"]({name})" in markdown for name in PNGS)
 
 
-def test_finalize_data_options_choose_the_training_lines_and_targets(tmp_path):
+def test_finalize_data_options_choose_the_training_lines_and_targets(tmp_path, make_experiment):
     folder = make_experiment(tmp_path / "storage" / "tiny", train_size=128)
     run(
         "finalize",
@@ -146,7 +147,7 @@ def test_finalize_data_options_choose_the_training_lines_and_targets(tmp_path):
     "damage, message",
     [("no_finished_trial", "no finished trial"), ("no_best_config", "best_config.yaml is missing")],
 )
-def test_finalize_on_a_broken_experiment_exits_2_with_one_line(tmp_path, damage, message):
+def test_finalize_on_a_broken_experiment_exits_2_with_one_line(tmp_path, damage, message, make_experiment):
     folder = make_experiment(tmp_path / "exp", finished=damage != "no_finished_trial")
     if damage == "no_best_config":
         (folder / "best_config.yaml").unlink()
@@ -224,7 +225,7 @@ def test_score_json_on_a_generated_submission(generated, conditions, tmp_path):
     assert_one_line_error(done, "not a condition of the scoring file")
 
 
-@needs_shared
+@pytest.mark.needs_shared
 def test_score_on_the_official_sample_submission():
     """Its y holds its own 50 conditions (not rows of validation_dataset.pt): it is scored against itself."""
     result = json.loads(run("score", SAMPLE_SUBMISSION, "--scoring", SAMPLE_SUBMISSION, "--json").stdout)

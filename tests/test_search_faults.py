@@ -21,8 +21,9 @@ import pandas as pd
 import pytest
 
 from search import local_ray, trust
-from tests.conftest import REPO, SMOKE
-from tests.helpers import run_script
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = REPO / "search" / "configs" / "smoke.yaml"
 
 MARKER_NAME = "MARKER"
 
@@ -46,8 +47,9 @@ def _env(tmp_path, config_dir="cfg"):
     return env
 
 
-def tune(*args, env, timeout=300):
-    return run_script("tune", *args, env=env, timeout=timeout)
+@pytest.fixture(scope="session")
+def tune(run_script):
+    return lambda *args, env, timeout=300: run_script("tune", *args, env=env, timeout=timeout)
 
 
 def assert_one_line(done, message):
@@ -108,7 +110,7 @@ def test_trust_key_is_0600_and_a_manifest_fails_under_another_key(tmp_path, monk
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory):
+def finished(tmp_path_factory, tune):
     """A small finished search, run with its own HOME: (tmp folder, experiment folder, env, result)."""
     tmp_path = tmp_path_factory.mktemp("search")
     env = _env(tmp_path)
@@ -130,7 +132,7 @@ def test_local_search_leaves_home_and_tmp_as_they_were(finished):
 
 
 @pytest.mark.slow
-def test_a_replaced_searcher_pickle_never_runs_on_resume(finished, tmp_path):
+def test_a_replaced_searcher_pickle_never_runs_on_resume(finished, tmp_path, tune):
     _, folder, env, _ = finished
     copy = tmp_path / "runs" / "smoke"
     shutil.copytree(folder, copy)
@@ -204,7 +206,7 @@ def small_disk(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_full_disk_stops_the_search_in_one_line_and_resume_finishes_once_there_is_room(tmp_path, small_disk):
+def test_a_full_disk_stops_the_search_in_one_line_and_resume_finishes_once_there_is_room(tmp_path, small_disk, tune):
     env = _env(tmp_path)
     command = ["--config", SMOKE, "--name", "full", "--storage", small_disk]
     done = tune(*command, env=env)

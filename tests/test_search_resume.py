@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import optuna
 import pandas as pd
@@ -13,9 +14,11 @@ import pytest
 from optuna.trial import TrialState
 
 from search.study import open_storage
-from tests.conftest import REPO, SMOKE
 
 pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = REPO / "search" / "configs" / "smoke.yaml"
 
 
 def _statuses(folder) -> dict:

@@ -16,11 +16,13 @@ from cvae.functions import FunctionPair
 from cvae.train import Trainer
 from search.runner import Storage, make_tuner
 from search.space import load_search_config
-from tests.conftest import REPO, SMOKE
 
 pytestmark = pytest.mark.slow
 CONFIG_KEYS = [f.name for f in dataclasses.fields(Config)]
 BOXES = set("\u2500\u2502\u250c\u2510\u2514\u2518\u251c\u2524\u252c\u2534\u253c\u256d\u256e\u256f\u2570")
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = REPO / "search" / "configs" / "smoke.yaml"
 
 
 @pytest.fixture(scope="module")
