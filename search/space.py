@@ -47,7 +47,7 @@ PARAM_TYPES = {
     "int": ("low", "high", "log", "step", "when"),
     "choice": ("values", "when"),
 }
-CONFIG_FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+CONFIG_FIELDS = Config.model_fields
 NOT_SEARCHABLE = {
     "functions": "set the top-level `functions:` list instead",
     "epochs": "epochs is the ASHA budget; set fixed.epochs or asha.max_t instead",
@@ -196,7 +196,7 @@ def _check_functions(functions) -> tuple:
 
 
 def _check_data(data: dict) -> DataSpec:
-    known = [f.name for f in dataclasses.fields(DataSpec)]
+    known = list(DataSpec.model_fields)
     unknown = [k for k in data if k not in known]
     if unknown:
         raise SearchConfigError(f"data.{unknown[0]}: unknown key; allowed are {', '.join(known)}")
@@ -273,7 +273,7 @@ def _check_asha(asha: dict, fixed: dict) -> dict:
     if unknown:
         raise SearchConfigError(f"asha.{unknown[0]}: unknown key; allowed are {', '.join(ASHA_KEYS)}")
     epochs = fixed.get("epochs")
-    max_t = asha.get("max_t", epochs if epochs is not None else Config.epochs)
+    max_t = asha.get("max_t", epochs if epochs is not None else CONFIG_FIELDS["epochs"].default)
     max_t = _number("asha.max_t", max_t, integer=True)
     if epochs is not None and int(epochs) != max_t:
         raise SearchConfigError(
