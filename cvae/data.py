@@ -6,18 +6,19 @@ The challenge's files store both as (N, 1, 50, 2) inside a `TensorDataset`.
 
 from __future__ import annotations
 
-import dataclasses
 import pickle
 import re
 import warnings
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 import torch
+from pydantic import Field
 from torch.utils.data import TensorDataset
 
 from .branches import branches
+from .config import Int, Model
 from .errors import UserError
 from .functions import FunctionPair
 from .lines import POINTS, endpoints_from_lines, lines_from_endpoints
@@ -29,7 +30,8 @@ class DataFileError(UserError):
     """A data file that is missing, unsafe or malformed."""
 
 
-LINE_DISTRIBUTIONS = ("official", "uniform")
+Lines = Literal["official", "uniform"]
+LINE_DISTRIBUTIONS = get_args(Lines)
 
 
 def synthetic_lines(n: int, seed: int = 0, points: int = POINTS, distribution: str = "official") -> torch.Tensor:
@@ -67,7 +69,7 @@ def make_dataset(
     return x, functions(x.double()).float()
 
 
-X_TARGETS = ("given", "uniform_branch", "all_branches")
+XTargets = Literal["given", "uniform_branch", "all_branches"]
 
 
 def branch_targets(x: torch.Tensor, y: torch.Tensor, functions: FunctionPair, exact: bool = True) -> torch.Tensor:
@@ -212,36 +214,16 @@ def save_submission(path, x: torch.Tensor, y: torch.Tensor) -> Path:
     return path
 
 
-@dataclass
-class DataSpec:
+class DataSpec(Model):
     """Where training and validation data come from; the `data:` section of a search file."""
 
-    train_size: int = 20000
-    val_conditions: int = 50
-    seed: int = 0
+    train_size: Int = Field(20000, gt=0)
+    val_conditions: Int = Field(50, gt=0)
+    seed: Int = 0
     train_file: str | None = None  # a challenge .pt file instead of synthetic lines
     val_file: str | None = None  # e.g. the official validation_dataset.pt
-    lines: str = "official"  # synthetic training lines: "official"-like or "uniform" over [0, 1]
-    x_targets: str = "given"  # or "uniform_branch": train on a uniformly drawn solution of each y
-
-    def __post_init__(self):
-        """Checked on construction, so a spec built in code is held to what a search file is."""
-        if self.lines not in LINE_DISTRIBUTIONS:
-            raise ValueError(f"data lines={self.lines!r} is not one of {', '.join(LINE_DISTRIBUTIONS)}")
-        if self.x_targets not in X_TARGETS:
-            raise ValueError(f"data x_targets={self.x_targets!r} is not one of {', '.join(X_TARGETS)}")
-        for key in ("train_size", "val_conditions"):
-            if int(getattr(self, key)) < 1:
-                raise ValueError(f"data {key}={getattr(self, key)!r} must be a positive integer")
-
-    @classmethod
-    def from_dict(cls, values: dict | None) -> DataSpec:
-        values = dict(values or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown data key {unknown[0]!r}; known keys: {', '.join(sorted(known))}")
-        return cls(**values)
+    lines: Lines = "official"  # synthetic training lines: "official"-like or "uniform" over [0, 1]
+    x_targets: XTargets = "given"  # or "uniform_branch": train on a uniformly drawn solution of each y
 
     def build(self, functions: FunctionPair) -> tuple[tuple, tuple]:
         """((x_train, y_train), (x_val, y_val)); synthetic validation uses a seed disjoint from training."""

@@ -237,10 +237,8 @@ def load_config_file(path, data: dict | None = None) -> Experiment:
 
 def with_data(experiment: Experiment, overrides: dict) -> Experiment:
     """The experiment with some data keys replaced (command-line overrides); None values are ignored."""
-    import dataclasses
-
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if overrides:
-        values = {**dataclasses.asdict(experiment.data), **overrides}
+        values = {**experiment.data.model_dump(), **overrides}
         experiment.data = _data_spec(values, Path("command line"), None)
     return experiment

@@ -66,7 +66,7 @@ def _best(history: pd.DataFrame | None, metric: str, mode: str) -> tuple[float, 
 
 
 def _config_columns(config: dict, spec: SearchSpec) -> dict:
-    searched = {k: v for k, v in config.items() if k in Config.__dataclass_fields__}
+    searched = {k: v for k, v in config.items() if k in Config.model_fields}
     values = Config.from_dict({**spec.base_config(), **searched}).to_dict()
     values["functions"] = "; ".join(values["functions"])  # one text cell, the same in CSV and Parquet
     return {f"config/{k}": v for k, v in values.items()}

@@ -119,9 +119,9 @@ def test_checkpoint_resumes_bit_for_bit(one_condition, tmp_path):
 def test_config_builds_the_categorical_family_from_an_mlp_with_a_lines_head():
     config = Config(latent="categorical", model="conv", head="points")
     assert (config.model, config.head) == ("mlp", "lines")
-    with pytest.raises(ValueError, match="config latent='discrete' is not one of gaussian, categorical"):
+    with pytest.raises(ValueError, match="latent: 'discrete' is not one of gaussian, categorical"):
         Config(latent="discrete")
-    with pytest.raises(ValueError, match="config sigma=0 must be > 0"):
+    with pytest.raises(ValueError, match="sigma: must be > 0, got 0"):
         Config(latent="categorical", sigma=0)
 
 

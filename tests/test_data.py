@@ -116,7 +116,7 @@ def test_data_spec_builds_disjoint_train_and_validation():
     train, val = DataSpec(train_size=64, val_conditions=8, seed=5).build(FunctionPair())
     assert train[0].shape == (64, 50, 2) and val[0].shape == (8, 50, 2)
     assert not any(torch.equal(v, t) for v in val[0] for t in train[0])
-    with pytest.raises(ValueError, match="unknown data key 'trainsize'"):
+    with pytest.raises(ValueError, match="trainsize: unknown key; allowed are train_size, "):
         DataSpec.from_dict({"trainsize": 3})
 
 
@@ -127,7 +127,7 @@ def test_uniform_lines_fill_the_whole_box_and_only_training_uses_them():
     assert (x[:, -1, 0] < 0.1).float().mean() > 0.1  # official-like data never goes below 0.1
     train, val = DataSpec(train_size=2000, val_conditions=50, lines="uniform").build(FunctionPair())
     assert train[0].min() < 0.05 and val[0].min() >= 0.1 - 1e-6  # validation stays official-like
-    with pytest.raises(ValueError, match="data lines='box' is not one of official, uniform"):
+    with pytest.raises(ValueError, match="lines: 'box' is not one of official, uniform"):
         DataSpec.from_dict({"lines": "box"})
 
 
@@ -149,5 +149,5 @@ def test_uniform_branch_targets_draw_every_solution_of_a_condition_equally_often
     assert counts.min() > 300 and counts.max() < 500, counts  # 400 expected for each branch
     with pytest.raises(ValueError, match="x_targets=uniform_branch or all_branches needs enumerable solutions"):
         uniform_branch_targets(x, y, FunctionPair(["x0 + x1", "x0 * x1"]))
-    with pytest.raises(ValueError, match="data x_targets=.all. is not one of given, uniform_branch, all_branches"):
+    with pytest.raises(ValueError, match="x_targets: 'all' is not one of given, uniform_branch, all_branches"):
         DataSpec.from_dict({"x_targets": "all"})

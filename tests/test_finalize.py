@@ -49,7 +49,7 @@ def test_load_experiment_reads_config_data_and_best_trial(tmp_path, make_experim
         ("no_finished_trial", "no finished trial"),
         ("no_best_config", "best_config.yaml is missing"),
         ("bad_yaml", "not valid YAML"),
-        ("unknown_key", "unknown config key 'learning_rate'"),
+        ("unknown_key", "learning_rate: unknown key; allowed are functions, "),
     ],
 )
 def test_a_broken_experiment_fails_with_one_clear_line(tmp_path, damage, message, make_experiment):

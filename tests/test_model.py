@@ -71,7 +71,7 @@ def test_config_rejects_bad_values(changes, message):
 
 
 def test_config_from_dict_rejects_unknown_keys_and_round_trips():
-    with pytest.raises(ConfigError, match="unknown config key 'lr_rate'"):
+    with pytest.raises(ConfigError, match="lr_rate: unknown key; allowed are functions, "):
         Config.from_dict({"lr_rate": 1})
     config = Config.from_dict({"optimizer": "rmsprop", "head": "lines"})
     assert config.optimizer == "RMSprop"

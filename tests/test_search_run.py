@@ -1,6 +1,5 @@
 """A real search on a local 2-CPU Ray: the smoke config, 6 tiny trials x up to 4 epochs, run as a user runs it."""
 
-import dataclasses
 import shutil
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from search.runner import Storage, make_tuner
 from search.space import load_search_config
 
 pytestmark = pytest.mark.slow
-CONFIG_KEYS = [f.name for f in dataclasses.fields(Config)]
+CONFIG_KEYS = list(Config.model_fields)
 BOXES = set("\u2500\u2502\u250c\u2510\u2514\u2518\u251c\u2524\u252c\u2534\u253c\u256d\u256e\u256f\u2570")
 
 REPO = Path(__file__).resolve().parents[1]
@@ -180,7 +179,7 @@ def test_best_config_loads_into_the_trainer(experiment, table, spec):
         assert values[key] == pytest.approx(best[f"config/{key}"]) if key != "optimizer" else best[f"config/{key}"]
     for key, value in spec.fixed.items():
         assert values[key] == value
-    data = dataclasses.replace(spec.data, train_size=64).build(FunctionPair(config.functions))
+    data = spec.data.replace(train_size=64).build(FunctionPair(config.functions))
     result = Trainer(config, *data, device="cpu").fit(epochs=1)
     assert result["epochs"] == 1
 
