@@ -21,7 +21,7 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 
 test: install lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m ""  # every tier: fast, slow (real searches) and cluster
 
 # The main job: the default laptop search on a local Ray, then finalize, generate and score (runs/demo/).
 search: install

@@ -51,6 +51,7 @@ class Trig:
     c: float
 
 
+_NAMES = {"x0", "x1", "pi", *_CALLS}
 _BINARY = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}
 
 
@@ -80,6 +81,10 @@ def _parse(text: str):
         if not 0 <= at < len(text) or "never closed" in (err.msg or ""):
             raise FunctionSyntaxError(f"unexpected end of input at position {len(text)} in {text!r}") from None
         raise FunctionSyntaxError(f"unexpected token {text[at:end]!r} at position {at} in {text!r}") from None
+    names = sorted((n.col_offset, n.id) for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id not in _NAMES)
+    if names:  # the first unknown name, wherever it stands (os in os.system(1))
+        at, name = names[0]
+        raise FunctionSyntaxError(f"unknown name {name!r} at position {at} in {text!r}; allowed are {_ALLOWED}")
     return _node(tree, text, 0)
 
 

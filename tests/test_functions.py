@@ -53,6 +53,7 @@ def test_recognises_the_trig_family():
     [
         ("cos(foo)", "'foo'"),
         ("__import__('os')", "'__import__'"),
+        ("os.system(1)", "'os'"),
         ("x0 $ 2", "'$'"),
         ("x0 +", "end of input"),
         ("cos(x0", "end of input"),
@@ -73,7 +74,7 @@ def test_pair_needs_two_functions():
 
 @pytest.mark.parametrize(
     "text",
-    ["__import__('os').system('true')", "x0.real", "lambda: 1", "x0 if x1 else 2", "cos(x0=1)", "'a'", "True*x0"],
+    ["x0.real", "cos(x0).imag", "lambda: 1", "x0 if x1 else 2", "cos(x0=1)", "'a'", "True*x0"],
 )
 def test_nothing_outside_the_grammar_is_accepted(text):
     """Python parses the text, but only numbers, x0, x1, pi, arithmetic and the listed calls survive."""
