@@ -17,12 +17,12 @@ killed to rehearse a node failure.
 
 `stop` ends only this cluster's processes (its process groups, then any Ray process still naming its
 temp dir); it never calls `ray stop`, which would end every Ray on the machine.
-The same module is imported by tests/test_cluster.py (class `LocalCluster`).
+The same module is imported by tests/test_cluster.py (class `LocalCluster`); the command line is
+cluster/cli.py's, processes are read through psutil (cluster/processes.py).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import secrets
@@ -36,10 +36,15 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from cvae.errors import UserError
-
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+if not __package__:  # run as `python cluster/local_cluster.py`: the repo's packages, as scripts/tune.py
+    sys.path.insert(0, str(REPO))
+
+from cluster.processes import alive, ancestors, command_line, descendants, naming  # noqa: E402
+from cvae.errors import UserError  # noqa: E402
+from search.ray_compat import LOOPBACK_SWITCH  # noqa: E402
+
 LOOPBACK_RAY = HERE / "loopback_ray.py"
 HOST = "127.0.0.1"
 STATE_FILE = "cluster.json"
@@ -53,7 +58,7 @@ DROPPED_ENV = (
     "RAY_AUTH_TOKEN",
     "RAY_AUTH_TOKEN_PATH",
     "RAY_NAMESPACE",
-    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER",  # set for drivers only: `ray start` of a worker refuses it
+    LOOPBACK_SWITCH,  # set for drivers only: `ray start` of a worker refuses it
 )
 # Ray's Unix socket paths live under the temp dir and must stay below ~107 characters.
 MAX_DIR_LEN = 40
@@ -67,69 +72,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
-
-
-# --- processes, read from /proc (Linux) -------------------------------------------------------
-
-
-def _stat(pid: int) -> tuple[int, int, str] | None:
-    """(ppid, pgid, comm) of a live process, or None."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    comm = text[text.index("(") + 1 : text.rindex(")")]
-    fields = text[text.rindex(")") + 2 :].split()
-    if fields[0] == "Z":  # a zombie is dead
-        return None
-    return int(fields[1]), int(fields[2]), comm
-
-
-def _all_pids() -> list[int]:
-    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def descendants(root: int) -> dict[int, str]:
-    """pid -> comm of every live process below `root` or in its process group (not root itself).
-
-    The group catches processes whose parent died before them (re-parented to init).
-    """
-    children: dict[int, list[int]] = {}
-    comms, out = {}, {}
-    for pid in _all_pids():
-        info = _stat(pid)
-        if info:
-            children.setdefault(info[0], []).append(pid)
-            comms[pid] = info[2]
-            if info[1] == root and pid != root:
-                out[pid] = info[2]
-    todo = [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out[child] = comms[child]
-            todo.append(child)
-    return out
-
-
-def ancestors() -> set[int]:
-    """This process and its parents: never to be killed by a sweep."""
-    pids, pid = set(), os.getpid()
-    while pid > 1 and pid not in pids:
-        pids.add(pid)
-        info = _stat(pid)
-        pid = info[0] if info else 0
-    return pids
-
-
-def alive(pid: int) -> bool:
-    return _stat(pid) is not None
 
 
 # --- the cluster ------------------------------------------------------------------------------
@@ -230,7 +172,7 @@ class LocalCluster:
         """
         env = {k: v for k, v in (os.environ if base is None else base).items() if k not in DROPPED_ENV}
         env.update(self._auth_env())
-        env.update(RAY_ADDRESS=self.address, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+        env.update({"RAY_ADDRESS": self.address, LOOPBACK_SWITCH: "0"})
         return env
 
     # lifecycle
@@ -350,9 +292,9 @@ class LocalCluster:
             except subprocess.TimeoutExpired:
                 pass
         # Any Ray process of this cluster that left the process groups (its command names the temp dir).
-        marker, mine = str(self.temp_dir) + "/", ancestors()
-        for pid in _all_pids():
-            if pid not in mine and marker in _cmdline(pid):
+        mine = ancestors()
+        for pid in naming(str(self.temp_dir) + "/"):
+            if pid not in mine:
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except OSError:
@@ -393,7 +335,7 @@ class LocalCluster:
         cluster.object_store_mb, cluster.node_env, cluster._procs, cluster._own_root = 0, {}, {}, False
         cluster.nodes = [Node(**n) for n in state["nodes"]]
         for node in cluster.nodes:  # a pid reused by another program is not ours
-            if node.pid and str(cluster.root) not in _cmdline(node.pid):
+            if node.pid and str(cluster.root) not in command_line(node.pid):
                 node.pid = None
         return cluster
 
@@ -408,15 +350,18 @@ def _signal_group(pgid: int, sig: int) -> None:
 # --- inspecting the running cluster (in a fresh process: Ray reads the auth settings at import) --
 
 INSPECT = r"""
-import json, ray
+import json, sys
+sys.path.insert(0, {repo!r})
+import ray
+from search.ray_compat import HEAD_NODE_RESOURCE, gcs_actors
 ray.init(address="{address}", logging_level="ERROR", log_to_driver=False)
 nodes = [dict(node_id=n["NodeID"], alive=n["Alive"], ip=n["NodeManagerAddress"],
-              head=n["Resources"].get("node:__internal_head__", 0) > 0,
+              head=n["Resources"].get(HEAD_NODE_RESOURCE, 0) > 0,
               resources={{k: v for k, v in n["Resources"].items() if not k.startswith("node:")}})
          for n in ray.nodes()]
 actors = [dict(actor_id=a["ActorID"], class_name=a.get("ActorClassName", ""), state=a.get("State"),
                pid=a.get("Pid"), node_id=(a.get("Address") or {{}}).get("NodeID"))
-          for a in ray._private.state.actors().values()]
+          for a in gcs_actors().values()]
 print("INSPECT" + json.dumps(dict(nodes=nodes, actors=actors)))
 """
 
@@ -424,7 +369,7 @@ print("INSPECT" + json.dumps(dict(nodes=nodes, actors=actors)))
 def inspect(cluster: LocalCluster, timeout: float = 60) -> dict:
     """{'nodes': [...], 'actors': [...]} as the cluster's GCS knows them (dead actors included)."""
     out = subprocess.run(
-        [sys.executable, "-c", INSPECT.format(address=cluster.address)],
+        [sys.executable, "-c", INSPECT.format(address=cluster.address, repo=str(REPO))],
         env=cluster.env_for_driver(),
         capture_output=True,
         text=True,
@@ -437,79 +382,7 @@ def inspect(cluster: LocalCluster, timeout: float = 60) -> dict:
     raise ClusterError(f"inspect failed ({out.returncode}):\n{out.stderr[-3000:]}")
 
 
-# --- command line -----------------------------------------------------------------------------
+if __name__ == "__main__":  # the documented command: `python cluster/local_cluster.py start|status|kill-worker|stop`
+    from cluster.cli import main
 
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
-        prog="local_cluster.py",
-        description="Start, inspect, break or stop a multi-node Ray cluster on 127.0.0.1 (one `ray start` per node).",
-        epilog="then: source DIR/env.sh; "
-        'python scripts/tune.py --config ... --storage DIR/shared --address "$RAY_ADDRESS"',
-    )
-    sub = p.add_subparsers(dest="command", required=True)
-    start = sub.add_parser("start", help="start a head and workers; writes DIR/env.sh and DIR/cluster.json")
-    start.add_argument(
-        "--dir",
-        required=True,
-        help=f"a short, new folder (under {MAX_DIR_LEN} characters), e.g. /tmp/rc-demo",
-    )
-    start.add_argument("--head-cpus", type=float, default=1, help="CPUs of the head node (default 1)")
-    start.add_argument(
-        "--worker-cpus",
-        type=float,
-        nargs="*",
-        default=[2],
-        metavar="C",
-        help="one value per worker node: its CPUs (default: one worker with 2)",
-    )
-    start.add_argument("--port", type=int, help="the head's GCS port (default: a free one)")
-    start.add_argument("--object-store-mb", type=int, default=256, help="object store per node (default 256)")
-    start.add_argument(
-        "--dashboard",
-        action="store_true",
-        help="start the dashboard on 127.0.0.1 (needs ray[default]); needed by `ray job submit`",
-    )
-    commands = {
-        "status": "nodes and actors as the GCS knows them (JSON)",
-        "stop": "stop every node",
-        "kill-worker": "SIGKILL one worker's raylet, as a crashed machine",
-    }
-    for name, text in commands.items():
-        cmd = sub.add_parser(name, help=text)
-        cmd.add_argument("--dir", required=True)
-        if name == "kill-worker":
-            cmd.add_argument("--index", type=int, default=1, help="worker number, from 1 (default 1)")
-    args = p.parse_args(argv)
-
-    if args.command == "start":
-        if (Path(args.dir) / STATE_FILE).exists() and any(n.alive() for n in LocalCluster.load(args.dir).nodes):
-            p.error(f"{args.dir}: a cluster is already running there; stop it first")
-        cluster = LocalCluster(
-            args.dir, args.head_cpus, args.worker_cpus, args.object_store_mb, args.dashboard, args.port
-        )
-        cluster.start()
-        for node in cluster.nodes:
-            extra = f" {node.resources}" if node.resources else ""
-            print(f"{node.name}: {node.cpus:g} CPUs{extra}, pid {node.pid}, log {node.log}")
-        print(f"address {cluster.address}; token {cluster.token_path} (0600)")
-        if cluster.dashboard:
-            print(f"dashboard http://{HOST}:{cluster.dashboard_port}")
-        print(f'source {cluster.root / ENV_FILE}   # then pass --address "$RAY_ADDRESS" to scripts/tune.py')
-        return 0
-    if not (Path(args.dir) / STATE_FILE).exists():
-        p.error(f"{args.dir}: no {STATE_FILE}; was a cluster started there?")
-    cluster = LocalCluster.load(args.dir)
-    if args.command == "stop":
-        cluster.stop()
-        print(f"stopped {len(cluster.nodes)} nodes of {cluster.root}")
-    elif args.command == "status":
-        print(json.dumps(inspect(cluster), indent=2))
-    elif args.command == "kill-worker":
-        node = cluster.workers[args.index - 1]
-        print(f"{node.name}: killed raylet {cluster.kill_raylet(node)}")
-    return 0
-
-
-if __name__ == "__main__":
     sys.exit(main())

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ray import tune
 
+from .ray_compat import TUNE_CONTROLLER_LOGGER
 from .space import SearchError
 
 NO_SPACE = ("No space left on device", "errno 28", "Errno 28", "Disk quota exceeded")
@@ -71,7 +72,7 @@ class _QuietNoSpace(logging.Filter):
 
 
 def quiet_no_space() -> None:
-    logger = logging.getLogger("ray.tune.execution.tune_controller")
+    logger = logging.getLogger(TUNE_CONTROLLER_LOGGER)
     if not any(isinstance(f, _QuietNoSpace) for f in logger.filters):
         logger.addFilter(_QuietNoSpace())
 

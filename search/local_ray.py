@@ -61,7 +61,9 @@ def start(ray) -> str:
     env["TWOBIRDS_RAY_RUN"] = str(folder)  # inherited by every Ray process: how the reaper finds them
     _set_env(env)
     _start_reaper(folder)
-    ray.init(address="local", include_dashboard=False, dashboard_host="127.0.0.1", _temp_dir=str(folder))
+    from .ray_compat import temp_dir_kwargs
+
+    ray.init(address="local", include_dashboard=False, dashboard_host="127.0.0.1", **temp_dir_kwargs(str(folder)))
     return str(folder)
 
 

@@ -98,6 +98,7 @@ def make_trainable(spec: SearchSpec, data):
     """The function trainable with the data in the object store and the trial's resources attached."""
     from ray import tune
 
+    from .ray_compat import set_progress_metrics
     from .trainable import KEY_COLUMNS, image_epochs, shareable, train_trial
 
     settings = {
@@ -111,12 +112,7 @@ def make_trainable(spec: SearchSpec, data):
     resources = {"cpu": spec.search["cpus_per_trial"], "gpu": spec.search["gpus_per_trial"]}
     trainable = tune.with_resources(trainable, resources)
     # Tune prints each finished trial's result: only these keys (the progress table picks its own).
-    trainable._progress_metrics = [
-        spec.metric,
-        *(k for k in KEY_COLUMNS if k != spec.metric),
-        "epoch",
-        "node",
-    ]
+    set_progress_metrics(trainable, [spec.metric, *(k for k in KEY_COLUMNS if k != spec.metric), "epoch", "node"])
     return trainable
 
 

@@ -7,6 +7,8 @@ value and step, and TPE ranks pruned trials by (step, value) below every complet
 
 With `storage` (search.study: a JournalStorage in the experiment folder) the study is one Optuna's
 own tools open; each Optuna trial carries the Ray trial id and its TensorBoard run as user attributes.
+The searcher's own state (Optuna trial per Ray trial, the study, trials told) is OptunaSearch's private
+state, reached through search.ray_compat.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import math
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
+from .ray_compat import completed_trials, optuna_study, optuna_trials
 from .study import RAY_TRIAL_ID, TENSORBOARD_RUN
 
 logger = logging.getLogger(__name__)
@@ -53,30 +56,31 @@ class PruningOptunaSearch(OptunaSearch):
         snapshot leaves such a trial behind; Tune never ran it and never will: it is told FAIL so
         that TPE's constant liar does not count it as running forever.
         """
-        tracked = {t.number for t in self._ot_trials.values()}
-        for trial in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study, tracked = optuna_study(self), {t.number for t in optuna_trials(self).values()}
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if trial.number not in tracked:
-                self._ot_study.tell(trial.number, state=TrialState.FAIL)
+                study.tell(trial.number, state=TrialState.FAIL)
 
     def suggest(self, trial_id: str):
         if getattr(self, "_orphans_pending", False):
             self._orphans_pending = False
             self._close_orphans()
         config = super().suggest(trial_id)
-        if trial_id in self._ot_trials and config is not None:
-            self._ot_trials[trial_id].set_user_attr(RAY_TRIAL_ID, trial_id)
+        trials = optuna_trials(self)
+        if trial_id in trials and config is not None:
+            trials[trial_id].set_user_attr(RAY_TRIAL_ID, trial_id)
         return config
 
     def _finished_in_storage(self, trial_id: str) -> bool:
         """A trial the storage has already closed (a resumed search whose journal is ahead of its snapshot)."""
-        number = self._ot_trials[trial_id].number
+        number = optuna_trials(self)[trial_id].number
         states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-        closed = self._ot_study.get_trials(deepcopy=False, states=states)
+        closed = optuna_study(self).get_trials(deepcopy=False, states=states)
         return any(t.number == number for t in closed)
 
     def on_trial_result(self, trial_id: str, result: dict):
-        if trial_id in self._ot_trials and self._finished_in_storage(trial_id):
-            self._completed_trials.add(trial_id)
+        if trial_id in optuna_trials(self) and self._finished_in_storage(trial_id):
+            completed_trials(self).add(trial_id)
             return
         super().on_trial_result(trial_id, result)
         self._last_step[trial_id] = result.get("training_iteration")
@@ -86,29 +90,30 @@ class PruningOptunaSearch(OptunaSearch):
 
         number = str((result or {}).get("experiment_tag", "")).split("_", 1)[0]
         if number.isdigit():
-            name = run_name(number, self._ot_trials[trial_id].params, trial_id)
-            self._ot_trials[trial_id].set_user_attr(TENSORBOARD_RUN, name)
+            trial = optuna_trials(self)[trial_id]
+            trial.set_user_attr(TENSORBOARD_RUN, run_name(number, trial.params, trial_id))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
-        if trial_id in self._ot_trials and trial_id not in self._completed_trials:
+        trials, told = optuna_trials(self), completed_trials(self)
+        if trial_id in trials and trial_id not in told:
             if self._finished_in_storage(trial_id):
-                self._completed_trials.add(trial_id)
+                told.add(trial_id)
                 return
             self._name(trial_id, result)
-        if error or trial_id in self._completed_trials or trial_id not in self._ot_trials or not result:
+        if error or trial_id in told or trial_id not in trials or not result:
             return super().on_trial_complete(trial_id, result=result, error=error)
         # The result that made the scheduler stop the trial never reached on_trial_result
         # (Tune skips the searcher on STOP): record it so the history has every epoch.
         value, step = result.get(self.metric), result.get("training_iteration")
         if value is not None and step is not None and step != self._last_step.get(trial_id) and math.isfinite(value):
-            self._ot_trials[trial_id].report(value, step)
+            trials[trial_id].report(value, step)
         if not stopped_early(result, self._max_t):
             return super().on_trial_complete(trial_id, result=result, error=error)
-        self._ot_study.tell(self._ot_trials[trial_id], state=TrialState.PRUNED)
-        self._completed_trials.add(trial_id)
+        optuna_study(self).tell(trials[trial_id], state=TrialState.PRUNED)
+        told.add(trial_id)
         self._last_step.pop(trial_id, None)
 
     @property
     def study(self):
         """The Optuna study behind the search (for tests and reports)."""
-        return self._ot_study
+        return optuna_study(self)

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from ray import tune
 
+from .ray_compat import RESTORE_FAILED, TUNE_CONTROLLER_LOGGER, driver_staging_path, train_session_dir
 from .space import SearchError
 
 MANIFEST = "twobirds-trust.json"
@@ -226,7 +227,7 @@ class SigningCallback(tune.Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info):
         if self._staging is None:
-            self._staging = trial.storage.experiment_driver_staging_path
+            self._staging = driver_staging_path(trial)
 
     def get_state(self):
         from .faults import StorageFull, is_no_space, storage_full
@@ -257,9 +258,7 @@ class SigningCallback(tune.Callback):
 
     def _find_staging(self) -> str | None:
         """Tune's driver staging folder of this experiment, before any trial has started (Tune saves then too)."""
-        from ray.train.constants import _get_ray_train_session_dir
-
-        found = glob.glob(os.path.join(_get_ray_train_session_dir(), "*", self.name, "driver_artifacts"))
+        found = glob.glob(os.path.join(train_session_dir(), "*", self.name, "driver_artifacts"))
         return max(found, key=os.path.getmtime) if found else None
 
     def _sign_staging(self) -> None:
@@ -290,7 +289,7 @@ class _RaiseOnRestoreFailure(logging.Filter):
     """Tune logs a failed restore and then 'restarts' a half-restored experiment (which can hang): raise instead."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if str(record.msg).startswith("Failed to restore the run state"):
+        if str(record.msg).startswith(RESTORE_FAILED):
             error = record.exc_info[1] if record.exc_info else None
             first = (str(error).strip().splitlines() or [type(error).__name__])[0] if error else "see the log"
             raise RestoreFailed(f"--resume: Tune could not restore the experiment's state ({first[:200]})")
@@ -299,6 +298,6 @@ class _RaiseOnRestoreFailure(logging.Filter):
 
 def fail_on_restore_error() -> None:
     """Make a failed restore raise RestoreFailed out of Tuner.fit (idempotent)."""
-    logger = logging.getLogger("ray.tune.execution.tune_controller")
+    logger = logging.getLogger(TUNE_CONTROLLER_LOGGER)
     if not any(isinstance(f, _RaiseOnRestoreFailure) for f in logger.filters):
         logger.addFilter(_RaiseOnRestoreFailure())

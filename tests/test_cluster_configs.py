@@ -9,8 +9,10 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,9 @@ import yaml
 
 from cluster import local_cluster, loopback_ray
 from cluster.local_cluster import ClusterError, LocalCluster
+from cluster.processes import alive, descendants
 from cluster.run_search import command_line
+from search.ray_compat import validated_launcher_config
 from tests.helpers import REPO
 
 CLUSTER = REPO / "cluster"
@@ -83,10 +87,7 @@ def test_launcher_passes_ray_up_validation(name):
     Keys left out fall back to Ray's defaults, whose head command binds the dashboard to all
     interfaces: so the merged config, not only the file, must keep it on 127.0.0.1.
     """
-    from ray.autoscaler._private.util import prepare_config, validate_config
-
-    config = prepare_config(copy.deepcopy(launcher(name)))
-    validate_config(config)
+    config = validated_launcher_config(copy.deepcopy(launcher(name)))
     head = " ".join(config["head_start_ray_commands"])
     assert "--dashboard-host=127.0.0.1" in head
     for address in IPV4.findall(json.dumps(config)):
@@ -226,6 +227,49 @@ def test_local_cluster_cli_help(argv):
         [sys.executable, "cluster/local_cluster.py", *argv], cwd=REPO, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0 and "usage:" in done.stdout, done.stderr
+
+
+def run_cli(*argv: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "cluster/local_cluster.py", *argv]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=60)
+
+
+def test_local_cluster_cli_errors_are_one_line(tmp_path):
+    done = run_cli("status", "--dir", str(tmp_path))
+    assert (
+        done.returncode == 2
+        and done.stderr == f"local_cluster.py: error: --dir {tmp_path}: no cluster.json; was a cluster started there?\n"
+    )
+    state = {"address": "127.0.0.1:1", "port": 1, "root": str(tmp_path), "dashboard_port": None}
+    state["nodes"] = [{"name": "head", "head": True, "cpus": 1}, {"name": "worker1", "head": False, "cpus": 2}]
+    (tmp_path / "cluster.json").write_text(json.dumps(state))
+    done = run_cli("kill-worker", "--dir", str(tmp_path), "--index", "2")
+    assert done.returncode == 2 and done.stderr.splitlines() == [
+        "local_cluster.py: error: --index 2: this cluster has workers 1 to 1"
+    ]
+    done = run_cli("kill-worker", "--dir", str(tmp_path))  # no process of that cluster is running
+    assert done.returncode == 2 and done.stderr.splitlines() == ["local_cluster.py: error: worker1: no raylet running"]
+
+
+def test_processes_of_a_node_include_its_orphans_and_not_its_zombies():
+    """A node's processes: its tree, plus members of its process group whose parent is gone."""
+    script = "sleep 60 & (sleep 60 &) ; exec sleep 60"  # a child, an orphan in the group, then sleep itself
+    proc = subprocess.Popen(["sh", "-c", script], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and len(descendants(proc.pid)) < 2:
+            time.sleep(0.05)
+        below = descendants(proc.pid)
+        assert len(below) == 2 and set(below.values()) == {"sleep"}, below
+        assert proc.pid not in below and alive(proc.pid)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and descendants(proc.pid):
+        time.sleep(0.05)
+    assert not descendants(proc.pid)
+    assert not alive(proc.pid)  # killed, not yet waited for: a zombie
+    proc.wait()
 
 
 def test_local_cluster_refuses_a_long_dir():

@@ -1,0 +1,187 @@
+"""Every private Ray attribute, module and patch this project relies on, in one place.
+
+Checked against Ray 2.60.0 (`RAY_CHECKED`; pyproject.toml allows 2.60.x only). Each entry below says
+why it is needed and what public API would replace it. On a Ray upgrade, read the entries again in
+the new Ray's source, run tests/test_ray_compat.py (each entry exists and still does what is said)
+and the cluster and search tests, then widen the bound in pyproject.toml.
+
+1. `OptunaSearch._ot_trials`, `._ot_study`, `._completed_trials` (ray.tune.search.optuna), through
+   `optuna_trials`, `optuna_study` and `completed_trials`. search/searcher.py tells an ASHA-stopped
+   trial PRUNED (Ray tells every trial COMPLETE), tags each Optuna trial with its Ray trial id and
+   TensorBoard run, and closes trials a killed driver left RUNNING: all need the Optuna trial behind
+   a Ray trial id, the study, and the set of trials already told. No public API: OptunaSearch only
+   exposes `suggest`/`on_trial_*`. Replacement: a `ray.tune.search.Searcher` of our own that drives
+   an Optuna study with `ask`/`tell` (the study opened with `optuna.load_study` on our storage).
+2. The `_progress_metrics` attribute of a trainable (read by
+   `ray.tune.progress_reporter._detect_progress_metrics`), through `set_progress_metrics`: the only
+   result keys Tune's console prints for a trial (its TrialProgressCallback, or the new output
+   engine's reporter). Replacement: `RunConfig(progress_reporter=CLIReporter(metric_columns=...))`
+   covers the legacy table only; the per-trial lines have no public switch.
+3. `ray._private.services.resolve_ip_for_localhost`, patched by `keep_loopback_in_ray_start` (run by
+   cluster/loopback_ray.py, the `ray start` of every node of cluster/local_cluster.py). Ray's CLI
+   rewrites a loopback `--node-ip-address`/`--address` to the host's routable IP, so the nodes of a
+   one-host cluster would listen beyond 127.0.0.1. No public replacement: `ray start` has no switch
+   (on a real multi-host cluster, nodes are given real addresses and nothing is patched).
+4. `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0` (`LOOPBACK_SWITCH`, read into
+   `ray._private.ray_constants.ENABLE_RAY_CLUSTER` when ray is imported): with it, `ray.init` keeps
+   a loopback address loopback (`get_node_ip_address` answers 127.0.0.1), so a local Ray and a
+   driver of the local cluster stay on 127.0.0.1. Set by `search.runner.loopback_only` and by
+   cluster/local_cluster.py for drivers. Meant for Windows/macOS; on Linux it is a side door.
+   Replacement: `ray.init(_node_ip_address=...)`, private too; none public.
+5. `ray.init(_temp_dir=...)` (`temp_dir_kwargs`), used by search/local_ray.py: a fresh private temp
+   folder per local search instead of the shared /tmp/ray. Replacement: `ray start --temp-dir`
+   (public) with `ray.init(address=...)`, or `RAY_TMPDIR` (moves only the root, not the session).
+6. `ray._private.state.actors()` (`gcs_actors`): every actor of a cluster, dead ones included, with
+   its pid and node id; cluster/local_cluster.py's `inspect` maps trial pids to nodes with it.
+   Replacement: `ray.util.state.list_actors(detail=True)`, which needs the dashboard (`ray[default]`),
+   off on the local cluster. `HEAD_NODE_RESOURCE` ("node:__internal_head__", in `ray.nodes()`'s
+   resources) marks the head; Ray's docs name it for scheduling onto the head.
+7. `ray.train.constants._get_ray_train_session_dir()` (`train_session_dir`) and a trial's driver
+   staging folder (`driver_staging_path`, the `local_experiment_path` property of Tune's `Trial`):
+   search/trust.py signs Tune's state files there before Tune copies them to the storage. No public
+   API names the staging folder; Tune's state files are only public once synced to `storage_path`.
+8. `ray.autoscaler._private.util.prepare_config` + `validate_config` (`validated_launcher_config`):
+   the merge with provider defaults and the schema check `ray up` runs, used by
+   tests/test_cluster_configs.py offline. Replacement: none offline (`ray up` goes on to call the
+   cloud provider).
+9. Internal logger names (module paths: they move when Ray's modules do). `TUNE_CONTROLLER_LOGGER`
+   (search/faults.py and search/trust.py filter its records: a full disk's trial failure, and
+   "Failed to restore the run state", `RESTORE_FAILED`, turned into one error); `QUIET_LOGGERS` are
+   the ones search/monitor.py and search/trainable.py lower (token-auth note, worker start lines,
+   `warn_if_slow`, a line per checkpoint) and still name there. Replacement: none (Ray's public
+   logging config sets levels for "ray" and "ray.tune" only).
+
+Nothing here imports ray at module level: `search.runner.loopback_only` must run before ray is
+first imported, and the switches of entry 4 are read then.
+"""
+
+from __future__ import annotations
+
+import logging
+
+RAY_CHECKED = "2.60.0"
+RAY_TESTED_MINOR = (2, 60)
+
+LOOPBACK = ("127.0.0.1", "localhost")
+LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+HEAD_NODE_RESOURCE = "node:__internal_head__"
+TUNE_CONTROLLER_LOGGER = "ray.tune.execution.tune_controller"
+RESTORE_FAILED = "Failed to restore the run state"
+QUIET_LOGGERS = {
+    "ray._private.authentication.authentication_token_setup": logging.ERROR,  # search/monitor.py
+    "ray._private.worker": logging.WARNING,  # search/monitor.py
+    "ray.tune.tune": logging.WARNING,  # search/monitor.py
+    "ray.tune.utils.util": logging.ERROR,  # search/monitor.py (warn_if_slow)
+    "ray.train._internal.storage": logging.WARNING,  # search/trainable.py, in each trial
+}
+
+
+class RayCompatError(RuntimeError):
+    """An installed Ray without an internal this project relies on (see this module's docstring)."""
+
+
+def _attribute(obj, name: str, owner: str | None = None):
+    try:
+        return getattr(obj, name)
+    except AttributeError:
+        import ray
+
+        raise RayCompatError(
+            f"{owner or type(obj).__name__}.{name} is gone in Ray {ray.__version__} (checked with {RAY_CHECKED}): "
+            "see search/ray_compat.py"
+        ) from None
+
+
+# 1. OptunaSearch's state
+
+
+def optuna_trials(searcher) -> dict:
+    """Ray trial id -> the optuna.Trial the searcher asked for it (OptunaSearch._ot_trials)."""
+    return _attribute(searcher, "_ot_trials")
+
+
+def optuna_study(searcher):
+    """The optuna.Study behind the searcher (OptunaSearch._ot_study)."""
+    return _attribute(searcher, "_ot_study")
+
+
+def completed_trials(searcher) -> set:
+    """Ray trial ids whose Optuna trial is already told (OptunaSearch._completed_trials): skipped after."""
+    return _attribute(searcher, "_completed_trials")
+
+
+# 2. Tune's console
+
+
+def set_progress_metrics(trainable, keys) -> None:
+    """Only these result keys in Tune's line for a finished trial (read by _detect_progress_metrics)."""
+    trainable._progress_metrics = list(keys)
+
+
+# 3. `ray start` on loopback
+
+_ray_resolve = None  # Ray's own resolve_ip_for_localhost, once keep_loopback_in_ray_start replaced it
+
+
+def keep_loopback(host: str) -> str:
+    """127.0.0.1 / localhost stay 127.0.0.1; any other host resolves as Ray does."""
+    if host in LOOPBACK:
+        return "127.0.0.1"
+    import ray._private.services as services
+
+    return (_ray_resolve or services.resolve_ip_for_localhost)(host)
+
+
+def keep_loopback_in_ray_start() -> None:
+    """Make Ray's CLI in this process keep a loopback node or head address as given (idempotent)."""
+    global _ray_resolve
+    import ray._private.services as services
+
+    if _ray_resolve is None:
+        _ray_resolve = _attribute(services, "resolve_ip_for_localhost", owner="ray._private.services")
+        services.resolve_ip_for_localhost = keep_loopback
+
+
+# 5. ray.init's temp folder
+
+
+def temp_dir_kwargs(folder: str) -> dict:
+    """ray.init keyword arguments that put a new local Ray's temp folder (sockets, logs, session) in `folder`."""
+    return {"_temp_dir": folder}
+
+
+# 6. the GCS's actor table
+
+
+def gcs_actors() -> dict:
+    """actor id -> the GCS's record of it (dead actors included); needs a connected ray."""
+    import ray._private.state
+
+    return _attribute(ray._private.state, "actors", owner="ray._private.state")()
+
+
+# 7. Tune's driver staging folder
+
+
+def driver_staging_path(trial) -> str:
+    """Where the driver writes a trial's experiment state before Tune copies it to the storage."""
+    return trial.local_experiment_path
+
+
+def train_session_dir() -> str:
+    """The folder of this Ray session's driver staging folders (one per experiment under */<name>/)."""
+    from ray.train.constants import _get_ray_train_session_dir
+
+    return _get_ray_train_session_dir()
+
+
+# 8. `ray up`'s validation
+
+
+def validated_launcher_config(config: dict) -> dict:
+    """A cluster launcher config merged with its provider's defaults and validated, as `ray up` does."""
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    merged = prepare_config(config)
+    validate_config(merged)
+    return merged
