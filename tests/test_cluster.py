@@ -27,7 +27,8 @@ import pytest
 import yaml
 
 from cluster.local_cluster import LocalCluster, inspect
-from tests.helpers import REPO
+
+REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.cluster
 

@@ -25,7 +25,8 @@ from cluster.local_cluster import ClusterError, LocalCluster
 from cluster.processes import alive, descendants
 from cluster.run_search import command_line
 from search.ray_compat import validated_launcher_config
-from tests.helpers import REPO
+
+REPO = Path(__file__).resolve().parents[1]
 
 CLUSTER = REPO / "cluster"
 LAUNCHERS = {"aws": "s3://", "gcp": "gs://"}  # provider -> the scheme of its shared storage

@@ -1,4 +1,5 @@
 import pickle
+from pathlib import Path
 
 import pytest
 import torch
@@ -6,7 +7,9 @@ from torch.utils.data import TensorDataset
 
 from cvae.data import DataFileError, DataSpec, load_challenge, make_dataset, save_submission, synthetic_lines
 from cvae.functions import FunctionPair
-from tests.helpers import VALIDATION, needs_shared
+
+REPO = Path(__file__).resolve().parents[1]
+VALIDATION = REPO.parent / "shared" / "twobirds" / "validation_dataset.pt"
 
 
 def _endpoints(x):
@@ -35,7 +38,7 @@ def test_make_dataset_applies_the_functions():
     assert torch.allclose(y[..., 1], torch.cos(4 * x[..., 0] + 8 * x[..., 1]), atol=1e-5)
 
 
-@needs_shared
+@pytest.mark.needs_shared
 def test_synthetic_endpoints_match_the_official_distribution():
     from scipy.stats import ks_2samp
 
@@ -46,7 +49,7 @@ def test_synthetic_endpoints_match_the_official_distribution():
         assert statistic < 0.05, f"{name}: KS {statistic:.3f}"
 
 
-@needs_shared
+@pytest.mark.needs_shared
 def test_loads_the_official_validation_file():
     x, y = load_challenge(VALIDATION)
     assert x.shape == y.shape == (3000, 50, 2)

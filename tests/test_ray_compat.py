@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import inspect
 import re
+from pathlib import Path
 
 import optuna
 import pytest
@@ -15,7 +16,8 @@ from packaging.requirements import Requirement
 from ray import tune
 
 from search import ray_compat
-from tests.helpers import REPO
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_pyproject_allows_the_installed_ray_and_only_the_checked_minor():

@@ -3,6 +3,7 @@
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -12,7 +13,9 @@ from search.results import stop_reason
 from search.searcher import stopped_early
 from search.space import SearchConfigError, load_search_config, parse_search_config
 from search.trainable import DIVERGED, _metrics, image_epochs
-from tests.conftest import REPO, SMOKE
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = REPO / "search" / "configs" / "smoke.yaml"
 
 CONFIGS = sorted((REPO / "search" / "configs").glob("*.yaml"))
 
