@@ -17,8 +17,8 @@ from pathlib import Path
 if not __package__:  # run as `python cluster/cli.py`: the repo's packages, as scripts/tune.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cluster.local_cluster import ENV_FILE, HOST, MAX_DIR_LEN, STATE_FILE, ClusterError, LocalCluster, inspect  # noqa: E402
-from cvae.errors import run_command  # noqa: E402
+from cluster.local_cluster import ENV_FILE, HOST, MAX_DIR_LEN, STATE_FILE, ClusterError, LocalCluster, inspect
+from cvae.errors import run_command
 
 PROG = "local_cluster.py"
 

@@ -23,6 +23,7 @@ cluster/cli.py's, processes are read through psutil (cluster/processes.py).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -287,18 +288,14 @@ class LocalCluster:
             if node.pid is not None:
                 _signal_group(node.pid, signal.SIGKILL)
         for proc in self._procs.values():
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
         # Any Ray process of this cluster that left the process groups (its command names the temp dir).
         mine = ancestors()
         for pid in naming(str(self.temp_dir) + "/"):
             if pid not in mine:
-                try:
+                with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
 
     def __enter__(self) -> LocalCluster:
         return self.start()
@@ -341,10 +338,8 @@ class LocalCluster:
 
 
 def _signal_group(pgid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 # --- inspecting the running cluster (in a fresh process: Ray reads the auth settings at import) --

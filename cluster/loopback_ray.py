@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo's search/, as run_search.py
 
-from search.ray_compat import keep_loopback, keep_loopback_in_ray_start  # noqa: E402
+from search.ray_compat import keep_loopback, keep_loopback_in_ray_start
 
 __all__ = ["keep_loopback", "main"]
 

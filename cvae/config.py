@@ -66,7 +66,7 @@ def first_error(err: ValidationError, raw) -> tuple[tuple, str]:
     kind, ctx, value = error["type"], error.get("ctx", {}), error.get("input")
     loc, node = [], raw
     for part in error["loc"]:
-        if part == "[key]" or isinstance(node, dict) and part not in node and node.get("type") == part:
+        if part == "[key]" or (isinstance(node, dict) and part not in node and node.get("type") == part):
             continue  # a dict's key, or the tag pydantic names a tagged union's member by: space.lr.loguniform.low
         loc.append(part)
         try:

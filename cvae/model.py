@@ -14,6 +14,8 @@ logits; the posterior q(c | x, y) is exact (the components' responsibilities, se
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 
@@ -26,7 +28,7 @@ CONV_FEATURES = 64 * CONV_LENGTH
 
 def _mlp(sizes: list[int]) -> nn.Sequential:
     layers = []
-    for a, b in zip(sizes[:-1], sizes[1:]):
+    for a, b in itertools.pairwise(sizes):
         layers += [nn.Linear(a, b), nn.ReLU()]
     return nn.Sequential(*layers)
 

@@ -7,13 +7,13 @@ import io
 import matplotlib
 
 matplotlib.use("Agg")  # headless: trials and CI have no display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.collections import LineCollection  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.collections import LineCollection
 
-from .functions import FunctionPair  # noqa: E402
-from .metrics import VALID_RMSE  # noqa: E402
+from .functions import FunctionPair
+from .metrics import VALID_RMSE
 
 
 def plot_samples(x, y, functions: FunctionPair, x_true=None, conditions: int = 3, title: str = ""):

@@ -71,7 +71,7 @@ def _components(model, y: torch.Tensor):
 
 def _sample_categorical(model, y, samples: int, generator, temperature: float, distinct: bool) -> torch.Tensor:
     ends, log_prior = _components(model, y)
-    n, c = log_prior.shape
+    _n, c = log_prior.shape
     first = min(samples, c) if distinct else 0
     picks = [log_prior.argsort(dim=1, descending=True)[:, :first]]
     probs = torch.softmax(log_prior / temperature, dim=1)

@@ -118,8 +118,8 @@ def _runs(y: torch.Tensor, atol: float = 1e-5) -> list[tuple[int, int]]:
     if y.shape[0] == 0:
         return []
     change = (y[1:] - y[:-1]).abs().flatten(1).amax(1) > atol
-    starts = [0] + (change.nonzero().flatten() + 1).tolist()
-    ends = starts[1:] + [y.shape[0]]
+    starts = [0, *(change.nonzero().flatten() + 1).tolist()]
+    ends = [*starts[1:], y.shape[0]]
     return [(s, e - s) for s, e in zip(starts, ends)]
 
 

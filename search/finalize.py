@@ -300,8 +300,8 @@ __all__ = [
     "finalize",
     "load_config_file",
     "load_experiment",
-    "with_data",
     "report_markdown",
     "retrain",
     "save_model",
+    "with_data",
 ]

@@ -14,7 +14,7 @@ class Kind(Model):
     in trials where each named key, chosen before it, took one of those values."""
 
     type: str  # the tag: each kind's own Literal
-    when: dict[str, Annotated[list, Field(min_length=1)]] = {}
+    when: dict[str, Annotated[list, Field(min_length=1)]] = Field(default_factory=dict)
 
     @field_validator("when", mode="before")
     @classmethod

@@ -11,6 +11,7 @@ Standard library only: it must not import Ray or the project.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -68,10 +69,8 @@ def stop(folder: str) -> None:
         if not pids:
             break
         for pid in pids:
-            try:
+            with contextlib.suppress(OSError):
                 os.kill(pid, sig)
-            except OSError:
-                pass
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline and processes_of(folder):
             time.sleep(0.2)

@@ -84,7 +84,7 @@ def trial_counts(results) -> dict | None:
         return None
     reasons = results["stop_reason"].astype(str)
     counts = {
-        "total": int(len(results)),
+        "total": len(results),
         "finished": int((reasons == "finished").sum()),
         "asha": int((reasons == "asha").sum()),
         "diverged": int((reasons == "diverged").sum()),
@@ -211,7 +211,7 @@ def report_markdown(report: dict) -> str:
     lines += [""]
     for entry in regimes:
         suffix = " (the search objective's regime)" if entry is first else ""
-        lines += [f"## Validation: {entry['label']}{suffix}", ""] + as_markdown(entry["validation"])
+        lines += [f"## Validation: {entry['label']}{suffix}", "", *as_markdown(entry["validation"])]
     diffs = report.get("differences") or []
     if diffs:
         lines += [

@@ -144,7 +144,7 @@ def summary(table: pd.DataFrame, spec: SearchSpec, experiment: str, best: pd.Ser
     """One screen: counts by stop reason, the top trials, the best configuration, where to look next."""
     lines = [f"Search {experiment}: {len(table)} trials, objective {spec.metric} ({spec.mode}imise)"]
     if table.empty:
-        return "\n".join(lines + ["no trials ran"])
+        return "\n".join([*lines, "no trials ran"])
     lines.append("ended: " + ended_counts(table))
     lines.append(f"nodes: {', '.join(sorted(set(map(str, table['node'])) - {''})) or '-'}")
     # The objective's own parts: the refined ones for refined_score, the network-only ones otherwise.

@@ -32,7 +32,8 @@ def assert_one_line(done, message, prefix="error: "):
     assert "Traceback" not in done.stderr, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
-    assert prefix in lines[0] and message in lines[0], lines[0]
+    assert prefix in lines[0], lines[0]
+    assert message in lines[0], lines[0]
     assert not any(marker in done.stdout + done.stderr for marker in RAY_STARTED), done.stderr
     return lines[0]
 
@@ -80,7 +81,7 @@ def files(tmp_path_factory):
 
 
 @pytest.mark.parametrize(
-    "flag, value, message",
+    ("flag", "value", "message"),
     [("--mix", "2", "--mix 2: must lie in [0, 1]"), ("--mix", "-0.5", "--mix -0.5"), ("--temperature", "0", "> 0")],
 )
 def test_generate_refuses_out_of_range_mix_and_temperature(files, tmp_path, flag, value, message, run):
@@ -123,7 +124,7 @@ def test_tune_refuses_a_name_that_is_not_one_folder_and_writes_nothing(tmp_path,
 # --- item 5: data files of the search file are read before Ray starts -------------------------
 
 
-@pytest.mark.parametrize("kind, message", [("random", "not a torch file"), ("empty", "has no rows")])
+@pytest.mark.parametrize(("kind", "message"), [("random", "not a torch file"), ("empty", "has no rows")])
 def test_tune_checks_the_search_files_data_files_before_ray_starts(files, tmp_path, kind, message, tune):
     raw = yaml.safe_load(SMOKE.read_text())
     raw["data"]["val_file"] = str(files[kind])
@@ -131,7 +132,8 @@ def test_tune_checks_the_search_files_data_files_before_ray_starts(files, tmp_pa
     config.write_text(yaml.safe_dump(raw))
     done = tune("--config", config, "--name", "x", "--storage", tmp_path / "runs")
     line = assert_one_line(done, message, prefix="twobirds-tune: error: ")
-    assert "data:" in line and done.seconds < 30, (line, done.seconds)
+    assert "data:" in line, (line, done.seconds)
+    assert done.seconds < 30, (line, done.seconds)
     assert not (tmp_path / "runs" / "x").exists()
 
 
@@ -139,7 +141,7 @@ def test_tune_checks_the_search_files_data_files_before_ray_starts(files, tmp_pa
 
 
 @pytest.mark.parametrize(
-    "expression, message",
+    ("expression", "message"),
     [
         ("9**9**9**9*x0", "overflows"),
         ("(" * 5000 + "x0" + ")" * 5000, "at most 500"),
@@ -179,13 +181,15 @@ def test_finalize_checks_the_val_file_and_the_device_first(files, tmp_path, make
     folder = make_experiment(tmp_path / "exp", train_size=200_000)  # building this would take many seconds
     done = run("finalize", "--experiment", folder, "--val-file", files["random"])
     assert_one_line(done, "not a torch file")
-    assert "finalizing" not in done.stdout and done.seconds < 30, done.seconds
+    assert "finalizing" not in done.stdout, done.seconds
+    assert done.seconds < 30, done.seconds
     done = run("finalize", "--experiment", folder, "--val-file", tmp_path / "missing.pt")
     assert_one_line(done, "no such file")
     device = _unavailable_device()
     done = run("finalize", "--experiment", folder, "--device", device)
     line = assert_one_line(done, f"--device {device}: not available here")
-    assert "available: cpu" in line and "finalizing" not in done.stdout
+    assert "available: cpu" in line
+    assert "finalizing" not in done.stdout
     assert not (folder / "final").exists()
 
 
@@ -245,7 +249,8 @@ def test_score_refuses_functions_that_do_not_reproduce_the_scoring_file(files, r
     line = assert_one_line(
         run("score", files["sub30"], "--scoring", files["scoring"], "--functions", *VARIANT), "do not reproduce"
     )
-    assert VARIANT[0] in line and "--functions" in line
+    assert VARIANT[0] in line
+    assert "--functions" in line
     # the official default on a variant's file
     assert_one_line(run("score", files["variant30"], "--scoring", files["variant"]), "do not reproduce")
     # with its own functions the variant scores; a file without true x (zeros) is scored too

@@ -70,7 +70,9 @@ def test_network_alone_samples_several_distinct_exact_solutions(trained, one_con
 
 def test_prior_mass_moves_to_valid_components_during_training(trained):
     mass = [row["val_prior_valid"] for row in trained.history]
-    assert mass[0] < 0.1 and mass[-1] > 0.5 and mass[-1] > mass[0] + 0.4, mass
+    assert mass[0] < 0.1, mass
+    assert mass[-1] > 0.5, mass
+    assert mass[-1] > mass[0] + 0.4, mass
 
 
 def test_every_regime_writes_a_submission_the_safe_loader_reads(trained, one_condition, tmp_path):
@@ -83,7 +85,8 @@ def test_every_regime_writes_a_submission_the_safe_loader_reads(trained, one_con
         assert x.shape == (1, 30, 50, 2), regime.label
         path = save_submission(tmp_path / f"{regime.kind}.pt", x, y_val)
         rows_x, rows_y = load_challenge(path)  # weights_only=True with the TensorDataset allow-list
-        assert rows_x.shape == (30, 50, 2) and torch.equal(rows_y, y_val.expand(30, 50, 2))
+        assert rows_x.shape == (30, 50, 2)
+        assert torch.equal(rows_y, y_val.expand(30, 50, 2))
     with pytest.raises(RegimeError, match="cannot select 30 samples from 10 proposals"):
         Regime("check", 10).generate(trained.model, y_val, FUNCTIONS, samples=30)
 
@@ -113,7 +116,8 @@ def test_checkpoint_resumes_bit_for_bit(one_condition, tmp_path):
         assert torch.equal(value, resumed.model.state_dict()[key]), key
     assert [r["loss"] for r in straight.history] == [r["loss"] for r in resumed.history]
     model = load_model(tmp_path / "half.pt")
-    assert model.config.latent == "categorical" and model.config.components == 16
+    assert model.config.latent == "categorical"
+    assert model.config.components == 16
 
 
 def test_config_builds_the_categorical_family_from_an_mlp_with_a_lines_head():
@@ -140,7 +144,8 @@ def test_all_branches_data_carries_every_solution_of_each_condition():
     train, _ = DataSpec(train_size=64, val_conditions=2, lines="uniform", x_targets="all_branches").build(FUNCTIONS)
     x, y, solutions = train
     counts = (~solutions[..., 0].isnan()).sum(1)
-    assert solutions.shape[:1] == (64,) and (counts >= 1).all()
+    assert solutions.shape[:1] == (64,)
+    assert (counts >= 1).all()
     exact = torch.stack(
         [
             component_y_error(s[: int(c)][None].double(), yi[None].double(), FUNCTIONS).max()

@@ -11,6 +11,7 @@ Deselect with -m "not cluster"; the module took 1.5 to 2.5 minutes on 2 cores (d
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -71,7 +72,7 @@ def search_file(folder: Path, name: str, trials: int, epochs: int) -> Path:
 
 def start_driver(cluster: LocalCluster, config: Path | None, name: str, storage: Path, *extra: str) -> subprocess.Popen:
     """scripts/tune.py --address <cluster>, as a user runs it (its own process group, killable)."""
-    log = open(cluster.root / f"driver-{name}-{time.monotonic_ns()}.log", "w")  # closed in finish_driver
+    log = open(cluster.root / f"driver-{name}-{time.monotonic_ns()}.log", "w")  # noqa: SIM115 (closed in finish_driver)
     command = [sys.executable, "scripts/tune.py", *(["--config", str(config)] if config else [])]
     command += ["--name", name, "--storage", str(storage), "--address", cluster.address, *extra]
     proc = subprocess.Popen(
@@ -101,10 +102,8 @@ def finish_driver(proc: subprocess.Popen, timeout: float = DRIVER_TIMEOUT) -> st
 def read_rows(path: Path) -> list[dict]:
     rows = []
     for line in path.read_text(errors="replace").splitlines():
-        try:
+        with contextlib.suppress(json.JSONDecodeError):  # a line being written
             rows.append(json.loads(line))
-        except json.JSONDecodeError:  # a line being written
-            pass
     return rows
 
 
@@ -206,12 +205,15 @@ def shared(cluster):
 
 def test_two_nodes_with_their_own_resources(cluster):
     nodes = inspect(cluster)["nodes"]
-    assert len(nodes) == 2 and all(n["alive"] for n in nodes), nodes
+    assert len(nodes) == 2, nodes
+    assert all(n["alive"] for n in nodes), nodes
     head = next(n for n in nodes if n["head"])
     worker = next(n for n in nodes if not n["head"])
     assert head["node_id"] != worker["node_id"]
-    assert head["resources"]["CPU"] == 1 and "worker" not in head["resources"]
-    assert worker["resources"]["CPU"] == 2 and worker["resources"]["worker"] == 1
+    assert head["resources"]["CPU"] == 1
+    assert "worker" not in head["resources"]
+    assert worker["resources"]["CPU"] == 2
+    assert worker["resources"]["worker"] == 1
     assert {head["ip"], worker["ip"]} == {"127.0.0.1"}
 
 
@@ -245,7 +247,8 @@ def test_search_places_trials_on_every_node(cluster, shared, tmp_path, drivers):
 
     experiment = shared / "spread"
     table = pd.read_csv(experiment / "results.csv")
-    assert len(table) == 3 and set(table["status"]) == {"TERMINATED"}, table
+    assert len(table) == 3, table
+    assert set(table["status"]) == {"TERMINATED"}, table
     assert {"trial_id", "status", "stop_reason", "epochs", "node", "score"} <= set(table.columns)
     assert table["node"].notna().all()  # the IP: 127.0.0.1 for both nodes here, so the node id tells them apart
 
@@ -314,14 +317,16 @@ def test_killed_driver_resumes_on_the_cluster(cluster, shared, tmp_path, drivers
     wall = time.monotonic() - started
 
     table = pd.read_csv(experiment / "results.csv")
-    assert len(table) == trials and set(table["status"]) == {"TERMINATED"}, table
+    assert len(table) == trials, table
+    assert set(table["status"]) == {"TERMINATED"}, table
     assert set(table["epochs"]) == {max_t}, table
     results = final_results(experiment)
     for trial_id, epoch in saved.items():
         epochs = [(r["epoch"], r["iterations_since_restore"]) for r in results[trial_id]]
         restored = [e for e, since_restore in epochs if since_restore == 1]
         assert epochs[-1][0] == max_t, (trial_id, epochs)
-        assert restored and restored[-1] > 1, f"{trial_id} restarted instead of resuming: {epochs}"
+        assert restored, f"{trial_id} restarted instead of resuming: {epochs}"
+        assert restored[-1] > 1, f"{trial_id} restarted instead of resuming: {epochs}"
         # From the saved checkpoint: see CHECKPOINT_LAG.
         assert epoch <= restored[-1] <= epoch + 2, (trial_id, epoch, epochs)
     print(f"FIGURES driver-resume: trials={len(table)} killed_at_s={killed_at:.0f} saved={saved} wall_s={wall:.0f}")
@@ -359,8 +364,10 @@ def test_worker_killed_mid_search_loses_no_trial(cluster, shared, tmp_path, driv
     table = pd.read_csv(experiment / "results.csv")
     state = experiment_state(experiment)
     lost = trials - int((table["status"] == "TERMINATED").sum())
-    assert lost == 0 and len(table) == trials, table
-    assert set(table["epochs"]) == {max_t} and set(table["stop_reason"]) == {"finished"}, table
+    assert lost == 0, table
+    assert len(table) == trials, table
+    assert set(table["epochs"]) == {max_t}, table
+    assert set(table["stop_reason"]) == {"finished"}, table
 
     by_pid, data = nodes_by_pid(cluster)
     head_id = next(n["node_id"] for n in data["nodes"] if n["head"])
@@ -378,7 +385,8 @@ def test_worker_killed_mid_search_loses_no_trial(cluster, shared, tmp_path, driv
         # Restored from the last checkpoint, the epochs continue: see CHECKPOINT_LAG.
         history = [(r["epoch"], r["pid"], r["iterations_since_restore"]) for r in rows]
         assert before <= after <= before + 2, f"{trial_id}: (epoch, pid, iterations_since_restore) {history}"
-        assert rows[switch]["iterations_since_restore"] == 1 and rows[switch]["training_iteration"] > 1
+        assert rows[switch]["iterations_since_restore"] == 1
+        assert rows[switch]["training_iteration"] > 1
         assert by_pid[rows[switch]["pid"]] == head_id  # retried on the surviving node
         resumed.append((trial_id, before, after))
     assert resumed, f"no trial resumed from a checkpoint: victims {victims}"

@@ -104,7 +104,8 @@ def test_launcher_has_cpu_and_gpu_workers_within_bounds(name):
     workers = {k: v for k, v in types.items() if k != config["head_node_type"]}
     gpu = [k for k, v in workers.items() if v["resources"].get("GPU", 0) >= 1]
     cpu = [k for k, v in workers.items() if not v["resources"].get("GPU") and v["resources"].get("CPU", 0) > 0]
-    assert gpu and cpu, workers
+    assert gpu, workers
+    assert cpu, workers
     for kind, spec in workers.items():
         assert 0 <= spec["min_workers"] <= spec["max_workers"] <= config["max_workers"], kind
     assert sum(spec["min_workers"] for spec in workers.values()) <= config["max_workers"]
@@ -136,7 +137,8 @@ def test_launcher_turns_token_auth_on_and_shares_cloud_storage(name):
             assert "RAY_AUTH_MODE=token" in command, command
             assert f"TWOBIRDS_STORAGE={LAUNCHERS[name]}" in command, command
     head = next(c for c in config["head_start_ray_commands"] if "ray start" in c)
-    assert "--head" in head and "--dashboard-host=127.0.0.1" in head
+    assert "--head" in head
+    assert "--dashboard-host=127.0.0.1" in head
 
 
 # --- the KubeRay manifests --------------------------------------------------------------------
@@ -152,7 +154,8 @@ def test_raycluster_manifest():
     kinds = {d["kind"]: d for d in docs}
     assert set(kinds) == {"PersistentVolumeClaim", "RayCluster"}
     pvc, rc = kinds["PersistentVolumeClaim"], kinds["RayCluster"]
-    assert rc["apiVersion"] == "ray.io/v1" and rc["metadata"]["name"]
+    assert rc["apiVersion"] == "ray.io/v1"
+    assert rc["metadata"]["name"]
     spec = rc["spec"]
     assert spec["rayVersion"] == ray.__version__
     assert spec["authOptions"]["mode"] == "token"
@@ -165,7 +168,8 @@ def test_raycluster_manifest():
     for group in groups:
         assert 0 <= group["minReplicas"] <= group["replicas"] <= group["maxReplicas"], group["groupName"]
     limits = [g["template"]["spec"]["containers"][0]["resources"]["limits"] for g in groups]
-    assert any("nvidia.com/gpu" in lim for lim in limits) and any("nvidia.com/gpu" not in lim for lim in limits)
+    assert any("nvidia.com/gpu" in lim for lim in limits)
+    assert any("nvidia.com/gpu" not in lim for lim in limits)
     assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
     mounts = set()
     for pod in ray_pods(rc):
@@ -181,13 +185,15 @@ def test_raycluster_manifest():
 def test_rayjob_manifest_runs_the_search_on_that_cluster():
     (job,) = manifests("rayjob.yaml")
     (rc,) = [d for d in manifests("raycluster.yaml") if d["kind"] == "RayCluster"]
-    assert job["apiVersion"] == "ray.io/v1" and job["kind"] == "RayJob"
+    assert job["apiVersion"] == "ray.io/v1"
+    assert job["kind"] == "RayJob"
     spec = job["spec"]
     assert spec["clusterSelector"] == {"ray.io/cluster": rc["metadata"]["name"]}
     assert spec["submissionMode"] in {"K8sJobMode", "HTTPMode", "SidecarMode"}
     words = shlex.split(spec["entrypoint"])
     script = words[1]
-    assert words[0] == "python" and script == f"{IMAGE_HOME}/cluster/run_search.py"
+    assert words[0] == "python"
+    assert script == f"{IMAGE_HOME}/cluster/run_search.py"
     args = command_line(words[2:])  # parses as scripts/tune.py's command line
     option = {args[i]: args[i + 1] for i in range(len(args) - 1) if args[i].startswith("--")}
     assert (REPO / option["--config"].removeprefix(IMAGE_HOME + "/")).is_file()
@@ -202,7 +208,8 @@ def test_dockerfile_pins_ray_and_torch_as_the_project_does():
     torch_pin = re.search(r"TORCH_PIN := (\S+)", (REPO / "Makefile").read_text()).group(1)
     assert f"pip install --no-cache-dir {torch_pin}" in text
     copied = re.findall(r"^COPY \S+ (\S+)", text, flags=re.M)
-    assert ".venv" not in copied and "." not in copied  # never the venv, runs or a token
+    assert ".venv" not in copied
+    assert "." not in copied
     for folder in ("cvae", "search", "scripts", "cluster"):
         assert folder in copied
     for doc in manifests("raycluster.yaml"):
@@ -227,7 +234,8 @@ def test_local_cluster_cli_help(argv):
     done = subprocess.run(
         [sys.executable, "cluster/local_cluster.py", *argv], cwd=REPO, capture_output=True, text=True, timeout=60
     )
-    assert done.returncode == 0 and "usage:" in done.stdout, done.stderr
+    assert done.returncode == 0, done.stderr
+    assert "usage:" in done.stdout, done.stderr
 
 
 def run_cli(*argv: str) -> subprocess.CompletedProcess:
@@ -237,19 +245,17 @@ def run_cli(*argv: str) -> subprocess.CompletedProcess:
 
 def test_local_cluster_cli_errors_are_one_line(tmp_path):
     done = run_cli("status", "--dir", str(tmp_path))
-    assert (
-        done.returncode == 2
-        and done.stderr == f"local_cluster.py: error: --dir {tmp_path}: no cluster.json; was a cluster started there?\n"
-    )
+    assert done.returncode == 2
+    assert done.stderr == f"local_cluster.py: error: --dir {tmp_path}: no cluster.json; was a cluster started there?\n"
     state = {"address": "127.0.0.1:1", "port": 1, "root": str(tmp_path), "dashboard_port": None}
     state["nodes"] = [{"name": "head", "head": True, "cpus": 1}, {"name": "worker1", "head": False, "cpus": 2}]
     (tmp_path / "cluster.json").write_text(json.dumps(state))
     done = run_cli("kill-worker", "--dir", str(tmp_path), "--index", "2")
-    assert done.returncode == 2 and done.stderr.splitlines() == [
-        "local_cluster.py: error: --index 2: this cluster has workers 1 to 1"
-    ]
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == ["local_cluster.py: error: --index 2: this cluster has workers 1 to 1"]
     done = run_cli("kill-worker", "--dir", str(tmp_path))  # no process of that cluster is running
-    assert done.returncode == 2 and done.stderr.splitlines() == ["local_cluster.py: error: worker1: no raylet running"]
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == ["local_cluster.py: error: worker1: no raylet running"]
 
 
 def test_processes_of_a_node_include_its_orphans_and_not_its_zombies():
@@ -261,8 +267,10 @@ def test_processes_of_a_node_include_its_orphans_and_not_its_zombies():
         while time.monotonic() < deadline and len(descendants(proc.pid)) < 2:
             time.sleep(0.05)
         below = descendants(proc.pid)
-        assert len(below) == 2 and set(below.values()) == {"sleep"}, below
-        assert proc.pid not in below and alive(proc.pid)
+        assert len(below) == 2, below
+        assert set(below.values()) == {"sleep"}, below
+        assert proc.pid not in below
+        assert alive(proc.pid)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
@@ -284,8 +292,10 @@ def test_local_cluster_driver_env_has_token_auth_and_no_foreign_address(tmp_path
     monkeypatch.setenv("RAY_AUTH_TOKEN", "someone-elses")
     local = LocalCluster(f"/tmp/rc-{os.getpid()}", port=6399)
     env = local.env_for_driver()
-    assert env["RAY_ADDRESS"] == "127.0.0.1:6399" and env["RAY_AUTH_MODE"] == "token"
-    assert "RAY_AUTH_TOKEN" not in env and env["RAY_AUTH_TOKEN_PATH"].endswith("/auth_token")
+    assert env["RAY_ADDRESS"] == "127.0.0.1:6399"
+    assert env["RAY_AUTH_MODE"] == "token"
+    assert "RAY_AUTH_TOKEN" not in env
+    assert env["RAY_AUTH_TOKEN_PATH"].endswith("/auth_token")
     assert "RAY_ADDRESS" not in local.env_for_nodes()
 
 

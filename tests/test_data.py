@@ -18,9 +18,12 @@ def _endpoints(x):
 
 def test_synthetic_lines_are_exact_monotone_lines_in_the_domain():
     x = synthetic_lines(2000, seed=3)
-    assert x.shape == (2000, 50, 2) and x.dtype == torch.float32
-    assert (x >= 0.1 - 1e-6).all() and (x <= 1.0 + 1e-6).all()
-    assert (x[:, 1:, 0] <= x[:, :-1, 0]).all() and (x[:, 1:, 1] >= x[:, :-1, 1]).all()
+    assert x.shape == (2000, 50, 2)
+    assert x.dtype == torch.float32
+    assert (x >= 0.1 - 1e-6).all()
+    assert (x <= 1.0 + 1e-6).all()
+    assert (x[:, 1:, 0] <= x[:, :-1, 0]).all()
+    assert (x[:, 1:, 1] >= x[:, :-1, 1]).all()
     t = torch.linspace(0, 1, 50)
     line = x[:, :1] + (x[:, -1:] - x[:, :1]) * t[None, :, None]
     assert torch.allclose(x, line, atol=1e-6)
@@ -63,16 +66,20 @@ def test_roundtrip_of_a_submission(tmp_path):
     rows_x, rows_y = load_challenge(path)
     assert rows_x.shape == (12, 50, 2)
     assert torch.equal(rows_x.view(4, 3, 50, 2), x)
-    assert torch.equal(rows_y[3], y[1]) and torch.equal(rows_y[5], y[1]) and torch.equal(rows_y[6], y[2])
+    assert torch.equal(rows_y[3], y[1])
+    assert torch.equal(rows_y[5], y[1])
+    assert torch.equal(rows_y[6], y[2])
     raw = torch.load(path, weights_only=False)
-    assert isinstance(raw, TensorDataset) and raw.tensors[0].shape == (12, 1, 50, 2)
+    assert isinstance(raw, TensorDataset)
+    assert raw.tensors[0].shape == (12, 1, 50, 2)
 
 
 def test_loads_the_list_of_pairs_variant(tmp_path):
     pairs = [(torch.rand(1, 50, 2), torch.rand(1, 50, 2)) for _ in range(5)]
     torch.save(pairs, tmp_path / "pairs.pt")
     x, y = load_challenge(tmp_path / "pairs.pt")
-    assert x.shape == (5, 50, 2) and torch.equal(y[2], pairs[2][1][0])
+    assert x.shape == (5, 50, 2)
+    assert torch.equal(y[2], pairs[2][1][0])
 
 
 class _Exploit:
@@ -91,7 +98,7 @@ def test_refuses_a_pickle_carrying_a_callable_without_running_it(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "content, message",
+    ("content", "message"),
     [
         (TensorDataset(torch.rand(3, 1, 50, 3), torch.rand(3, 1, 50, 3)), "shape"),
         ({"x": torch.rand(3, 1, 50, 2), "y": torch.rand(4, 1, 50, 2)}, "differ"),
@@ -117,7 +124,8 @@ def test_rejects_a_missing_or_garbage_file(tmp_path):
 
 def test_data_spec_builds_disjoint_train_and_validation():
     train, val = DataSpec(train_size=64, val_conditions=8, seed=5).build(FunctionPair())
-    assert train[0].shape == (64, 50, 2) and val[0].shape == (8, 50, 2)
+    assert train[0].shape == (64, 50, 2)
+    assert val[0].shape == (8, 50, 2)
     assert not any(torch.equal(v, t) for v in val[0] for t in train[0])
     with pytest.raises(ValueError, match="trainsize: unknown key; allowed are train_size, "):
         DataSpec.from_dict({"trainsize": 3})
@@ -125,11 +133,14 @@ def test_data_spec_builds_disjoint_train_and_validation():
 
 def test_uniform_lines_fill_the_whole_box_and_only_training_uses_them():
     x = synthetic_lines(4000, seed=2, distribution="uniform")
-    assert (x >= 0).all() and (x <= 1).all()
-    assert (x[:, 1:, 0] <= x[:, :-1, 0]).all() and (x[:, 1:, 1] >= x[:, :-1, 1]).all()
+    assert (x >= 0).all()
+    assert (x <= 1).all()
+    assert (x[:, 1:, 0] <= x[:, :-1, 0]).all()
+    assert (x[:, 1:, 1] >= x[:, :-1, 1]).all()
     assert (x[:, -1, 0] < 0.1).float().mean() > 0.1  # official-like data never goes below 0.1
     train, val = DataSpec(train_size=2000, val_conditions=50, lines="uniform").build(FunctionPair())
-    assert train[0].min() < 0.05 and val[0].min() >= 0.1 - 1e-6  # validation stays official-like
+    assert train[0].min() < 0.05
+    assert val[0].min() >= 0.1 - 1e-6
     with pytest.raises(ValueError, match="lines: 'box' is not one of official, uniform"):
         DataSpec.from_dict({"lines": "box"})
 
@@ -149,7 +160,8 @@ def test_uniform_branch_targets_draw_every_solution_of_a_condition_equally_often
     assert (functions(targets.double()) - y[row].double()).abs().max() < 1e-4  # each one is exact
     nearest = (endpoints_from_lines(targets)[:, None] - solutions[None]).abs().amax(-1).argmin(1)
     counts = torch.bincount(nearest, minlength=len(solutions))
-    assert counts.min() > 300 and counts.max() < 500, counts  # 400 expected for each branch
+    assert counts.min() > 300, counts
+    assert counts.max() < 500, counts  # 400 expected for each branch
     with pytest.raises(ValueError, match="x_targets=uniform_branch or all_branches needs enumerable solutions"):
         uniform_branch_targets(x, y, FunctionPair(["x0 + x1", "x0 * x1"]))
     with pytest.raises(ValueError, match="x_targets: 'all' is not one of given, uniform_branch, all_branches"):

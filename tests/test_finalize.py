@@ -21,7 +21,9 @@ from search.finalize import FinalizeError, load_config_file, load_experiment, re
 
 def _decodes(png: bytes):
     image = matplotlib.image.imread(io.BytesIO(png), format="png")
-    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+    assert image.ndim == 3
+    assert image.shape[0] > 100
+    assert image.shape[1] > 100
     return image
 
 
@@ -31,17 +33,19 @@ def _decodes(png: bytes):
 def test_load_experiment_reads_config_data_and_best_trial(tmp_path, make_experiment):
     folder = make_experiment(tmp_path / "exp")
     experiment = load_experiment(folder)
-    assert experiment.config.head == "lines" and experiment.config.epochs == 2
+    assert experiment.config.head == "lines"
+    assert experiment.config.epochs == 2
     assert experiment.data == DataSpec(train_size=256, val_conditions=6, seed=0)
     assert experiment.params == ["lr", "head", "beta"]
     results = pd.read_csv(folder / "results.csv")
     full = results[results["stop_reason"] == "finished"]  # the search prefers full-length trials
     assert experiment.best_trial["trial_id"] == full.loc[full["score"].idxmax(), "trial_id"]
-    assert experiment.finished_trials == 5 and experiment.mode == "max"  # the diverged one does not count
+    assert experiment.finished_trials == 5
+    assert experiment.mode == "max"
 
 
 @pytest.mark.parametrize(
-    "damage, message",
+    ("damage", "message"),
     [
         ("no_folder", "no such experiment folder"),
         ("no_search_config", "search_config.yaml is missing"),
@@ -75,7 +79,9 @@ def test_a_bare_config_file_is_accepted_and_a_search_file_refused(tmp_path, make
     path = tmp_path / "best.yaml"
     path.write_text(yaml.safe_dump(tiny_config))
     experiment = load_config_file(path, {"train_size": 128, "val_conditions": 3})
-    assert experiment.config.hidden == 32 and experiment.data.train_size == 128 and experiment.results is None
+    assert experiment.config.hidden == 32
+    assert experiment.data.train_size == 128
+    assert experiment.results is None
     make_experiment(tmp_path / "exp")
     with pytest.raises(FinalizeError, match="search file, not one configuration"):
         load_config_file(tmp_path / "exp" / "search_config.yaml")
@@ -93,7 +99,8 @@ def test_retraining_is_seeded_and_the_model_loads_without_unpickling_code(tmp_pa
         assert torch.equal(value, second.model.state_dict()[key]), key
     path = save_model(first, tmp_path / "model.pt")
     state = load_checkpoint(path)  # weights_only=True
-    assert set(state) == {"config", "model", "history", "epoch", "status"} and state["epoch"] == 1
+    assert set(state) == {"config", "model", "history", "epoch", "status"}
+    assert state["epoch"] == 1
     model = load_model(path)
     y = val[1][:2]
     assert torch.allclose(model.decode(torch.zeros(2, 4), y), first.model.eval().decode(torch.zeros(2, 4), y))
@@ -117,10 +124,12 @@ def test_finalize_on_a_refined_score_experiment_reports_the_refined_regime_first
 
     folder = make_experiment(tmp_path / "refined", objective="refined_score")
     report = finalize(load_experiment(folder), tmp_path / "final", samples=6, progress=False, log=lambda *a: None)
-    assert report["objective"]["name"] == "refined_score" and report["objective"]["metric"] == "val_refined_score"
+    assert report["objective"]["name"] == "refined_score"
+    assert report["objective"]["metric"] == "val_refined_score"
     labels = [r["label"] for r in report["regimes"]]
     assert labels[0] == "network + refinement (K=6, 2 LM steps)" == report["objective"]["regime"], labels
-    assert report["regimes"][0]["objective"] and not any(r["objective"] for r in report["regimes"][1:])
+    assert report["regimes"][0]["objective"]
+    assert not any(r["objective"] for r in report["regimes"][1:])
     assert {"network only", "network + check (K=300)", "network + refinement (K=300, 20 LM steps, T=2)"} <= set(labels)
     assert report["validation"] == report["regimes"][0]["validation"]  # the header's numbers: the objective's regime
     # the search's trials by how they ended (make_experiment: finished, asha, finished, asha, diverged, finished)
@@ -138,12 +147,14 @@ def test_finalize_on_a_refined_score_experiment_reports_the_refined_regime_first
     sections = [line for line in markdown.splitlines() if line.startswith("## Validation: ")]
     assert sections[0] == "## Validation: network + refinement (K=6, 2 LM steps) (the search objective's regime)"
     bold = [line for line in markdown.splitlines() if line.startswith("**Final model, ")]
-    assert bold and "network + refinement (K=6, 2 LM steps)" in bold[0]
+    assert bold
+    assert "network + refinement (K=6, 2 LM steps)" in bold[0]
     assert "3 finished, 2 stopped by ASHA (2 at epoch 1), 1 diverged, 0 errored" in markdown
     assert "| training rows | 256 | 256 | same |" in markdown
     files = report["files"]
     for key in ("training_curves", "samples", "samples_network", "coverage", "search_history", "search_slices"):
-        assert key in files and (tmp_path / "final" / files[key]).stat().st_size > 1000, key
+        assert key in files, key
+        assert (tmp_path / "final" / files[key]).stat().st_size > 1000, key
     assert set(report["training"]["history"][0]) >= {"val_refined_score", "val_score"}
 
 

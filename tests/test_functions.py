@@ -49,7 +49,7 @@ def test_recognises_the_trig_family():
 
 
 @pytest.mark.parametrize(
-    "text, token",
+    ("text", "token"),
     [
         ("cos(foo)", "'foo'"),
         ("__import__('os')", "'__import__'"),

@@ -49,11 +49,13 @@ def test_branches_from_y_alone_contain_the_truth_and_all_reproduce_y(texts):
     found = branches(y, functions)
     assert len(found) == len(truth)
     for p, branch, target in zip(truth, found, y):
-        assert branch.dtype == torch.float64 and branch.shape[-1] == 4
+        assert branch.dtype == torch.float64
+        assert branch.shape[-1] == 4
         assert _nearest(branch, p) < 1e-4
         assert (rmse(branch, target.expand(len(branch), -1, -1), functions) < 1e-4).all()
         assert ((branch >= 0) & (branch <= 1)).all()
-        assert (branch[:, 0] >= branch[:, 1]).all() and (branch[:, 2] <= branch[:, 3]).all()
+        assert (branch[:, 0] >= branch[:, 1]).all()
+        assert (branch[:, 2] <= branch[:, 3]).all()
     with_truth = branches(y, functions, x_true=lines_from_endpoints(truth))
     assert [len(b) for b in with_truth] == [len(b) for b in found]
 
@@ -99,7 +101,9 @@ def test_branches_of_every_official_validation_row_from_y_alone():
     counts = torch.tensor([len(b) for b in found], dtype=torch.float64)
     # The README says 1..36 (median 13). The median holds; the maximum is 42 (row 1619), and a
     # brute-force multi-start search finds exactly those 42 exact solutions, so 36 was too low.
-    assert counts.min() == 1 and counts.quantile(0.5) == 13 and counts.max() == 42
+    assert counts.min() == 1
+    assert counts.quantile(0.5) == 13
+    assert counts.max() == 42
 
 
 # --- validity, coverage, diversity, score -------------------------------------------------
@@ -120,12 +124,17 @@ def test_validity_flags_each_failure_and_the_whole_result_gates():
     assert checks["descending"].tolist() == [[True, False, True, True, False]]
     assert checks["ascending"].all()
     assert checks["straight"].tolist() == [[True, True, False, True, False]]
-    assert checks["rmse"][0, 0] < 1e-5 and checks["rmse"][0, 3] > 0.1
+    assert checks["rmse"][0, 0] < 1e-5
+    assert checks["rmse"][0, 3] > 0.1
     assert checks["valid"].tolist() == [[True, False, False, False, False]]
     assert checks["valid_frac"] == pytest.approx(0.2)
-    assert not checks["gate_monotone"] and not checks["gate_straight"] and not checks["gates_pass"]
+    assert not checks["gate_monotone"]
+    assert not checks["gate_straight"]
+    assert not checks["gates_pass"]
     only_good = validity(good[None], y, OFFICIAL)  # (M, P, 2) with (M, P, 2): S = 1
-    assert only_good["gates_pass"] and only_good["overall_rmse"] < 1e-5 and only_good["valid"].shape == (1, 1)
+    assert only_good["gates_pass"]
+    assert only_good["overall_rmse"] < 1e-5
+    assert only_good["valid"].shape == (1, 1)
     with pytest.raises(ValueError, match="expected x"):
         validity(x, y[0], OFFICIAL)
 
@@ -138,7 +147,8 @@ def test_coverage_counts_distinct_branches_hit_by_valid_samples():
     invalid = lines_from_endpoints(torch.tensor([0.7, 0.2, 0.1, 0.6]))
     x = torch.cat([on, near_again[None], invalid[None]])[None]  # (1, 5, P, 2)
     result = coverage(x, y, OFFICIAL)
-    assert result["n_branches"].tolist() == [29] and result["hits"].tolist() == [3]
+    assert result["n_branches"].tolist() == [29]
+    assert result["hits"].tolist() == [3]
     assert result["assignment"].tolist() == [[0, 3, 7, 3, -1]]
     assert result["hit"][0].nonzero().flatten().tolist() == [0, 3, 7]
     assert result["coverage"] == pytest.approx(3 / 29)
@@ -167,7 +177,8 @@ def test_evaluate_scores_the_official_sample_submission():
     assert result["gates_pass"] == 1.0  # every sample passes the per-sample slope reading
     assert result["overall_rmse"] == pytest.approx(0.09998, abs=1e-4)
     assert result["valid_frac"] == pytest.approx(0.57, abs=0.02)
-    assert 0.25 <= result["coverage"] <= 0.4 and result["branches_median"] == 13.5
+    assert 0.25 <= result["coverage"] <= 0.4
+    assert result["branches_median"] == 13.5
     expected = 1 + 0.4 * result["valid_frac"] + 0.4 * result["coverage_norm"] + 0.2 * (1 - 0.09998)
     assert result["score"] == pytest.approx(expected, abs=1e-4)
     flat = validity(x.reshape(-1, 50, 2), y.reshape(-1, 50, 2), OFFICIAL)
@@ -179,8 +190,11 @@ def test_evaluate_outside_the_trig_family_uses_diversity():
     p = uniform_starts(4, generator=torch.Generator().manual_seed(2))
     x = lines_from_endpoints(p)[:, None].expand(4, 3, 50, 2)  # each condition solved 3 times alike
     result = evaluate(x, functions(lines_from_endpoints(p)), functions)
-    assert math.isnan(result["coverage"]) and result["diversity"] == pytest.approx(1 / 3)
-    assert result["gates_pass"] == 1.0 and result["valid_frac"] == 1.0
+    assert math.isnan(result["coverage"])
+    assert result["diversity"] == pytest.approx(1 / 3)
+    assert result["gates_pass"] == 1.0
+    assert result["valid_frac"] == 1.0
     assert result["score"] == pytest.approx(1 + 0.4 + 0.4 / 3 + 0.2, abs=1e-5)
     failing = evaluate(torch.full_like(x, math.nan), functions(lines_from_endpoints(p)), functions)
-    assert failing["gates_pass"] == 0.0 and failing["score"] == 0.0
+    assert failing["gates_pass"] == 0.0
+    assert failing["score"] == 0.0

@@ -10,14 +10,15 @@ from cvae.model import CVAE
 
 
 @pytest.mark.parametrize(
-    "model, head, sees_y", list(itertools.product(["conv", "mlp"], ["points", "lines"], [False, True]))
+    ("model", "head", "sees_y"), list(itertools.product(["conv", "mlp"], ["points", "lines"], [False, True]))
 )
 def test_every_variant_maps_shapes(model, head, sees_y):
     config = Config(model=model, head=head, encoder_sees_y=sees_y, latent_dim=5, hidden=16, depth=3)
     net = CVAE(config)
     x, y = torch.rand(7, 50, 2), torch.rand(7, 50, 2)
     x_hat, mu, logvar = net(x, y)
-    assert x_hat.shape == (7, 50, 2) and mu.shape == logvar.shape == (7, 5)
+    assert x_hat.shape == (7, 50, 2)
+    assert mu.shape == logvar.shape == (7, 5)
 
 
 def test_lines_head_is_monotone_inside_the_domain_whatever_the_weights():
@@ -26,8 +27,10 @@ def test_lines_head_is_monotone_inside_the_domain_whatever_the_weights():
     for p in net.parameters():
         p.data.mul_(50)  # extreme weights
     x_hat = net.decode(torch.randn(64, 8) * 10, torch.rand(64, 50, 2))
-    assert (x_hat >= 0).all() and (x_hat <= 1).all()
-    assert (x_hat[:, 1:, 0] <= x_hat[:, :-1, 0]).all() and (x_hat[:, 1:, 1] >= x_hat[:, :-1, 1]).all()
+    assert (x_hat >= 0).all()
+    assert (x_hat <= 1).all()
+    assert (x_hat[:, 1:, 0] <= x_hat[:, :-1, 0]).all()
+    assert (x_hat[:, 1:, 1] >= x_hat[:, :-1, 1]).all()
 
 
 def test_kld_formula_and_free_bits():
@@ -50,12 +53,13 @@ def test_y_loss_gradient_reaches_the_model_parameters():
     total, parts = cvae_loss(x_hat, x, y, mu, logvar, FunctionPair(), config, beta=0.0)
     total.backward()
     grads = [p.grad.abs().sum().item() for p in net.decoder.parameters() if p.grad is not None]
-    assert grads and sum(grads) > 0
+    assert grads
+    assert sum(grads) > 0
     assert parts["y_loss"].item() > 0
 
 
 @pytest.mark.parametrize(
-    "changes, message",
+    ("changes", "message"),
     [
         ({"optimizer": "Adagrad"}, "optimizer"),
         ({"model": "transformer"}, "model"),

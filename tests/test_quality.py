@@ -83,7 +83,8 @@ def test_refinement_turns_a_near_solution_into_an_exact_one():
     finally:
         sampling.sample = original
     checks = validity(out, y, OFFICIAL)
-    assert checks["valid"].all() and checks["rmse"].item() < 1e-4
+    assert checks["valid"].all()
+    assert checks["rmse"].item() < 1e-4
 
 
 def test_selection_never_returns_an_invalid_sample_when_valid_ones_exist():
@@ -100,7 +101,8 @@ def test_selection_never_returns_an_invalid_sample_when_valid_ones_exist():
     # fewer valid candidates than samples: the valid ones repeat rather than invalid ones filling in
     few = torch.cat([junk[:, :50], exact[:, :2], junk[:, 50:]], dim=1)
     picked = select(few, y, OFFICIAL, samples=30)
-    assert picked.shape[1] == 30 and validity(picked, y, OFFICIAL)["valid"].all()
+    assert picked.shape[1] == 30
+    assert validity(picked, y, OFFICIAL)["valid"].all()
     # the old behaviour stays available: invalid fill-ins, lowest RMSE first
     picked = select(few, y, OFFICIAL, samples=30, repeat_valid=False)
     assert validity(picked, y, OFFICIAL)["valid"][0, :2].all()
@@ -118,4 +120,6 @@ def test_quality_bench_quick_prints_its_result_lines():
     for line in done.stdout.splitlines():
         if line.startswith("RESULT "):
             parts = line.split()
-            assert len(parts) == 6 and parts[3] == "goal" and parts[5] in ("met", "missed"), line
+            assert len(parts) == 6, line
+            assert parts[3] == "goal", line
+            assert parts[5] in ("met", "missed"), line

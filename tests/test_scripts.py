@@ -37,7 +37,9 @@ def assert_one_line_error(done, message):
     assert "Traceback" not in done.stderr, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
-    assert lines[0].startswith("twobirds-") and ": error: " in lines[0] and message in lines[0], done.stderr
+    assert lines[0].startswith("twobirds-"), done.stderr
+    assert ": error: " in lines[0], done.stderr
+    assert message in lines[0], done.stderr
 
 
 @pytest.fixture(scope="module")
@@ -88,19 +90,25 @@ def test_every_console_script_runs_help(command):
 
 def test_finalize_writes_model_report_and_every_plot(finalized):
     out, done = finalized
-    assert "retraining" in done.stderr and "2/2" in done.stderr and "epoch" in done.stderr  # the progress bar
+    assert "retraining" in done.stderr
+    assert "2/2" in done.stderr
+    assert "epoch" in done.stderr
     assert "validation in the objective's regime (score: network only): gates" in done.stdout
     model = load_model(out / "model.pt")
-    assert model.config.epochs == 2 and model.config.head == "lines"
+    assert model.config.epochs == 2
+    assert model.config.head == "lines"
     for name in PNGS:
         assert (out / name).stat().st_size > 1000, name
         image = matplotlib.image.imread(out / name)
-        assert image.ndim == 3 and min(image.shape[:2]) > 200, (name, image.shape)
+        assert image.ndim == 3, (name, image.shape)
+        assert min(image.shape[:2]) > 200, (name, image.shape)
     report = json.loads((out / "report.json").read_text())
-    assert report["training"]["status"] == "finished" and report["training"]["epochs"] == 2
+    assert report["training"]["status"] == "finished"
+    assert report["training"]["epochs"] == 2
     assert len(report["training"]["history"]) == 2
     validation = report["validation"]
-    assert validation["conditions"] == 6 and validation["samples_per_condition"] == 30
+    assert validation["conditions"] == 6
+    assert validation["samples_per_condition"] == 30
     for key in (
         "gates_pass",
         "gate_monotone",
@@ -119,7 +127,8 @@ def test_finalize_writes_model_report_and_every_plot(finalized):
     assert report["search"]["best_trial"]["trial_id"].startswith("trial_")
     assert report["config"]["functions"] == list(model.config.functions)
     markdown = (out / "report.md").read_text()
-    assert "## Validation" in markdown and all(f"]({name})" in markdown for name in PNGS)
+    assert "## Validation" in markdown
+    assert all(f"]({name})" in markdown for name in PNGS)
 
 
 def test_finalize_data_options_choose_the_training_lines_and_targets(tmp_path, make_experiment):
@@ -144,7 +153,7 @@ def test_finalize_data_options_choose_the_training_lines_and_targets(tmp_path, m
 
 
 @pytest.mark.parametrize(
-    "damage, message",
+    ("damage", "message"),
     [("no_finished_trial", "no finished trial"), ("no_best_config", "best_config.yaml is missing")],
 )
 def test_finalize_on_a_broken_experiment_exits_2_with_one_line(tmp_path, damage, message, make_experiment):
@@ -182,7 +191,8 @@ def test_generate_writes_the_submission_format(generated, conditions):
     assert "5 conditions x 30 samples" in done.stdout
     with torch.serialization.safe_globals([TensorDataset]):
         raw = torch.load(out, weights_only=True)
-    assert isinstance(raw, TensorDataset) and len(raw.tensors) == 2
+    assert isinstance(raw, TensorDataset)
+    assert len(raw.tensors) == 2
     assert all(t.shape == (150, 1, 50, 2) and t.dtype == torch.float32 for t in raw.tensors)
     x, y = load_challenge(out)
     _, given = load_challenge(conditions)
@@ -216,7 +226,8 @@ def test_score_json_on_a_generated_submission(generated, conditions, tmp_path):
     result = json.loads(run("score", out, "--scoring", conditions, "--json").stdout)
     for key in ("gates_pass", "overall_rmse", "valid_frac", "coverage", "coverage_norm", "branches_median"):
         assert key in result, key
-    assert result["conditions"] == 5 and result["samples_per_condition"] == 30
+    assert result["conditions"] == 5
+    assert result["samples_per_condition"] == 30
     assert "serve as true x" in result["conditions_note"]
     other = tmp_path / "other.pt"
     x, y = make_dataset(5, FunctionPair(), seed=99)
@@ -229,10 +240,13 @@ def test_score_json_on_a_generated_submission(generated, conditions, tmp_path):
 def test_score_on_the_official_sample_submission():
     """Its y holds its own 50 conditions (not rows of validation_dataset.pt): it is scored against itself."""
     result = json.loads(run("score", SAMPLE_SUBMISSION, "--scoring", SAMPLE_SUBMISSION, "--json").stdout)
-    assert result["gates_pass"] and result["overall_rmse"] == pytest.approx(0.09998, abs=1e-4)
+    assert result["gates_pass"]
+    assert result["overall_rmse"] == pytest.approx(0.09998, abs=1e-4)
     assert result["valid_frac"] == pytest.approx(0.57, abs=0.01)
     assert (result["conditions"], result["samples_per_condition"]) == (50, 30)
-    assert 0.2 < result["coverage"] < 0.4 and 10 <= result["branches_median"] <= 16
+    assert 0.2 < result["coverage"] < 0.4
+    assert 10 <= result["branches_median"] <= 16
     text = run("score", SAMPLE_SUBMISSION).stdout  # --scoring defaults to the submission itself
-    assert "all gates" in text and "PASS" in text.split("all gates")[1].splitlines()[0]
+    assert "all gates" in text
+    assert "PASS" in text.split("all gates")[1].splitlines()[0]
     assert "56.9%" in text

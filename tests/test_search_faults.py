@@ -56,7 +56,8 @@ def assert_one_line(done, message):
     assert done.returncode == 2, (done.returncode, done.stdout[-3000:], done.stderr[-3000:])
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
     errors = [line for line in done.stderr.splitlines() if "error:" in line]
-    assert len(errors) == 1 and message in errors[0], done.stderr[-3000:]
+    assert len(errors) == 1, done.stderr[-3000:]
+    assert message in errors[0], done.stderr[-3000:]
     return errors[0]
 
 
@@ -84,7 +85,8 @@ def _folder_of(driver_pid: int, candidates: set) -> str:
 
 def test_private_token_is_0600(tmp_path):
     path = local_ray.private_token(tmp_path)
-    assert path.stat().st_mode & 0o777 == 0o600 and len(path.read_text()) == 64
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert len(path.read_text()) == 64
 
 
 def test_trust_key_is_0600_and_a_manifest_fails_under_another_key(tmp_path, monkeypatch):
@@ -97,11 +99,11 @@ def test_trust_key_is_0600_and_a_manifest_fails_under_another_key(tmp_path, monk
     assert trust.key_path().stat().st_mode & 0o777 == 0o600
     trust.verify(storage, "exp")  # own, unchanged: passes
     storage.write("exp", "searcher-state-x.pkl", b"other")
-    with pytest.raises(trust.UntrustedExperiment, match="searcher-state-x.pkl is not the file"):
+    with pytest.raises(trust.UntrustedExperiment, match=r"searcher-state-x\.pkl is not the file"):
         trust.verify(storage, "exp")
     storage.write("exp", "searcher-state-x.pkl", b"state")
     storage.write("exp", "extra.pkl", b"added")
-    with pytest.raises(trust.UntrustedExperiment, match="extra.pkl is not the file"):
+    with pytest.raises(trust.UntrustedExperiment, match=r"extra\.pkl is not the file"):
         trust.verify(storage, "exp")
     monkeypatch.setenv(trust.CONFIG_ENV, str(tmp_path / "other"))
     trust.load_key(create=True)
@@ -122,7 +124,7 @@ def finished(tmp_path_factory, tune):
 
 @pytest.mark.slow
 def test_local_search_leaves_home_and_tmp_as_they_were(finished):
-    tmp_path, folder, env, before = finished
+    tmp_path, folder, _, before = finished
     assert not (tmp_path / "home" / ".ray").exists()  # no ~/.ray/auth_token
     assert (folder / trust.MANIFEST).is_file()
     deadline = time.monotonic() + 15
@@ -141,8 +143,11 @@ def test_a_replaced_searcher_pickle_never_runs_on_resume(finished, tmp_path, tun
     state.write_bytes(pickle.dumps(_Marker(marker)))
     done = tune("--name", "smoke", "--storage", tmp_path / "runs", "--resume", env=env)
     line = assert_one_line(done, "is not the file this project's search wrote")
-    assert state.name in line and "--trust" in line and done.seconds < 30
-    assert "Started a local Ray" not in done.stderr and not marker.exists()
+    assert state.name in line
+    assert "--trust" in line
+    assert done.seconds < 30
+    assert "Started a local Ray" not in done.stderr
+    assert not marker.exists()
     # a folder signed under another user's key: refused as well
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "trust.key").write_text(os.urandom(32).hex())
@@ -160,7 +165,7 @@ def test_sigkilled_driver_leaves_no_ray_process_and_the_signed_state_resumes(tmp
     env = _env(tmp_path)
     before = _our_ray_folders()
     command = [sys.executable, "scripts/tune.py", "--config", str(SMOKE), "--name", "k", "--storage", str(tmp_path)]
-    log = open(tmp_path / "first.log", "w")
+    log = open(tmp_path / "first.log", "w")  # noqa: SIM115 (the driver writes it until killed)
     driver = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 180
@@ -186,10 +191,11 @@ def test_sigkilled_driver_leaves_no_ray_process_and_the_signed_state_resumes(tmp
     damaged = list((tmp_path / "k").glob("t*_*/checkpoint_*/trainer.pt"))
     for path in damaged:
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    resumed = subprocess.run(command + ["--resume"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run([*command, "--resume"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     table = pd.read_csv(tmp_path / "k" / "results.csv")
-    assert len(table) == 6 and (table["status"] == "TERMINATED").all(), table[["trial_id", "status", "error"]]
+    assert len(table) == 6, table[["trial_id", "status", "error"]]
+    assert (table["status"] == "TERMINATED").all(), table[["trial_id", "status", "error"]]
     restarted = (resumed.stdout + resumed.stderr).count("damaged checkpoint")
     print(f"{len(damaged)} damaged checkpoints; trials restarted: {restarted}")
 
@@ -211,7 +217,8 @@ def test_a_full_disk_stops_the_search_in_one_line_and_resume_finishes_once_there
     command = ["--config", SMOKE, "--name", "full", "--storage", small_disk]
     done = tune(*command, env=env)
     line = assert_one_line(done, "no space left on the device")
-    assert "--resume" in line and done.seconds < 120
+    assert "--resume" in line
+    assert done.seconds < 120
     finished = set()
     state = list((small_disk / "full").glob("experiment_state-*.json"))
     if state:  # the trials Tune had recorded as finished: none of them may be lost or rerun
@@ -223,6 +230,7 @@ def test_a_full_disk_stops_the_search_in_one_line_and_resume_finishes_once_there
     resumed = tune("--name", "full", "--storage", small_disk, "--resume", env=env)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     table = pd.read_csv(small_disk / "full" / "results.csv")
-    assert len(table) == 6 and (table["status"] == "TERMINATED").all()
+    assert len(table) == 6
+    assert (table["status"] == "TERMINATED").all()
     assert finished <= set(table["trial_id"])
     print(f"full disk: stopped in {done.seconds:.1f} s, {len(finished)} finished kept, resumed {resumed.seconds:.0f} s")

@@ -51,7 +51,7 @@ def test_killed_search_resumes_without_rerunning_finished_trials(tmp_path):
         "--storage",
         str(tmp_path),
     ]
-    log = open(tmp_path / "first.log", "w")
+    log = open(tmp_path / "first.log", "w")  # noqa: SIM115 (the driver writes it until killed)
     driver = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 180
@@ -72,12 +72,13 @@ def test_killed_search_resumes_without_rerunning_finished_trials(tmp_path):
     assert not (folder / "results.csv").exists()
 
     started = time.perf_counter()
-    resumed = subprocess.run(command + ["--resume"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run([*command, "--resume"], cwd=REPO, capture_output=True, text=True, timeout=300)
     print(f"resume: {time.perf_counter() - started:.1f} s, {len(done)} trials were done before the kill")
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
 
     table = pd.read_csv(folder / "results.csv")
-    assert len(table) == 6 and (table["status"] == "TERMINATED").all()
+    assert len(table) == 6
+    assert (table["status"] == "TERMINATED").all()
     assert set(done) <= set(table["trial_id"])
     for trial_id in done:  # not run again: not one more reported epoch
         assert _reported(folder, trial_id) == before[trial_id], trial_id

@@ -59,20 +59,25 @@ def table(experiment):
 
 
 def test_every_trial_is_in_the_results_table(experiment, table, spec):
-    assert experiment.is_dir() and (experiment / "search_config.yaml").read_text() == SMOKE.read_text()
+    assert experiment.is_dir()
+    assert (experiment / "search_config.yaml").read_text() == SMOKE.read_text()
     parquet = pd.read_parquet(experiment / "results.parquet")
     assert len(table) == len(parquet) == spec.search["num_samples"] == 6
-    assert table["trial_id"].is_unique and set(table["trial_id"]) == set(parquet["trial_id"])
+    assert table["trial_id"].is_unique
+    assert set(table["trial_id"]) == set(parquet["trial_id"])
     for column in ["trial_id", "status", "stop_reason", "epochs", "node", "score", "best_score"]:
-        assert column in table and column in parquet, column
+        assert column in table, column
+        assert column in parquet, column
     assert all(f"config/{key}" in parquet for key in CONFIG_KEYS)
     assert (table["status"] == "TERMINATED").all(), table[["trial_id", "status", "error"]]
     assert set(table["stop_reason"]) <= {"finished", "asha"}
-    assert parquet["node"].astype(bool).all() and parquet["node_id"].astype(bool).all()
+    assert parquet["node"].astype(bool).all()
+    assert parquet["node_id"].astype(bool).all()
     assert (table["best_score"] >= table["score"]).all()  # maximised objective
     # each trial folder holds one progress row per epoch it ran
     for row in table.itertuples():
-        assert row.run.startswith("t0") and row.run.endswith(row.trial_id)  # number, key parameters, id
+        assert row.run.startswith("t0")
+        assert row.run.endswith(row.trial_id)
         progress = pd.read_csv(experiment / row.run / "progress.csv")
         assert list(progress["epoch"]) == list(range(1, row.epochs + 1))
         for unweighted in ("kld", "x_loss", "y_loss", "loss", "val_score", "val_valid_frac"):
@@ -114,7 +119,8 @@ def test_optuna_study_holds_tpe_suggestions_and_pruned_early_stops(experiment, t
     assert sorted(t.user_attrs["ray_trial_id"] for t in trials) == sorted(rows.index)
     for t in trials:
         row = rows.loc[t.user_attrs["ray_trial_id"]]
-        assert t.user_attrs["tensorboard_run"] == row["run"] and (experiment / row["run"]).is_dir()
+        assert t.user_attrs["tensorboard_run"] == row["run"]
+        assert (experiment / row["run"]).is_dir()
         assert t.params["lr"] == pytest.approx(row["config/lr"])
         if row["stop_reason"] == "asha":
             assert t.state == TrialState.PRUNED, (t.number, t.state)
@@ -147,7 +153,8 @@ def test_tensorboard_finds_scalars_hparams_and_images_in_one_run_per_trial(exper
         session = hparams_metadata.parse_session_start_info_plugin_data(start)
         assert session.hparams["stop_reason"].string_value == row.stop_reason
         shown = events.Images("samples")  # the sample plots, in the same run as the scalars
-        assert shown[0].step == 1 and shown[0].width > 100
+        assert shown[0].step == 1
+        assert shown[0].width > 100
 
 
 def test_the_console_is_one_line_per_trial_without_boxes(console, table):
@@ -155,7 +162,8 @@ def test_the_console_is_one_line_per_trial_without_boxes(console, table):
     lines = text.splitlines()
     assert len(lines) <= 60, text
     assert not BOXES & set(text), text
-    assert "/tmp/ray" not in text and "ray/session_" not in text  # no pointer into Ray's temporary folder
+    assert "/tmp/ray" not in text
+    assert "ray/session_" not in text
     assert "WARNING" not in text, text
     ended = [line for line in lines if line.startswith("[") and "/6] t0" in line]
     assert len(ended) == 6, text
@@ -225,7 +233,8 @@ def test_a_failed_trial_is_retried_from_its_checkpoint(ray_local, spec, tmp_path
     trainable = tune.with_resources(trainable, {"cpu": 1})
     grid = make_tuner(one, trainable, "retry", Storage(tmp_path / "runs")).fit()
     result = grid[0]
-    assert (tmp_path / "failed-once").exists() and result.error is None
+    assert (tmp_path / "failed-once").exists()
+    assert result.error is None
     rows = result.metrics_dataframe
     assert list(rows["epoch"]) == [1, 2, 3, 4]  # not 1, 2, 1, 2, 3, 4: the retry continued
     assert list(rows["iterations_since_restore"]) == [1, 2, 1, 2]

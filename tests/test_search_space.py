@@ -99,7 +99,8 @@ def test_bad_search_file_names_the_key(case, tmp_path):
     with pytest.raises(SearchConfigError) as err:
         load_search_config(path)
     message = str(err.value)
-    assert key in message and "\n" not in message, message
+    assert key in message, message
+    assert "\n" not in message, message
     assert message.startswith(str(path)), message
 
 
@@ -121,7 +122,9 @@ def test_bad_file_errors_before_ray_starts(tmp_path, monkeypatch, capsys):
         path.write_text(yaml.safe_dump(_with(BAD[case][0])))
         assert main(["--config", str(path), "--name", "x", "--storage", str(tmp_path / "runs")]) == 2
         err = capsys.readouterr().err.strip()
-        assert err.startswith("twobirds-tune: error:") and BAD[case][1] in err and "\n" not in err, err
+        assert err.startswith("twobirds-tune: error:"), err
+        assert BAD[case][1] in err, err
+        assert "\n" not in err, err
     assert not (tmp_path / "runs" / "x").exists()
     # command-line values are validated too
     assert main(["--config", str(SMOKE), "--name", "x", "--storage", str(tmp_path), "--num-samples", "0"]) == 2
@@ -155,11 +158,13 @@ def test_image_epochs_cover_first_rungs_and_last():
 def test_diverged_epoch_reports_a_finite_floor_or_inf_never_nan():
     row = {"loss": math.inf, "kld": math.inf, "x_loss": 0.3, "y_loss": math.inf, "epoch": 3}
     score = _metrics(row, "val_score", "127.0.0.1")
-    assert score["val_score"] == DIVERGED["val_score"] and score["diverged"] == 1
+    assert score["val_score"] == DIVERGED["val_score"]
+    assert score["diverged"] == 1
     assert next(iter(score)) == "val_score"  # the objective leads the console table
     assert _metrics(row, "loss", "127.0.0.1")["loss"] == math.inf
     nan_score = _metrics({"loss": 1.0, "val_score": math.nan, "epoch": 1}, "val_score", "n")
-    assert nan_score["val_score"] == DIVERGED["val_score"] and nan_score["diverged"] == 0
+    assert nan_score["val_score"] == DIVERGED["val_score"]
+    assert nan_score["diverged"] == 0
 
 
 def test_stop_reasons():
@@ -180,7 +185,7 @@ def test_refined_objective_needs_refinement_steps():
     raw = _smoke()
     raw["search"]["objective"] = "refined_score"
     raw["fixed"].pop("val_refine_steps", None)
-    with pytest.raises(SearchConfigError, match="fixed.val_refine_steps"):
+    with pytest.raises(SearchConfigError, match=r"fixed\.val_refine_steps"):
         parse_search_config(raw)
     raw["fixed"]["val_refine_steps"] = 5
     spec = parse_search_config(raw)

@@ -22,9 +22,11 @@ def _conditions(n, functions=OFFICIAL, seed=0):
 
 def test_uniform_starts_are_monotone_line_pairs_in_the_box():
     p = uniform_starts(1000, generator=torch.Generator().manual_seed(1))
-    assert p.shape == (1000, 4) and p.dtype == torch.float32
+    assert p.shape == (1000, 4)
+    assert p.dtype == torch.float32
     assert _in_domain(p)
-    assert p.min() < 0.01 and p.max() > 0.99  # spans the box
+    assert p.min() < 0.01
+    assert p.max() > 0.99
 
 
 def test_project_repairs_wrong_way_and_out_of_box_lines():
@@ -35,7 +37,8 @@ def test_project_repairs_wrong_way_and_out_of_box_lines():
     expected = [[0.4 + h, 0.4 - h, 0.5 - h, 0.5 + h], [1.0, 0.0, 0.3, 0.4], [2 * h, 0.0, 1 - 2 * h, 1.0]]
     assert torch.allclose(q, torch.tensor(expected))
     assert _in_domain(q)
-    assert (q[:, 0] > q[:, 1]).all() and (q[:, 3] > q[:, 2]).all()  # strictly monotone
+    assert (q[:, 0] > q[:, 1]).all()
+    assert (q[:, 3] > q[:, 2]).all()
 
 
 @pytest.mark.parametrize("texts", [None, ("exp(x0) - x1", "x0*x1 + sqrt(x1)")])
@@ -54,7 +57,8 @@ def test_refine_turns_near_solutions_into_exact_ones():
     truth, y = _conditions(256)
     noise = 0.02 * (2 * torch.rand(truth.shape, generator=torch.Generator().manual_seed(2)) - 1)
     p = refine(truth + noise, y, OFFICIAL)
-    assert p.dtype == torch.float32 and _in_domain(p)
+    assert p.dtype == torch.float32
+    assert _in_domain(p)
     err = rmse(p, y, OFFICIAL)
     assert err.median() < 1e-5
     assert (err < 1e-4).float().mean() >= 0.95  # the rest fell into a neighbouring local minimum
@@ -82,7 +86,8 @@ def test_refine_works_for_functions_outside_the_trig_family_and_in_float64():
 def test_solve_finds_an_exact_solution_from_y_alone():
     _, y = _conditions(8, seed=6)
     p, err = solve(y, OFFICIAL, generator=torch.Generator().manual_seed(7))
-    assert p.shape == (8, 4) and err.shape == (8,)
+    assert p.shape == (8, 4)
+    assert err.shape == (8,)
     assert _in_domain(p)
     assert torch.allclose(err, rmse(p, y, OFFICIAL).float(), atol=1e-5)
     assert (err < 1e-4).sum() >= 7  # multi-start is probabilistic; 64 starts miss about 1.5%

@@ -33,7 +33,8 @@ def test_the_journal_holds_ray_ids_pruned_and_complete_trials(tmp_path):
     study = optuna.load_study(study_name="exp", storage=open_storage(tmp_path))  # a second reader of the file
     assert [t.state for t in study.trials] == [TrialState.PRUNED, TrialState.COMPLETE]
     assert [t.user_attrs["ray_trial_id"] for t in study.trials] == ["aaaa0001", "aaaa0002"]
-    assert study.trials[0].user_attrs["tensorboard_run"].startswith("t01_lr=") and study.best_value == 0.8
+    assert study.trials[0].user_attrs["tensorboard_run"].startswith("t01_lr=")
+    assert study.best_value == 0.8
     assert load_study(tmp_path).study_name == "exp"
 
 

@@ -21,21 +21,26 @@ def test_assess_exact_solutions_pass_every_gate_and_hit_one_branch_each():
     x, y = make_dataset(4, functions, seed=5)
     samples = x[:, None].repeat(1, 3, 1, 1)
     result = assess(samples, y, functions, x_true=x)
-    assert result["gates_pass"] and result["valid_frac"] == 1.0 and result["overall_rmse"] < 1e-4
+    assert result["gates_pass"]
+    assert result["valid_frac"] == 1.0
+    assert result["overall_rmse"] < 1e-4
     counts = [len(b) for b in branches(y, functions, x_true=x)]
     assert [row["branches"] for row in result["per_condition"]] == counts
     assert [row["hits"] for row in result["per_condition"]] == [1] * 4
     assert result["coverage"] == pytest.approx(float(np.mean([1 / c for c in counts])))
     # without the true x the branches come from y alone: the same numbers
     alone = assess(samples, y, functions)
-    assert alone["coverage"] == pytest.approx(result["coverage"]) and alone["score"] == pytest.approx(result["score"])
+    assert alone["coverage"] == pytest.approx(result["coverage"])
+    assert alone["score"] == pytest.approx(result["score"])
 
 
 def test_assess_outside_the_trig_family_reports_no_coverage():
     functions = FunctionPair(("x0 + x1", "x0 * x1"))
     x, _ = make_dataset(3, FunctionPair(), seed=1)
     result = assess(x[:, None], functions(x), functions)
-    assert result["gates_pass"] and result["coverage"] is None and "not both sin/cos" in result["coverage_note"]
+    assert result["gates_pass"]
+    assert result["coverage"] is None
+    assert "not both sin/cos" in result["coverage_note"]
 
 
 # --- submissions ---
@@ -70,12 +75,14 @@ def test_read_conditions_from_a_conditions_file_or_a_submission(tmp_path):
     functions = FunctionPair()
     path, _, x, y = _submission(tmp_path)
     from_submission = read_conditions(path, functions)
-    assert torch.equal(from_submission.y, y) and from_submission.x_true is None
+    assert torch.equal(from_submission.y, y)
+    assert from_submission.x_true is None
     assert "runs of 5" in from_submission.note
     exact = tmp_path / "conditions.pt"
     torch.save(TensorDataset(x.unsqueeze(1), y.unsqueeze(1)), exact)
     conditions = read_conditions(exact, functions)
-    assert torch.equal(conditions.x_true, x) and "serve as true x" in conditions.note
+    assert torch.equal(conditions.x_true, x)
+    assert "serve as true x" in conditions.note
     torch.save(TensorDataset(torch.zeros_like(x).unsqueeze(1), y.unsqueeze(1)), exact)
     assert read_conditions(exact, functions).x_true is None
 
@@ -87,5 +94,7 @@ def test_score_submission_against_itself_and_against_its_conditions(tmp_path):
     alone = score_submission(path)
     with_truth = score_submission(path, conditions)
     for result in (alone, with_truth):
-        assert result["conditions"] == 4 and result["samples_per_condition"] == 5 and result["gates_pass"]
+        assert result["conditions"] == 4
+        assert result["samples_per_condition"] == 5
+        assert result["gates_pass"]
     assert alone["coverage"] == pytest.approx(with_truth["coverage"])

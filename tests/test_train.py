@@ -25,7 +25,8 @@ def test_training_lowers_the_loss(data):
         trainer = Trainer(_config(model=model, epochs=5, wy=0.01), *data)
         result = trainer.fit()
         losses = [row["loss"] for row in result["history"]]
-        assert result["status"] == "finished" and result["epochs"] == 5
+        assert result["status"] == "finished"
+        assert result["epochs"] == 5
         assert losses[-1] < 0.7 * losses[0], losses
 
 
@@ -33,7 +34,8 @@ def test_wy_delay_trains_without_the_y_term_first(data):
     # wx = beta = 0: the total is the y-term alone, so it is exactly 0 until wy switches on
     rows = Trainer(_config(epochs=3, wx=0.0, beta=0.0, wy=1.0, wy_delay=2), *data).fit()["history"]
     assert [r["loss"] for r in rows[:2]] == [0.0, 0.0]
-    assert rows[2]["loss"] == pytest.approx(rows[2]["y_loss"]) and rows[2]["loss"] > 0.01
+    assert rows[2]["loss"] == pytest.approx(rows[2]["y_loss"])
+    assert rows[2]["loss"] > 0.01
 
 
 def test_each_epoch_reports_losses_and_validation_metrics(data):
@@ -47,7 +49,8 @@ def test_each_epoch_reports_losses_and_validation_metrics(data):
 def test_callback_can_stop_the_run(data):
     trainer = Trainer(_config(epochs=5), *data)
     result = trainer.fit(callback=lambda row: row["epoch"] >= 2)
-    assert result["status"] == "stopped" and result["epochs"] == 2
+    assert result["status"] == "stopped"
+    assert result["epochs"] == 2
 
 
 @pytest.mark.parametrize("optimizer", ["Adam", "RMSprop", "SGD"])
@@ -91,7 +94,8 @@ def test_checkpoint_loads_without_unpickling_code(data, tmp_path):
     trainer.fit()
     path = trainer.save(tmp_path / "model.pt")
     state = load_checkpoint(path)  # weights_only=True inside
-    assert state["epoch"] == 1 and state["config"]["head"] == "lines"
+    assert state["epoch"] == 1
+    assert state["config"]["head"] == "lines"
     model = load_model(path)
     y = data[1][1]
     assert torch.allclose(model.decode(torch.zeros(6, 4), y), trainer.model.eval().decode(torch.zeros(6, 4), y))
