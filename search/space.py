@@ -39,7 +39,10 @@ SEARCH_DEFAULTS = {
     "cpus_per_trial": 1,
     "gpus_per_trial": 0,
     "max_failures": 2,  # retries of a failed trial (a lost node), each from its last checkpoint
+    "checkpoint_every": 5,  # epochs between a trial's checkpoints (and its last epoch); a retry repeats < this
+    "images": "rungs",  # TensorBoard sample plots: at each ASHA rung and the last epoch; first_and_rungs; none
 }
+IMAGES = ("rungs", "first_and_rungs", "none")
 ASHA_KEYS = ("max_t", "grace_period", "reduction_factor")
 PARAM_TYPES = {
     "loguniform": ("low", "high", "when"),
@@ -250,6 +253,9 @@ def _check_search(search: dict) -> dict:
     positive("cpus_per_trial")
     positive("gpus_per_trial", allow_zero=True)
     positive("max_failures", integer=True, allow_zero=True)
+    positive("checkpoint_every", integer=True)
+    if values["images"] not in IMAGES:
+        raise SearchConfigError(f"search.images: {values['images']!r} is not one of {', '.join(IMAGES)}")
     if values["objective"] not in OBJECTIVES:
         raise SearchConfigError(f"search.objective: {values['objective']!r} is not one of {', '.join(OBJECTIVES)}")
     return values
