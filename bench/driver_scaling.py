@@ -28,6 +28,8 @@ import time
 
 import common
 
+common.pickle_by_value(__name__)  # the trial function below reaches the workers even when imported (tests)
+
 GOAL_K, GOAL_FRACTION = 256, 0.9
 
 
@@ -98,6 +100,7 @@ def run(args, concurrency: int):
         for cls, method, original in undo:
             setattr(cls, method, original)
     wall = time.perf_counter() - started
+    common.failed(grid)
     intervals = []
     for res in grid:
         df = res.metrics_dataframe
@@ -144,7 +147,7 @@ def main(argv=None):
         rows.append(
             [
                 str(k),
-                r["trials"],
+                str(r["trials"]),
                 r["results_s"],
                 f"{r['results_s'] / (k / args.interval):.2f}",
                 r["peak_results_s"],

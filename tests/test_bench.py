@@ -77,7 +77,7 @@ def test_many_trials(ray_local, capsys):
     out, result = run_quick("many_trials", capsys)
     names = [line.split()[1] for line in out.splitlines() if line.startswith("RESULT ")]
     assert names == ["many_trials_overhead_s", "many_trials_searcher_ms_at_100", "many_trials_efficiency"]
-    for row in ("| TPE (project) | wall / ideal (s) |", "| random sampler | experiment-state saves |"):
+    for row in ("| TPE (project) | wall / ideal (s) |", "| random sampler | driver: experiment-state saves |"):
         assert row in out
     assert "| TPE (project) | 100 |" in out  # the searcher's cost at 100 finished trials
 
