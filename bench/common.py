@@ -69,6 +69,21 @@ def result(name: str, value, goal: str, met: bool) -> str:
     return line
 
 
+def pickle_by_value(module_name: str) -> None:
+    """Ship a benchmark module's trial functions to Ray workers by value: bench/ is not on their path."""
+    if module_name != "__main__":
+        from ray import cloudpickle
+
+        cloudpickle.register_pickle_by_value(sys.modules[module_name])
+
+
+def failed(grid) -> None:
+    """Stop the benchmark (one line) when a trial errored: its numbers would not mean what they say."""
+    errors = [r.error for r in grid if r.error is not None]
+    if errors:
+        raise SystemExit(f"error: {len(errors)} of {len(grid)} trials failed; the first: {errors[0]!r:.300}")
+
+
 def start_ray(num_cpus: int = 2, num_gpus: int | None = None):
     """A local Ray whose workers import this checkout (as search.runner does)."""
     import ray

@@ -49,7 +49,7 @@ RAY_KEYS = {
     "epoch",
 }
 TRAIN_KEYS = ("loss", "kld", "x_loss", "y_loss", "diverged", "samples")
-TIME_KEYS = ("seconds", "cpu_seconds")
+TIME_KEYS = ("seconds", "cpu_seconds", "image_seconds", "checkpoint_seconds", "report_seconds")
 
 
 def _value(value) -> str:
@@ -143,7 +143,8 @@ class TrialBoard(TBXLoggerCallback):
             if best is None or (value > best if self._mode == "max" else value < best):
                 self._best[trial] = value
         self._trial_result[trial] = dict(result)
-        writer.flush()
+        # No flush (an fsync) per result: tensorboardX's writer thread flushes every 30 s and at the
+        # trial's end (docs/benchmarks.md, many trials: 1 fsync per epoch of every trial was the cost).
 
     def log_trial_end(self, trial, failed: bool = False):
         if trial not in self._trial_writer:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
@@ -12,6 +13,8 @@ import warnings
 from pathlib import Path
 
 import yaml
+from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal._file import get_lock_file
 
 from .space import SearchConfigError, SearchError, SearchSpec, load_search_config, parse_search_config
 from .storage import Storage
@@ -94,18 +97,31 @@ def _check_resources(spec: SearchSpec) -> None:
             )
 
 
+def trial_images(spec: SearchSpec) -> list[int]:
+    """The epochs a trial draws its TensorBoard sample plots at (search.images)."""
+    from .trainable import image_epochs
+
+    mode, grace = spec.search["images"], spec.asha["grace_period"]
+    if mode == "none":
+        return []
+    epochs = image_epochs(spec.max_t, grace, spec.asha["reduction_factor"], first=mode == "first_and_rungs")
+    # survivors: most trials stop at the grace period, so their plots would be most of a search's plots
+    return [e for e in epochs if e > grace] if mode == "survivors" else epochs
+
+
 def make_trainable(spec: SearchSpec, data):
     """The function trainable with the data in the object store and the trial's resources attached."""
     from ray import tune
 
     from .ray_compat import set_progress_metrics
-    from .trainable import KEY_COLUMNS, image_epochs, shareable, train_trial
+    from .trainable import KEY_COLUMNS, shareable, train_trial
 
     settings = {
         "base": spec.base_config(),
         "metric": spec.metric,
         "max_t": spec.max_t,
-        "image_epochs": image_epochs(spec.max_t, spec.asha["grace_period"], spec.asha["reduction_factor"]),
+        "image_epochs": trial_images(spec),
+        "checkpoint_every": spec.search["checkpoint_every"],
     }
     # numpy, not tensors, in the object store: trials on a node share one zero-copy copy
     trainable = tune.with_parameters(train_trial, data=shareable(data), settings=settings)
@@ -121,12 +137,38 @@ def study_folder(storage: Storage, name: str) -> Path:
     return Path("runs", name).resolve() if storage.is_uri else Path(storage.experiment(name))
 
 
-def make_tuner(spec: SearchSpec, trainable, name: str, storage: Storage, reuse_actors: bool = True, out=None):
+class FlushedJournalBackend(JournalFileBackend):
+    """Optuna's journal file with appends written and flushed but not fsync'ed one by one.
+
+    Optuna fsyncs the journal on every write (each suggested parameter, intermediate value and user
+    attribute is one): ~20 fsyncs per trial, most of the searcher's time (docs/benchmarks.md, many
+    trials). Without them a killed driver still loses nothing (the data is in the OS's page cache),
+    as for Tune's own state files, which are not fsync'ed either; only a machine crash can lose the
+    last seconds, which `--resume` then runs again. The file is the same format: Optuna reads it.
+    """
+
+    def append_logs(self, logs):
+        text = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
+        with get_lock_file(self._lock), open(self._file_path, "ab") as out:
+            out.write(text.encode("utf-8"))
+
+
+def _journal(storage):
+    """The study's JournalStorage on a FlushedJournalBackend (same file, same lock)."""
+    if type(storage._backend) is JournalFileBackend:
+        storage._backend.__class__ = FlushedJournalBackend
+    return storage
+
+
+def make_tuner(
+    spec: SearchSpec, trainable, name: str, storage: Storage, reuse_actors: bool = True, out=None, sampler=None
+):
     """The Tuner: OptunaSearch (TPE, study in the experiment's Optuna journal) + ASHA, quiet console.
 
     reuse_actors: a finished trial's worker process runs the next trial (all trials ask for the same
     resources), saving each trial a fresh process start (~3 s on 2 cores; see docs/benchmarks.md).
     out: where the one-line-per-trial console goes (default stdout).
+    sampler: an Optuna sampler in place of the TPE one (benchmarks compare e.g. RandomSampler).
     """
     import optuna
     from optuna.samplers import TPESampler
@@ -148,7 +190,7 @@ def make_tuner(spec: SearchSpec, trainable, name: str, storage: Storage, reuse_a
     with warnings.catch_warnings():  # `group` is marked experimental; it is what a conditional space needs
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         # group: each latent family's own keys are modelled together, apart from the other family's
-        sampler = TPESampler(
+        sampler = sampler or TPESampler(
             seed=spec.search["seed"], n_startup_trials=spec.search["tpe_startup_trials"], group=space.conditional
         )
     searcher = PruningOptunaSearch(
@@ -159,7 +201,7 @@ def make_tuner(spec: SearchSpec, trainable, name: str, storage: Storage, reuse_a
         mode=spec.mode,
         points_to_evaluate=spec.start_points or None,
         sampler=sampler,  # Optuna 5's TPE defaults (multivariate, constant liar); the seed lives here
-        storage=open_storage(study_folder(storage, name), create=True),  # the driver is its one writer
+        storage=_journal(open_storage(study_folder(storage, name), create=True)),  # the driver: its one writer
         study_name=name,
         max_t=spec.max_t,
     )

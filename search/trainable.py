@@ -1,8 +1,9 @@
 """The Tune function trainable: one CVAE configuration, trained and reported epoch by epoch.
 
 The data arrives through `tune.with_parameters` (put in the object store once by the driver),
-never read from disk per trial. Every epoch writes a checkpoint, so a retried trial or a
-resumed experiment continues where it stopped instead of starting over.
+never read from disk per trial. Every `checkpoint_every`-th epoch (and the last) writes a
+checkpoint, so a retried trial or a resumed experiment continues where it stopped instead of
+starting over, repeating at most checkpoint_every - 1 epochs.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 import math
 import pickle
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -33,13 +35,19 @@ DIVERGED = {"val_score": -1.0, "val_refined_score": -1.0, "loss": float("inf")}
 KEY_COLUMNS = ("val_score", "loss", "val_valid_frac", "val_coverage_norm", "val_gates_pass")
 
 
-def image_epochs(max_t: int, grace_period: int, reduction_factor: float) -> list[int]:
-    """Epochs with a sample plot: the first, each ASHA rung (where trials are compared) and the last."""
-    epochs, rung = {1, max_t}, float(grace_period)
+def image_epochs(max_t: int, grace_period: int, reduction_factor: float, first: bool = True) -> list[int]:
+    """Epochs with a sample plot: the first (unless first=False), each ASHA rung (where trials are compared)
+    and the last."""
+    epochs, rung = ({1} if first else set()) | {max_t}, float(grace_period)
     while rung < max_t:
         epochs.add(int(rung))
         rung *= reduction_factor
     return sorted(epochs)
+
+
+def checkpoint_epoch(epoch: int, every: int, max_t: int) -> bool:
+    """Whether a trial checkpoints after `epoch`: every `every`-th epoch and the last one."""
+    return epoch % max(1, int(every)) == 0 or epoch >= max_t
 
 
 def _trial_resources() -> tuple[float, float]:
@@ -164,7 +172,12 @@ def train_trial(config: dict, data=None, settings=None) -> None:
 
     config: the searched values (Tune's trial config, so HParams and the console show only those);
     data: ((x_train, y_train), (x_val, y_val)) tensors, or numpy arrays from `shareable`;
-    settings: {'base': fixed Config values, 'metric', 'max_t', 'image_epochs'}.
+    settings: {'base': fixed Config values, 'metric', 'max_t', 'image_epochs', optional 'checkpoint_every'
+    (default 1: every epoch)}.
+
+    Each result also says what the trial spent beside training (TensorBoard `time/`): image_seconds
+    (this epoch's sample plots), checkpoint_seconds (saving this epoch's checkpoint, 0 without one) and
+    report_seconds (the previous epoch's `tune.report`, which copies its checkpoint to the storage).
     """
     train, val = _tensors(data)
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)  # a line per checkpoint
@@ -177,15 +190,26 @@ def train_trial(config: dict, data=None, settings=None) -> None:
         trainer = Trainer(Config.from_dict({**settings["base"], **config}), train, val, device)
     node, node_id = ray.util.get_node_ip_address(), ray.get_runtime_context().get_node_id()
     images = _Images(trainer, settings.get("image_epochs", []), settings["metric"])
+    every, last_report = settings.get("checkpoint_every", 1), [0.0]
 
     def report(row: dict) -> None:
+        started = time.perf_counter()
         images.maybe_write(row["epoch"])
+        drawn = time.perf_counter()
+        costs = {"image_seconds": drawn - started, "checkpoint_seconds": 0.0, "report_seconds": last_report[0]}
+        if not checkpoint_epoch(row["epoch"], every, settings["max_t"]):
+            tune.report(_metrics({**row, **costs}, settings["metric"], node, node_id))
+            last_report[0] = time.perf_counter() - drawn
+            return
         with tempfile.TemporaryDirectory() as folder:
             trainer.save(Path(folder) / CHECKPOINT_FILE)
+            saved = time.perf_counter()
+            costs["checkpoint_seconds"] = saved - drawn
             tune.report(
-                _metrics(row, settings["metric"], node, node_id),
+                _metrics({**row, **costs}, settings["metric"], node, node_id),
                 checkpoint=tune.Checkpoint.from_directory(folder),
             )
+            last_report[0] = time.perf_counter() - saved
 
     try:
         trainer.fit(settings["max_t"], report)

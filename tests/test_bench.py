@@ -70,3 +70,19 @@ def test_search_efficiency(ray_local, capsys):
 def test_original_workflow(ray_local, capsys):
     out, result = run_quick("original_workflow", capsys)
     assert "(a) sequential Optuna" in out and "(b) this project" in out
+
+
+@pytest.mark.slow
+def test_many_trials(ray_local, capsys):
+    out, result = run_quick("many_trials", capsys)
+    names = [line.split()[1] for line in out.splitlines() if line.startswith("RESULT ")]
+    assert names == ["many_trials_overhead_s", "many_trials_searcher_ms_at_100", "many_trials_efficiency"]
+    for row in ("| TPE (project) | wall / ideal (s) |", "| random sampler | driver: experiment-state saves |"):
+        assert row in out
+    assert "| TPE (project) | 100 |" in out  # the searcher's cost at 100 finished trials
+
+
+@pytest.mark.slow
+def test_driver_scaling(capsys):
+    out, result = run_quick("driver_scaling", capsys)
+    assert result.group(1) == "driver_results_fraction_at_8" and "| 8 |" in out
