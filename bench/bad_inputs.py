@@ -136,14 +136,14 @@ def input_cases(f: dict, root: Path) -> list[tuple[str, list, int]]:
             "tune --storage a file (item 10)",
             ["scripts/tune.py", "--config", SMOKE, "--name", "x", "--storage", f["afile"]],
             2,
-        ),  # noqa: E501
+        ),
         ("tune --address 127.0.0.1:1 (item 1)", [*tune, "--name", "a1", "--address", "127.0.0.1:1"], 2),
         ("tune --address ray://127.0.0.1:1 (item 11)", [*tune, "--name", "a2", "--address", "ray://127.0.0.1:1"], 2),
         (
             "tune --resume of a missing experiment",
             [*tune[:1], "--name", "none", "--storage", root / "runs", "--resume"],
             2,
-        ),  # noqa: E501
+        ),
         ("tune --num-samples 0", [*tune, "--name", "n0", "--num-samples", "0"], 2),
         ("generate --mix 2 (item 2)", [*mixed, "--mix", "2"], 2),
         ("generate --mix -0.5 (item 2)", [*mixed, "--mix", "-0.5"], 2),
@@ -166,17 +166,17 @@ def input_cases(f: dict, root: Path) -> list[tuple[str, list, int]]:
             "score: wrong scoring file",
             ["scripts/score.py", f["sub30"], "--scoring", f["variant"], "--functions", *VARIANT],
             2,
-        ),  # noqa: E501
+        ),
         (
             "score --functions not the file's (item 12)",
             ["scripts/score.py", f["sub30"], "--scoring", f["scoring"], "--functions", *VARIANT],
             2,
-        ),  # noqa: E501
+        ),
         (
             "score: official default on a variant's file (item 12)",
             ["scripts/score.py", f["variant30"], "--scoring", f["variant"]],
             2,
-        ),  # noqa: E501
+        ),
         ("score --functions with an unknown name", ["scripts/score.py", f["sub30"], "--functions", "cos(z)", "x1"], 2),
         ("finalize --val-file random bytes (item 8)", [*final, "--val-file", f["random"]], 2),
         ("finalize --val-file missing (item 8)", [*final, "--val-file", root / "missing.pt"], 2),
@@ -210,7 +210,7 @@ def fault_cases(root: Path, rows: list) -> None:
         seconds,
         2,
         f"marker ran: {marker.exists()}",
-    )  # noqa: E501
+    )
     code, err, seconds = run(["scripts/tune.py", "--name", "done", "--storage", storage, "--resume", "--trust"], env)
     add(
         "the same with --trust (the pickle runs; restore fails)",
@@ -219,18 +219,18 @@ def fault_cases(root: Path, rows: list) -> None:
         seconds,
         2,
         f"marker ran: {marker.exists()}",
-    )  # noqa: E501
+    )
 
     # SIGKILL the driver once a trial checkpointed; damage every checkpoint; resume
-    log = open(root / "kill.log", "w")
+    log = open(root / "kill.log", "w")  # noqa: SIM115 (the driver writes it until killed)
     started = time.perf_counter()
     driver = subprocess.Popen(
         [sys.executable, *map(str, base), "--name", "k"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-    )  # noqa: E501
+    )
     while driver.poll() is None and time.perf_counter() - started < 300:
         if list((storage / "k").glob("trial_*/checkpoint_*/trainer.pt")) and list(
             (storage / "k").glob("experiment_state-*")
-        ):  # noqa: E501
+        ):
             time.sleep(3)
             break
         time.sleep(0.5)
@@ -251,7 +251,7 @@ def fault_cases(root: Path, rows: list) -> None:
             time.perf_counter() - killed,
             left == 0,
         )
-    )  # noqa: E501
+    )
     damaged = 0
     for path in (storage / "k").glob("trial_*/checkpoint_*/trainer.pt"):
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
@@ -266,7 +266,7 @@ def fault_cases(root: Path, rows: list) -> None:
         seconds,
         0,
         f"{finished} trials TERMINATED; restarts: {err.count('damaged checkpoint')}",
-    )  # noqa: E501
+    )
 
     # a full disk: storage on a 1 MiB tmpfs (needs root to mount), then room again and --resume
     small = root / "tmpfs"

@@ -239,7 +239,9 @@ def main(argv=None):
     parser.add_argument("--epoch-seconds", type=float, default=0.25)
     parser.add_argument("--concurrency", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--checkpoint-every", type=int, default=None, help="override search.checkpoint_every")
-    parser.add_argument("--images", choices=("rungs", "first_and_rungs", "none"), help="override search.images")
+    parser.add_argument(
+        "--images", choices=("survivors", "rungs", "first_and_rungs", "none"), help="override search.images"
+    )
     parser.add_argument("--no-random", action="store_true", help="skip the RandomSampler run")
     parser.add_argument(
         "--before",

@@ -68,7 +68,7 @@ def main(argv=None):
     loads.append(common.load())
     started = time.perf_counter()
     ray_s = common.start_ray(2)
-    grid, wall_b, wall0 = common.run_project_search(spec, data)
+    grid, _wall_b, wall0 = common.run_project_search(spec, data)
     line = timeline(grid, wall0)
     common.stop_ray()
     loads.append(common.load())

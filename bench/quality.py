@@ -36,13 +36,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cvae.config import Config  # noqa: E402
-from cvae.data import DataSpec, load_challenge, make_dataset  # noqa: E402
-from cvae.functions import FunctionPair  # noqa: E402
-from cvae.metrics import branches, coverage, evaluate  # noqa: E402
-from cvae.regimes import Regime  # noqa: E402
-from cvae.sampling import generate, prior_valid_mass  # noqa: E402
-from cvae.train import Trainer, load_model  # noqa: E402
+from cvae.config import Config
+from cvae.data import DataSpec, load_challenge, make_dataset
+from cvae.functions import FunctionPair
+from cvae.metrics import branches, coverage, evaluate
+from cvae.regimes import Regime
+from cvae.sampling import generate, prior_valid_mass
+from cvae.train import Trainer, load_model
 
 REPO = Path(__file__).resolve().parents[1]
 OFFICIAL = REPO.parent / "shared" / "twobirds" / "validation_dataset.pt"

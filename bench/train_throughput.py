@@ -20,11 +20,11 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cvae.config import Config  # noqa: E402
-from cvae.data import make_dataset  # noqa: E402
-from cvae.functions import FunctionPair  # noqa: E402
-from cvae.model import CVAE  # noqa: E402
-from cvae.train import Trainer  # noqa: E402
+from cvae.config import Config
+from cvae.data import make_dataset
+from cvae.functions import FunctionPair
+from cvae.model import CVAE
+from cvae.train import Trainer
 
 
 def hand_written_epoch(model, optimizer, x, y, functions, batch_size):

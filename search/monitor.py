@@ -207,9 +207,9 @@ class TrialLines(tune.Callback):
     def _note(self, trial, status: str) -> None:
         self._ended += 1
         value = (trial.last_result or {}).get(self._metric)
-        if isinstance(value, (int, float)) and math.isfinite(value):
-            if self._best is None or (value > self._best if self._mode == "max" else value < self._best):
-                self._best = value
+        finite = isinstance(value, (int, float)) and math.isfinite(value)
+        if finite and (self._best is None or (value > self._best if self._mode == "max" else value < self._best)):
+            self._best = value
         self._print(self._line(trial, status))
 
     def on_trial_complete(self, iteration, trials, trial, **info):

@@ -96,9 +96,11 @@ class SearchSpec(Model):
     data: SearchData = Field(default_factory=SearchData)
     search: Run = Field(default_factory=Run)
     asha: Asha = Field(default_factory=Asha)
-    fixed: dict[str, Any] = {}  # Config keys held constant
+    fixed: dict[str, Any] = Field(default_factory=dict)  # Config keys held constant
     space: dict[str, Param] = Field(min_length=1)  # Config keys searched
-    start_points: list[dict[str, Any]] = []  # tried first, in order: each any subset of the space keys
+    start_points: list[dict[str, Any]] = Field(
+        default_factory=list
+    )  # tried first, in order: each any subset of the space keys
     _path: Path = PrivateAttr(Path("<dict>"))
     _text: str = PrivateAttr("")  # the file as the user wrote it (saved as search_config.yaml)
 

@@ -167,13 +167,14 @@ def _restore(checkpoint, train, val, device) -> Trainer | None:
         return None
 
 
-def train_trial(config: dict, data=None, settings=None) -> None:
+def train_trial(config: dict, data=None, settings=None, after_report=None) -> None:
     """Train `config` (fixed + searched Config keys) for up to settings['max_t'] epochs.
 
     config: the searched values (Tune's trial config, so HParams and the console show only those);
     data: ((x_train, y_train), (x_val, y_val)) tensors, or numpy arrays from `shareable`;
     settings: {'base': fixed Config values, 'metric', 'max_t', 'image_epochs', optional 'checkpoint_every'
-    (default 1: every epoch)}.
+    (default 1: every epoch)}; after_report(row), if given, runs after each epoch's report (a test
+    makes a trial fail there).
 
     Each result also says what the trial spent beside training (TensorBoard `time/`): image_seconds
     (this epoch's sample plots), checkpoint_seconds (saving this epoch's checkpoint, 0 without one) and
@@ -200,7 +201,12 @@ def train_trial(config: dict, data=None, settings=None) -> None:
         if not checkpoint_epoch(row["epoch"], every, settings["max_t"]):
             tune.report(_metrics({**row, **costs}, settings["metric"], node, node_id))
             last_report[0] = time.perf_counter() - drawn
-            return
+        else:
+            _report_with_checkpoint(row, costs, drawn)
+        if after_report is not None:
+            after_report(row)
+
+    def _report_with_checkpoint(row: dict, costs: dict, drawn: float) -> None:
         with tempfile.TemporaryDirectory() as folder:
             trainer.save(Path(folder) / CHECKPOINT_FILE)
             saved = time.perf_counter()

@@ -25,13 +25,15 @@ def run_quick(name, capsys, *extra):
     lines = [line for line in out.splitlines() if line.strip()]
     assert RESULT.match(lines[-1]), lines[-1]  # the script ends with its RESULT line
     table = [line for line in lines if line.startswith("|")]
-    assert len(table) >= 3 and set(table[1]) <= set("|-"), out  # a markdown table: header, rule, rows
+    assert len(table) >= 3, out
+    assert set(table[1]) <= set("|-"), out  # a markdown table: header, rule, rows
     return out, RESULT.match(lines[-1])
 
 
 def test_train_throughput(capsys):
     out, result = run_quick("train_throughput", capsys)
-    assert result.group(1) == "train_throughput_ratio" and "| cvae.Trainer |" in out
+    assert result.group(1) == "train_throughput_ratio"
+    assert "| cvae.Trainer |" in out
 
 
 def test_gpu_scaling_skips_without_cuda(capsys):
@@ -39,42 +41,48 @@ def test_gpu_scaling_skips_without_cuda(capsys):
     if torch.cuda.is_available():
         pytest.skip("a GPU is present: the real benchmark runs by hand (see docs/benchmarks.md)")
     out, result = run_quick("gpu_scaling", capsys)
-    assert "skipped: no GPU" in out and result.group(2) == "skipped"
+    assert "skipped: no GPU" in out
+    assert result.group(2) == "skipped"
 
 
 def test_trial_overhead(ray_local, capsys):
     out, result = run_quick("trial_overhead", capsys)
-    assert result.group(1) == "trial_overhead_ratio" and "| plain process" in out and "| Tune trial" in out
+    assert result.group(1) == "trial_overhead_ratio"
+    assert "| plain process" in out
+    assert "| Tune trial" in out
 
 
 @pytest.mark.slow
 def test_parallel_scaling(ray_local, capsys):
     out, result = run_quick("parallel_scaling", capsys)
-    assert result.group(1) == "parallel_scaling_2v1" and "| 2 concurrent" in out
+    assert result.group(1) == "parallel_scaling_2v1"
+    assert "| 2 concurrent" in out
 
 
 @pytest.mark.slow
 def test_data_sharing(ray_local, capsys):
-    out, result = run_quick("data_sharing", capsys)
+    out, _result = run_quick("data_sharing", capsys)
     sources = ("object store, tensors", "object store, numpy (project)", "generate", "load .pt file")
     assert all(f"| {source} |" in out for source in sources)
 
 
 @pytest.mark.slow
 def test_search_efficiency(ray_local, capsys):
-    out, result = run_quick("search_efficiency", capsys)
-    assert "| TPE + ASHA (project) |" in out and "| random + FIFO |" in out
+    out, _result = run_quick("search_efficiency", capsys)
+    assert "| TPE + ASHA (project) |" in out
+    assert "| random + FIFO |" in out
 
 
 @pytest.mark.slow
 def test_original_workflow(ray_local, capsys):
-    out, result = run_quick("original_workflow", capsys)
-    assert "(a) sequential Optuna" in out and "(b) this project" in out
+    out, _result = run_quick("original_workflow", capsys)
+    assert "(a) sequential Optuna" in out
+    assert "(b) this project" in out
 
 
 @pytest.mark.slow
 def test_many_trials(ray_local, capsys):
-    out, result = run_quick("many_trials", capsys)
+    out, _result = run_quick("many_trials", capsys)
     names = [line.split()[1] for line in out.splitlines() if line.startswith("RESULT ")]
     assert names == ["many_trials_overhead_s", "many_trials_searcher_ms_at_100", "many_trials_efficiency"]
     for row in ("| TPE (project) | wall / ideal (s) |", "| random sampler | driver: experiment-state saves |"):
@@ -85,4 +93,5 @@ def test_many_trials(ray_local, capsys):
 @pytest.mark.slow
 def test_driver_scaling(capsys):
     out, result = run_quick("driver_scaling", capsys)
-    assert result.group(1) == "driver_results_fraction_at_8" and "| 8 |" in out
+    assert result.group(1) == "driver_results_fraction_at_8"
+    assert "| 8 |" in out

@@ -1,5 +1,6 @@
 """A real search on a local 2-CPU Ray: the smoke config, 6 tiny trials x up to 4 epochs, run as a user runs it."""
 
+import functools
 import shutil
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from cvae.functions import FunctionPair
 from cvae.train import Trainer
 from search.runner import Storage, make_tuner
 from search.space import load_search_config
+from search.trainable import train_trial
 
 pytestmark = pytest.mark.slow
 CONFIG_KEYS = list(Config.model_fields)
@@ -192,26 +194,11 @@ def test_best_config_loads_into_the_trainer(experiment, table, spec):
     assert result["epochs"] == 1
 
 
-def _flaky_trial(config, data=None, settings=None):
-    """train_trial that crashes once, right after reporting epoch 2 (a marker file makes it once)."""
-    import types
-
-    from ray import tune
-
-    import search.trainable as trainable
-
-    marker = Path(settings["marker"])
-
-    def report(metrics, checkpoint=None):
-        tune.report(metrics, checkpoint=checkpoint)
-        if metrics["epoch"] == 2 and not marker.exists():
-            marker.touch()
-            raise RuntimeError("injected failure after epoch 2")
-
-    proxy = types.SimpleNamespace(**{name: getattr(tune, name) for name in dir(tune) if not name.startswith("_")})
-    proxy.report = report
-    trainable.tune = proxy  # this trial's worker process only
-    trainable.train_trial(config, data=data, settings=settings)
+def _crash_once_after_epoch_2(marker: str, row: dict) -> None:
+    """train_trial's after_report: fail right after epoch 2's report, once (the marker file remembers)."""
+    if row["epoch"] == 2 and not Path(marker).exists():
+        Path(marker).touch()
+        raise RuntimeError("injected failure after epoch 2")
 
 
 def test_a_failed_trial_is_retried_from_its_checkpoint(ray_local, spec, tmp_path):
@@ -219,21 +206,23 @@ def test_a_failed_trial_is_retried_from_its_checkpoint(ray_local, spec, tmp_path
 
     one = spec.with_overrides(num_samples=1)
     data = spec.data.build(FunctionPair(spec.functions))
+    marker = str(tmp_path / "failed-once")
     trainable = tune.with_parameters(
-        _flaky_trial,
+        train_trial,
         data=data,
         settings={
             "base": one.base_config(),
             "metric": one.metric,
             "max_t": one.max_t,
             "image_epochs": [],
-            "marker": str(tmp_path / "failed-once"),
+            "checkpoint_every": 1,
         },
+        after_report=functools.partial(_crash_once_after_epoch_2, marker),
     )
     trainable = tune.with_resources(trainable, {"cpu": 1})
     grid = make_tuner(one, trainable, "retry", Storage(tmp_path / "runs")).fit()
     result = grid[0]
-    assert (tmp_path / "failed-once").exists()
+    assert Path(marker).exists()
     assert result.error is None
     rows = result.metrics_dataframe
     assert list(rows["epoch"]) == [1, 2, 3, 4]  # not 1, 2, 1, 2, 3, 4: the retry continued
