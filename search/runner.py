@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -13,8 +12,6 @@ import warnings
 from pathlib import Path
 
 import yaml
-from optuna.storages.journal import JournalFileBackend
-from optuna.storages.journal._file import get_lock_file
 
 from .space import SearchConfigError, SearchError, SearchSpec, load_search_config, parse_search_config
 from .storage import Storage
@@ -137,29 +134,6 @@ def study_folder(storage: Storage, name: str) -> Path:
     return Path("runs", name).resolve() if storage.is_uri else Path(storage.experiment(name))
 
 
-class FlushedJournalBackend(JournalFileBackend):
-    """Optuna's journal file with appends written and flushed but not fsync'ed one by one.
-
-    Optuna fsyncs the journal on every write (each suggested parameter, intermediate value and user
-    attribute is one): ~20 fsyncs per trial, most of the searcher's time (docs/benchmarks.md, many
-    trials). Without them a killed driver still loses nothing (the data is in the OS's page cache),
-    as for Tune's own state files, which are not fsync'ed either; only a machine crash can lose the
-    last seconds, which `--resume` then runs again. The file is the same format: Optuna reads it.
-    """
-
-    def append_logs(self, logs):
-        text = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
-        with get_lock_file(self._lock), open(self._file_path, "ab") as out:
-            out.write(text.encode("utf-8"))
-
-
-def _journal(storage):
-    """The study's JournalStorage on a FlushedJournalBackend (same file, same lock)."""
-    if type(storage._backend) is JournalFileBackend:
-        storage._backend.__class__ = FlushedJournalBackend
-    return storage
-
-
 def make_tuner(
     spec: SearchSpec, trainable, name: str, storage: Storage, reuse_actors: bool = True, out=None, sampler=None
 ):
@@ -201,7 +175,7 @@ def make_tuner(
         mode=spec.mode,
         points_to_evaluate=spec.start_points or None,
         sampler=sampler,  # Optuna 5's TPE defaults (multivariate, constant liar); the seed lives here
-        storage=_journal(open_storage(study_folder(storage, name), create=True)),  # the driver: its one writer
+        storage=open_storage(study_folder(storage, name), create=True, fsync=False),  # the driver: its one writer
         study_name=name,
         max_t=spec.max_t,
     )

@@ -13,7 +13,7 @@ def _searcher(folder, name="exp"):
         space={"lr": FloatDistribution(1e-4, 1e-2, log=True)},
         metric="val_score",
         mode="max",
-        storage=open_storage(folder, create=True),
+        storage=open_storage(folder, create=True, fsync=False),  # as the driver writes it
         study_name=name,
         max_t=4,
     )
