@@ -152,18 +152,11 @@ def make_spec(args, sampler_seed: int = 0):
 def run(args, spec, data, sampler: str):
     from ray import tune
 
-    from search.runner import Storage, make_tuner, trial_images
+    from search.runner import Storage, make_tuner, trial_settings
     from search.trainable import shareable
 
     # make_trainable's settings and resources, with padded_trial in place of train_trial
-    settings = {
-        "base": spec.base_config(),
-        "metric": spec.metric,
-        "max_t": spec.max_t,
-        "image_epochs": trial_images(spec),
-        "checkpoint_every": spec.search["checkpoint_every"],
-        "epoch_seconds": args.epoch_seconds,
-    }
+    settings = {**trial_settings(spec), "epoch_seconds": args.epoch_seconds}
     trainable = tune.with_parameters(padded_trial, data=shareable(data), settings=settings)
     trainable = tune.with_resources(trainable, {"cpu": spec.search["cpus_per_trial"], "gpu": 0})
     storage = Storage(tempfile.mkdtemp(prefix="bench-many-"))

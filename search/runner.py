@@ -106,6 +106,17 @@ def trial_images(spec: SearchSpec) -> list[int]:
     return [e for e in epochs if e > grace] if mode == "survivors" else epochs
 
 
+def trial_settings(spec: SearchSpec) -> dict:
+    """What every trial of the search gets beside its searched values (search.trainable.train_trial)."""
+    return {
+        "base": spec.base_config(),
+        "metric": spec.metric,
+        "max_t": spec.max_t,
+        "image_epochs": trial_images(spec),
+        "checkpoint_every": spec.search["checkpoint_every"],
+    }
+
+
 def make_trainable(spec: SearchSpec, data):
     """The function trainable with the data in the object store and the trial's resources attached."""
     from ray import tune
@@ -113,13 +124,7 @@ def make_trainable(spec: SearchSpec, data):
     from .ray_compat import set_progress_metrics
     from .trainable import KEY_COLUMNS, shareable, train_trial
 
-    settings = {
-        "base": spec.base_config(),
-        "metric": spec.metric,
-        "max_t": spec.max_t,
-        "image_epochs": trial_images(spec),
-        "checkpoint_every": spec.search["checkpoint_every"],
-    }
+    settings = trial_settings(spec)
     # numpy, not tensors, in the object store: trials on a node share one zero-copy copy
     trainable = tune.with_parameters(train_trial, data=shareable(data), settings=settings)
     resources = {"cpu": spec.search["cpus_per_trial"], "gpu": spec.search["gpus_per_trial"]}

@@ -251,3 +251,17 @@ def test_a_start_point_names_the_condition_of_its_conditional_keys():
     raw["start_points"] = [{"lr": 1.0e-3, "components": 8}]
     with pytest.raises(SearchConfigError, match=r"start_points\[0\].components: searched only when latent in"):
         parse_search_config(raw)
+
+
+@pytest.mark.parametrize(
+    ("mode", "epochs"),
+    # survivors: not at the grace period (epoch 2 here), where most trials stop
+    [("survivors", [4, 8]), ("rungs", [2, 4, 8]), ("first_and_rungs", [1, 2, 4, 8]), ("none", [])],
+)
+def test_search_images_choose_the_epochs_a_trial_draws_plots_at(mode, epochs):
+    from search.runner import trial_images
+
+    raw = yaml.safe_load(SMOKE.read_text())
+    raw["asha"] = {"max_t": 8, "grace_period": 2, "reduction_factor": 2}
+    raw["search"]["images"] = mode
+    assert trial_images(parse_search_config(raw)) == epochs
