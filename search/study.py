@@ -12,6 +12,7 @@ its TensorBoard run, i.e. its folder name (`tensorboard_run`), as user attribute
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -63,15 +64,25 @@ class AppendOnlyJournal(JournalFileBackend):
     attribute is one): ~20 fsyncs per trial, most of the searcher's time (docs/benchmarks.md, many
     trials). Without them a killed driver still loses nothing (the data is in the OS's page cache),
     as for Tune's own state files, which are not fsync'ed either; only a machine crash can lose the
-    last seconds, which `--resume` then runs again. The file is the same format: Optuna reads it.
+    last seconds, which `--resume` then runs again. The file is the same format: Optuna reads it. A
+    write that fails (a full disk) is cut back to the last whole line, so the journal stays readable.
     Reaches into Optuna 5.0's JournalFileBackend (`_lock`, `_file_path`, the `get_lock_file` helper);
     tests/test_study.py reads a journal written this way back through `optuna.load_study`.
     """
 
     def append_logs(self, logs):
-        text = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
-        with get_lock_file(self._lock), open(self._file_path, "ab") as out:
-            out.write(text.encode("utf-8"))
+        data = memoryview(("\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n").encode())
+        with get_lock_file(self._lock):
+            fd = os.open(self._file_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            start = os.lseek(fd, 0, os.SEEK_END)
+            try:
+                while data:
+                    data = data[os.write(fd, data) :]
+            except OSError:  # a full disk: no half line left for the next append (or a reader) to run into
+                os.ftruncate(fd, start)
+                raise
+            finally:
+                os.close(fd)
 
 
 def load_study(experiment_dir, name: str | None = None):

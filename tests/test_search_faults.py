@@ -200,17 +200,6 @@ def test_sigkilled_driver_leaves_no_ray_process_and_the_signed_state_resumes(tmp
     print(f"{len(damaged)} damaged checkpoints; trials restarted: {restarted}")
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 1 MiB tmpfs (needs root to mount): a disk that fills up during the search."""
-    folder = tmp_path / "tmpfs"
-    folder.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)]).returncode:
-        pytest.skip("cannot mount a tmpfs here (needs root)")
-    yield folder
-    subprocess.run(["umount", str(folder)])
-
-
 @pytest.mark.slow
 def test_a_full_disk_stops_the_search_in_one_line_and_resume_finishes_once_there_is_room(tmp_path, small_disk, tune):
     env = _env(tmp_path)

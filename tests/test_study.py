@@ -1,6 +1,9 @@
 """search.study and the searcher's journal, without Ray: Optuna's own storage and API on real files."""
 
+import os
+
 import optuna
+import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
@@ -48,3 +51,17 @@ def test_a_resumed_searcher_closes_the_killed_drivers_unsaved_suggestion(tmp_pat
     restored.suggest("bbbb0003")
     states = {t.user_attrs["ray_trial_id"]: t.state for t in load_study(tmp_path).trials}
     assert states == {"bbbb0001": TrialState.RUNNING, "bbbb0002": TrialState.FAIL, "bbbb0003": TrialState.RUNNING}
+
+
+def test_a_journal_write_that_fills_the_disk_leaves_only_whole_lines(small_disk):
+    """The driver's journal on a full disk: the failed append is cut back, and Optuna still reads the file."""
+    study = optuna.create_study(study_name="full", storage=open_storage(small_disk, create=True, fsync=False))
+    study.enqueue_trial({"x": 0.5})
+    (small_disk / "filler").write_bytes(b"0" * (os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize))
+    with pytest.raises(OSError, match="No space left"):
+        study.set_user_attr("big", "y" * 20_000)  # one journal line longer than the space left
+    os.remove(small_disk / "filler")
+    study.set_user_attr("after", 1)  # appended after the cut: a line of its own
+    reread = optuna.load_study(study_name="full", storage=open_storage(small_disk))
+    assert reread.user_attrs == {"after": 1}
+    assert len(reread.trials) == 1
