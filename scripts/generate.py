@@ -115,6 +115,8 @@ def regime_label(args) -> str:
     k = args.proposals or args.samples
     if args.proposals_from == "mixed":
         return f"mixed proposals ({args.mix:.0%} network) + refinement (K={k}, {args.refine_steps} LM steps)"
+    if args.proposals_from == "uniform" and not args.refine_steps:
+        return f"uniform random lines, no refinement (K={k})"  # the baseline before the solver: no regime
     if args.proposals_from == "uniform":
         kind = "uniform"
     elif args.refine_steps:

@@ -240,11 +240,7 @@ def quiet_ray() -> None:
     import os
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    for name, level in (
-        ("ray._private.authentication.authentication_token_setup", logging.ERROR),  # on by default: documented
-        ("ray._private.worker", logging.WARNING),
-        ("ray.tune.tune", logging.WARNING),
-        # warn_if_slow: "The `on_step_begin` operation took 0.6 s" on a loaded machine; nothing to act on
-        ("ray.tune.utils.util", logging.ERROR),
-    ):
+    from .ray_compat import QUIET_LOGGERS
+
+    for name, level in QUIET_LOGGERS.items():  # Ray's internal logger names, kept in one place
         logging.getLogger(name).setLevel(level)

@@ -48,7 +48,7 @@ and the cluster and search tests, then widen the bound in pyproject.toml.
    (search/faults.py and search/trust.py filter its records: a full disk's trial failure, and
    "Failed to restore the run state", `RESTORE_FAILED`, turned into one error); `QUIET_LOGGERS` are
    the ones search/monitor.py and search/trainable.py lower (token-auth note, worker start lines,
-   `warn_if_slow`, a line per checkpoint) and still name there. Replacement: none (Ray's public
+   `warn_if_slow`, a line per checkpoint). Replacement: none (Ray's public
    logging config sets levels for "ray" and "ray.tune" only).
 
 Nothing here imports ray at module level: `search.runner.loopback_only` must run before ray is
@@ -68,10 +68,10 @@ HEAD_NODE_RESOURCE = "node:__internal_head__"
 TUNE_CONTROLLER_LOGGER = "ray.tune.execution.tune_controller"
 RESTORE_FAILED = "Failed to restore the run state"
 QUIET_LOGGERS = {
-    "ray._private.authentication.authentication_token_setup": logging.ERROR,  # search/monitor.py
+    "ray._private.authentication.authentication_token_setup": logging.ERROR,  # search/monitor.py (token note)
     "ray._private.worker": logging.WARNING,  # search/monitor.py
     "ray.tune.tune": logging.WARNING,  # search/monitor.py
-    "ray.tune.utils.util": logging.ERROR,  # search/monitor.py (warn_if_slow)
+    "ray.tune.utils.util": logging.ERROR,  # search/monitor.py (warn_if_slow on a loaded machine: nothing to act on)
     "ray.train._internal.storage": logging.WARNING,  # search/trainable.py, in each trial
 }
 

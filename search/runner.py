@@ -34,7 +34,9 @@ def loopback_only() -> None:
     this switch (Ray's own, read when ray is imported) keeps a local search off the network.
     Call it before the first `import ray` of the process.
     """
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    from .ray_compat import LOOPBACK_SWITCH  # imports no ray
+
+    os.environ.setdefault(LOOPBACK_SWITCH, "0")
 
 
 def _connect(address: str | None) -> bool:

@@ -23,6 +23,8 @@ from ray import tune
 from cvae.config import Config
 from cvae.train import Trainer
 
+from .ray_compat import QUIET_LOGGERS
+
 CHECKPOINT_FILE = "trainer.pt"
 # The sample images' event file goes in the trial folder itself, beside Tune's scalars: one run per trial.
 IMAGE_DIR = "."
@@ -181,7 +183,8 @@ def train_trial(config: dict, data=None, settings=None, after_report=None) -> No
     report_seconds (the previous epoch's `tune.report`, which copies its checkpoint to the storage).
     """
     train, val = _tensors(data)
-    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)  # a line per checkpoint
+    storage_logger = "ray.train._internal.storage"  # a line per checkpoint
+    logging.getLogger(storage_logger).setLevel(QUIET_LOGGERS[storage_logger])
     cpus, gpus = _trial_resources()
     torch.set_num_threads(max(1, int(cpus)))  # Ray sets OMP_NUM_THREADS; torch keeps its own count
     device = "cuda" if gpus > 0 and torch.cuda.is_available() else "cpu"
