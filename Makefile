@@ -16,9 +16,12 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# ruff; the layer contracts of pyproject.toml (docs/architecture.md); no dead code at vulture's 80% confidence
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/vulture cvae search scripts cluster bench --min-confidence 80
 
 test: install lint
 	$(PY) -m pytest -q -m ""  # every tier: fast, slow (real searches) and cluster

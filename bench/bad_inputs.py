@@ -238,7 +238,7 @@ def fault_cases(root: Path, rows: list) -> None:
     driver.send_signal(signal.SIGKILL)
     driver.wait()
     killed = time.perf_counter()
-    from search.reaper import processes_of
+    from search.driver.reaper import processes_of
 
     while any(processes_of(str(f)) or f.exists() for f in folders) and time.perf_counter() - killed < 60:
         time.sleep(0.25)

@@ -85,7 +85,7 @@ def failed(grid) -> None:
 
 
 def start_ray(num_cpus: int = 2, num_gpus: int | None = None):
-    """A local Ray whose workers import this checkout (as search.runner does)."""
+    """A local Ray whose workers import this checkout (as search/driver/local_ray.py does)."""
     import ray
 
     paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
@@ -122,7 +122,7 @@ def stop_ray() -> None:
 
 def spec_from(changes: dict):
     """A validated SearchSpec: smoke.yaml with sections replaced/updated by `changes`."""
-    from search.space import parse_search_config
+    from search.spec import parse_search_config
 
     raw = yaml.safe_load(SMOKE.read_text())
     raw = copy.deepcopy(raw)
@@ -142,7 +142,8 @@ def run_project_search(
     Returns (ResultGrid, wall seconds, fit start time as time.time()).
     """
     from cvae.functions import FunctionPair
-    from search.runner import Storage, make_trainable, make_tuner
+    from search.driver.storage import Storage
+    from search.driver.tuner import make_trainable, make_tuner
 
     data = data if data is not None else spec.data.build(FunctionPair(spec.functions))
     trainable = trainable or make_trainable(spec, data)

@@ -30,7 +30,7 @@ def trial(config: dict, box=None) -> None:
     """One trial: get the data the way config['source'] says, build a trainer, train one short epoch.
 
     "object store, ...": box holds ObjectRefs of the driver's ray.put data (tensors, or the numpy
-    arrays of search.trainable.shareable that the project puts), fetched here with ray.get, which
+    arrays of search.driver.trainable.shareable that the project puts), fetched here with ray.get, which
     is what tune.with_parameters' wrapper does before calling the project's train_trial.
     """
     import warnings
@@ -103,7 +103,7 @@ def main(argv=None):
 
     from cvae.data import DataSpec
     from cvae.functions import FunctionPair
-    from search.trainable import shareable
+    from search.driver.trainable import shareable
 
     data = DataSpec(train_size=args.rows, val_conditions=20).build(FunctionPair())
     folder = Path(tempfile.mkdtemp(prefix="bench-data-"))

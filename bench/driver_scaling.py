@@ -1,7 +1,7 @@
 """How many concurrent trials the search driver keeps up with: Tune + OptunaSearch/TPE + ASHA + the journal.
 
 A local Ray with many logical CPUs (`ray.init(num_cpus=K)` on this 2-core machine) runs the project's
-Tuner (`search.runner.make_tuner`: PruningOptunaSearch with its Optuna journal, ASHA, TensorBoard,
+Tuner (`search.driver.tuner.make_tuner`: PruningOptunaSearch with its Optuna journal, ASHA, TensorBoard,
 console and signing callbacks, experiment-state saves) with K concurrent 1-CPU trials that sleep
 instead of training: each reports one result every --interval seconds (1 s) for up to max_t results
 (ASHA grace 1, reduction factor 2 stops most early, so new trials are suggested all along).
@@ -49,8 +49,9 @@ def run(args, concurrency: int):
     from ray import tune
     from ray.tune.execution.tune_controller import TuneController
 
-    from search.runner import Storage, make_tuner
-    from search.searcher import PruningOptunaSearch
+    from search.driver.searcher import PruningOptunaSearch
+    from search.driver.storage import Storage
+    from search.driver.tuner import make_tuner
 
     spec = common.spec_from(
         {

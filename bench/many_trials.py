@@ -1,6 +1,6 @@
 """Many short trials through the project's own Tuner: trials/s against the ideal, and where the rest goes.
 
-The search is `search.runner.make_tuner` as `run_search` builds it (PruningOptunaSearch/TPE with its
+The search is `search.driver.tuner.make_tuner` as `run_search` builds it (PruningOptunaSearch/TPE with its
 Optuna journal, ASHA, TrialBoard/TrialLines/signing callbacks, checkpoints, TensorBoard images)
 on the default laptop space (search/configs/laptop.yaml) with tiny data (64 rows, 2 validation
 conditions) and a short budget (asha max_t 4, grace 1, reduction factor 2), 1 CPU per trial, as
@@ -40,7 +40,7 @@ LAPTOP = common.ROOT / "search" / "configs" / "laptop.yaml"
 
 def padded_trial(config, data=None, settings=None):
     """The project's train_trial, each epoch's training padded with a sleep to settings['epoch_seconds']."""
-    import search.trainable as trainable
+    import search.driver.trainable as trainable
     from cvae.train import Trainer
 
     pad = settings["epoch_seconds"]
@@ -99,9 +99,8 @@ class Timers:
 def instrument() -> Timers:
     from ray.tune.execution.tune_controller import TuneController
 
-    from search.monitor import TrialBoard
-    from search.searcher import PruningOptunaSearch
-    from search.trust import SigningCallback
+    from search.driver.callbacks import SigningCallback, TrialBoard
+    from search.driver.searcher import PruningOptunaSearch
 
     timers = Timers()
     timers.wrap(PruningOptunaSearch, "suggest", "suggest")
@@ -116,16 +115,17 @@ def instrument() -> Timers:
 
 def before_changes() -> None:
     """Undo, in this driver, the two changes the search file cannot: fsync per journal write and per TB result."""
-    import search.runner
-    from search.monitor import TrialBoard
+    import search.driver.tuner as tuner
+    from search.driver import compat, study
+    from search.driver.callbacks import TrialBoard
 
-    search.runner._journal = lambda storage: storage
+    tuner.open_storage = lambda folder, create=False, fsync=True: study.open_storage(folder, create, fsync=True)
     if not getattr(TrialBoard, "_flushing", False):
         log = TrialBoard.log_trial_result
 
         def flushing(self, iteration, trial, result):
             log(self, iteration, trial, result)
-            self._trial_writer[trial].flush()
+            compat.trial_writers(self)[trial].flush()
 
         TrialBoard.log_trial_result, TrialBoard._flushing = flushing, True
 
@@ -152,19 +152,20 @@ def make_spec(args, sampler_seed: int = 0):
 def run(args, spec, data, sampler: str):
     from ray import tune
 
-    from search.runner import Storage, make_tuner, trial_settings
-    from search.trainable import shareable
+    from search.driver.storage import Storage
+    from search.driver.trainable import shareable
+    from search.driver.tuner import make_tuner, trial_settings
 
     # make_trainable's settings and resources, with padded_trial in place of train_trial
     settings = {**trial_settings(spec), "epoch_seconds": args.epoch_seconds}
     trainable = tune.with_parameters(padded_trial, data=shareable(data), settings=settings)
-    trainable = tune.with_resources(trainable, {"cpu": spec.search["cpus_per_trial"], "gpu": 0})
+    trainable = tune.with_resources(trainable, {"cpu": spec.search.cpus_per_trial, "gpu": 0})
     storage = Storage(tempfile.mkdtemp(prefix="bench-many-"))
     kwargs = {}
     if sampler == "random":
         from optuna.samplers import RandomSampler
 
-        kwargs["sampler"] = RandomSampler(seed=spec.search["seed"])
+        kwargs["sampler"] = RandomSampler(seed=spec.search.seed)
     if args.before:
         before_changes()
     tuner = make_tuner(spec, trainable, "many", storage, **kwargs)
@@ -191,7 +192,7 @@ def run(args, spec, data, sampler: str):
         "work": work,
         "timers": timers,
         "in_trial": in_trial,
-        "concurrency": spec.search["max_concurrent_trials"],
+        "concurrency": spec.search.max_concurrent_trials,
         "errors": sum(1 for r in grid if r.error is not None),
     }
 

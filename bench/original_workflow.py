@@ -43,9 +43,9 @@ def sequential_optuna(spec, data, seed: int) -> tuple[float, float]:
     started = time.perf_counter()
     study = optuna.create_study(
         direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=spec.search["tpe_startup_trials"]),
+        sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=spec.search.tpe_startup_trials),
     )
-    study.optimize(objective, n_trials=spec.search["num_samples"])
+    study.optimize(objective, n_trials=spec.search.num_samples)
     return study.best_value, time.perf_counter() - started
 
 

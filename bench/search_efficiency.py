@@ -59,8 +59,8 @@ def random_fifo(spec, data, seed: int):
     from ray.tune.schedulers import FIFOScheduler
     from ray.tune.search.optuna import OptunaSearch
 
-    from search.runner import make_trainable
-    from search.trainable import trial_name
+    from search.driver.tuner import make_trainable
+    from search.trials import trial_name
 
     searcher = OptunaSearch(
         space=spec.optuna_space(), metric=spec.metric, mode=spec.mode, sampler=RandomSampler(seed=seed)
@@ -72,7 +72,7 @@ def random_fifo(spec, data, seed: int):
             mode=spec.mode,
             search_alg=searcher,
             scheduler=FIFOScheduler(),
-            num_samples=spec.search["num_samples"],
+            num_samples=spec.search.num_samples,
             max_concurrent_trials=2,
             reuse_actors=True,
             trial_name_creator=trial_name,

@@ -1,6 +1,6 @@
 """In-trial overhead: samples/s of one CVAE trial inside Ray Tune vs the same loop as a plain process.
 
-The Tune side is the project's own trial (search.runner.make_trainable + make_tuner: one trial,
+The Tune side is the project's own trial (search.driver.tuner.make_trainable + make_tuner: one trial,
 reporting and checkpointing every epoch, TensorBoard images at epoch 1, each ASHA rung and the last).
 The plain side is cvae.Trainer.fit in this process (train + validate each epoch, nothing else).
 Rate = rows x (epochs - 1) / time from the end of epoch 1 to the end of the last epoch, so process
@@ -34,13 +34,13 @@ def plain_rate(spec, data, epochs: int, cpu: list) -> float:
 
 
 def tune_rate(spec, data, images: bool, cpu: list) -> float:
-    from search.runner import make_trainable
+    from search.driver.tuner import make_trainable
 
     trainable = make_trainable(spec, data)
     if not images:  # the same trial without its TensorBoard pictures, to show what they cost
         from ray import tune
 
-        from search.trainable import train_trial
+        from search.driver.trainable import train_trial
 
         settings = {"base": spec.base_config(), "metric": spec.metric, "max_t": spec.max_t, "image_epochs": []}
         trainable = tune.with_resources(tune.with_parameters(train_trial, data=data, settings=settings), {"cpu": 1})

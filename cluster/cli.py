@@ -1,9 +1,9 @@
-"""The command line of cluster/local_cluster.py: start, status, kill-worker, stop.
+"""The command line of cluster/local_cluster.py (`python -m cluster`): start, status, kill-worker, stop.
 
-    python cluster/local_cluster.py start --dir /tmp/rc-demo --head-cpus 1 --worker-cpus 2 1
-    python cluster/local_cluster.py status --dir /tmp/rc-demo
+    python -m cluster start --dir /tmp/rc-demo --head-cpus 1 --worker-cpus 2 1
+    python -m cluster status --dir /tmp/rc-demo
 
-(`python cluster/cli.py ...` is the same.) A problem the user can fix (a folder in use, no cluster
+A problem the user can fix (a folder in use, no cluster
 there, a worker that does not exist, a node that fails to start) is one line and exit 2.
 """
 
@@ -14,13 +14,10 @@ import json
 import sys
 from pathlib import Path
 
-if not __package__:  # run as `python cluster/cli.py`: the repo's packages, as scripts/tune.py
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from cluster.local_cluster import ENV_FILE, HOST, MAX_DIR_LEN, STATE_FILE, ClusterError, LocalCluster, inspect
 from cvae.errors import run_command
 
-PROG = "local_cluster.py"
+PROG = "python -m cluster"
 
 
 def parser() -> argparse.ArgumentParser:

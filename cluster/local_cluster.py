@@ -7,13 +7,13 @@ authentication on and nothing listening beyond 127.0.0.1. It behaves like a smal
 machines sharing a folder (as NFS would be): searches join it with --address, and a worker can be
 killed to rehearse a node failure.
 
-    python cluster/local_cluster.py start --dir /tmp/rc-demo --head-cpus 1 --worker-cpus 2 1
+    python -m cluster start --dir /tmp/rc-demo --head-cpus 1 --worker-cpus 2 1
     source /tmp/rc-demo/env.sh      # RAY_ADDRESS, token auth, loopback (see `env_for_driver`)
     python scripts/tune.py --config search/configs/smoke.yaml --name demo \\
         --storage /tmp/rc-demo/shared --address "$RAY_ADDRESS"
-    python cluster/local_cluster.py status --dir /tmp/rc-demo
-    python cluster/local_cluster.py kill-worker --dir /tmp/rc-demo --index 1   # SIGKILL its raylet
-    python cluster/local_cluster.py stop --dir /tmp/rc-demo
+    python -m cluster status --dir /tmp/rc-demo
+    python -m cluster kill-worker --dir /tmp/rc-demo --index 1   # SIGKILL its raylet
+    python -m cluster stop --dir /tmp/rc-demo
 
 `stop` ends only this cluster's processes (its process groups, then any Ray process still naming its
 temp dir); it never calls `ray stop`, which would end every Ray on the machine.
@@ -39,12 +39,12 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-if not __package__:  # run as `python cluster/local_cluster.py`: the repo's packages, as scripts/tune.py
+if not __package__:  # run as `python -m cluster`: the repo's packages, as scripts/tune.py
     sys.path.insert(0, str(REPO))
 
 from cluster.processes import alive, ancestors, command_line, descendants, naming  # noqa: E402
 from cvae.errors import UserError  # noqa: E402
-from search.ray_compat import LOOPBACK_SWITCH  # noqa: E402
+from search.driver.compat import LOOPBACK_SWITCH  # noqa: E402
 
 LOOPBACK_RAY = HERE / "loopback_ray.py"
 HOST = "127.0.0.1"
@@ -300,7 +300,7 @@ class LocalCluster:
     def __enter__(self) -> LocalCluster:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *_) -> None:
         self.stop()
         if self._own_root:
             shutil.rmtree(self.root, ignore_errors=True)
@@ -348,7 +348,7 @@ INSPECT = r"""
 import json, sys
 sys.path.insert(0, {repo!r})
 import ray
-from search.ray_compat import HEAD_NODE_RESOURCE, gcs_actors
+from search.driver.compat import HEAD_NODE_RESOURCE, gcs_actors
 ray.init(address="{address}", logging_level="ERROR", log_to_driver=False)
 nodes = [dict(node_id=n["NodeID"], alive=n["Alive"], ip=n["NodeManagerAddress"],
               head=n["Resources"].get(HEAD_NODE_RESOURCE, 0) > 0,
@@ -375,9 +375,3 @@ def inspect(cluster: LocalCluster, timeout: float = 60) -> dict:
         if line.startswith("INSPECT"):
             return json.loads(line[len("INSPECT") :])
     raise ClusterError(f"inspect failed ({out.returncode}):\n{out.stderr[-3000:]}")
-
-
-if __name__ == "__main__":  # the documented command: `python cluster/local_cluster.py start|status|kill-worker|stop`
-    from cluster.cli import main
-
-    sys.exit(main())

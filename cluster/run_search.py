@@ -18,7 +18,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo's search/, as scripts/tune.py
 
 from search.cli import main, parser
-from search.runner import SEARCH_CONFIG, Storage
+from search.driver.files import SEARCH_CONFIG
+from search.driver.storage import Storage
 
 
 def command_line(argv: list[str]) -> list[str]:

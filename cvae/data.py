@@ -19,7 +19,7 @@ from torch.utils.data import TensorDataset
 
 from .branches import branches
 from .config import Int, Model
-from .errors import UserError
+from .errors import UserError, first_line
 from .functions import FunctionPair
 from .lines import POINTS, endpoints_from_lines, lines_from_endpoints
 
@@ -174,7 +174,7 @@ def load_challenge(path) -> tuple[torch.Tensor, torch.Tensor]:
             f"{path}: refused to load, it holds objects outside the allow-list of tensors and TensorDataset{what}"
         ) from None
     except (RuntimeError, EOFError, OSError, IndexError, ValueError) as err:
-        first = (str(err).strip().splitlines() or [""])[0][:200]
+        first = first_line(err)
         raise DataFileError(f"{path}: not a readable torch file ({type(err).__name__}: {first})") from None
     if isinstance(obj, TensorDataset) and len(obj.tensors) == 2:
         x, y = obj.tensors
@@ -225,8 +225,10 @@ class DataSpec(Model):
     lines: Lines = "official"  # synthetic training lines: "official"-like or "uniform" over [0, 1]
     x_targets: XTargets = "given"  # or "uniform_branch": train on a uniformly drawn solution of each y
 
-    def build(self, functions: FunctionPair) -> tuple[tuple, tuple]:
-        """((x_train, y_train), (x_val, y_val)); synthetic validation uses a seed disjoint from training."""
+    def build(self, functions) -> tuple[tuple, tuple]:
+        """((x_train, y_train), (x_val, y_val)) for a Config's functions (or a FunctionPair, or the two
+        texts); synthetic validation uses a seed disjoint from training."""
+        functions = FunctionPair.of(functions)
         if self.train_file:
             train = load_challenge(self.train_file)
             train = (train[0][: self.train_size], train[1][: self.train_size])

@@ -16,6 +16,11 @@ class UserError(ValueError):
     exit_code = 2
 
 
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """An exception's first line (its type's name when it has no message), at most `limit` characters."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:limit]
+
+
 def run_command(prog: str, body: Callable[[], int]) -> int:
     """Run a command's body: a UserError becomes `prog: error: message` and exit 2, Ctrl-C exit 130."""
     try:

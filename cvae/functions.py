@@ -232,6 +232,13 @@ class FunctionPair:
         self.functions = tuple(Function(t) for t in texts)
         self.texts = tuple(f.text for f in self.functions)
 
+    @classmethod
+    def of(cls, source) -> FunctionPair:
+        """The pair itself, a Config's functions (anything with `.functions`), or the two texts."""
+        if isinstance(source, cls):
+            return source
+        return cls(getattr(source, "functions", source))
+
     @property
     def trig(self) -> tuple[Trig, Trig] | None:
         """Both functions' g(a*x0 + b*x1 + c) forms, or None if either is outside the family."""

@@ -15,8 +15,10 @@ from matplotlib.collections import LineCollection
 from .functions import FunctionPair
 from .metrics import VALID_RMSE
 
+PLOT_CONDITIONS = 3  # validation conditions a sample or coverage picture shows
 
-def plot_samples(x, y, functions: FunctionPair, x_true=None, conditions: int = 3, title: str = ""):
+
+def plot_samples(x, y, functions: FunctionPair, x_true=None, conditions: int = PLOT_CONDITIONS, title: str = ""):
     """Figure: per condition, generated x0/x1 lines (and the true ones) above recomputed vs given y.
 
     x (N, S, P, 2) samples, y (N, P, 2) conditions, x_true (N, P, 2) or None.
@@ -166,7 +168,7 @@ def plot_training_curves(history: list[dict], title: str = "", objective: str = 
     return fig
 
 
-def plot_coverage(x, y, functions: FunctionPair, x_true=None, conditions: int = 3, title: str = ""):
+def plot_coverage(x, y, functions: FunctionPair, x_true=None, conditions: int = PLOT_CONDITIONS, title: str = ""):
     """Figure: per condition (column), every exact solution branch as a point in line-endpoint space.
 
     Top row: each branch's x0 line as (start, end); bottom row: its x1 line. Branches that

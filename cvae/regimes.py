@@ -27,6 +27,27 @@ KINDS = {
 }
 
 
+# The submissions' settings, named once (the main job, generate's defaults and finalize's report): K proposals
+# for check and refined, Levenberg-Marquardt steps, and a Gaussian latent's proposal temperature (docs/quality.md;
+# a categorical latent's proposals come from its components' own Gaussians, at 1).
+SUBMISSION_PROPOSALS, SUBMISSION_REFINE_STEPS, GAUSSIAN_TEMPERATURE = 300, 20, 2.0
+
+
+def proposal_temperature(latent: str | None) -> float:
+    """The refinement proposals' temperature for a model of this latent family."""
+    return 1.0 if latent == "categorical" else GAUSSIAN_TEMPERATURE
+
+
+def submission_regime(kind: str, latent: str | None = None, samples: int = 30) -> Regime:
+    """The check or refined submission's regime, as the main job writes it."""
+    k = max(SUBMISSION_PROPOSALS, samples)
+    if kind == "check":
+        return Regime("check", proposals=k)
+    return Regime(
+        "refined", proposals=k, refine_steps=SUBMISSION_REFINE_STEPS, temperature=proposal_temperature(latent)
+    )
+
+
 class RegimeError(UserError):
     """A regime that cannot be run (unknown kind, K below S, no model)."""
 

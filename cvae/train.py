@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from .config import Config
-from .errors import UserError
+from .errors import UserError, first_line
 from .functions import FunctionPair
 from .lines import endpoints_from_lines
 from .losses import beta_at, categorical_loss, cvae_loss, sigma_at, wv_at, wy_at
@@ -179,11 +179,19 @@ class Trainer:
         self.epoch = state["epoch"]
         self.history = list(state["history"])
 
-    def save(self, path) -> Path:
+    def save(self, path, resumable: bool = True) -> Path:
+        """The one model-file format, read by `load_model` (and with resumable=True by `restore`): plain state
+        dicts and values, loadable with weights_only=True. resumable=False leaves out the optimizer and the
+        batch generator: a model to use, not a run to continue (finalize's model.pt)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        state = self.state_dict()
+        state["status"] = self.status
+        if not resumable:
+            state["model"] = {k: v.detach().cpu() for k, v in state["model"].items()}
+            del state["optimizer"], state["generator"]
         tmp = path.with_suffix(path.suffix + ".tmp")
-        torch.save(self.state_dict(), tmp)
+        torch.save(state, tmp)
         tmp.replace(path)  # atomic: a crash mid-write never leaves a torn checkpoint
         return path
 
@@ -228,6 +236,6 @@ def load_model(path, device=None) -> torch.nn.Module:
             "(a dataset or submission?) and is not unpickled; pass the model.pt written by finalize"
         ) from None
     except (ValueError, RuntimeError, KeyError, TypeError, EOFError) as err:  # a ConfigError too: name the file
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first_line(err)
         raise ModelFileError(f"{path}: not a loadable model file ({first})") from None
     return model.to(pick_device(device)).eval()

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 
 from cvae.errors import UserError, run_command
+from cvae.regimes import Regime, submission_regime
+from search.driver.files import BEST_CONFIG, FINAL, MODEL, REPORT_MD, RESULTS_CSV
 
 REPO = Path(__file__).resolve().parents[1]
 OFFICIAL = REPO.parent / "shared" / "twobirds" / "validation_dataset.pt"
@@ -68,7 +70,7 @@ def final_data(experiment: Path, rows: int, epochs: int | None = None) -> list[s
     """finalize's data options: more rows (and epochs) for a chosen MLP, whose epochs are cheap."""
     import yaml
 
-    path = experiment / "best_config.yaml"
+    path = experiment / BEST_CONFIG
     best = yaml.safe_load(path.read_text()) if path.is_file() else None  # finalize reports a missing one
     if not isinstance(best, dict):
         return []
@@ -78,14 +80,13 @@ def final_data(experiment: Path, rows: int, epochs: int | None = None) -> list[s
     return ["--train-size", str(rows), *(["--epochs", str(epochs)] if epochs else [])]
 
 
-def proposal_temperature(experiment: Path) -> float:
-    """Refinement proposals: a Gaussian model's z at temperature 2 (docs/quality.md); a categorical
-    model's components as they are (its extra proposals come from the components' own Gaussians)."""
+def chosen_latent(experiment: Path) -> str | None:
+    """The latent family of the search's best configuration (it sets the refinement proposals' temperature)."""
     import yaml
 
-    path = experiment / "best_config.yaml"
+    path = experiment / BEST_CONFIG
     best = yaml.safe_load(path.read_text()) if path.is_file() else None
-    return 1.0 if isinstance(best, dict) and best.get("latent") == "categorical" else 2.0
+    return best.get("latent") if isinstance(best, dict) else None
 
 
 def conditions_file(out: Path, count: int) -> Path:
@@ -138,8 +139,8 @@ def main(argv=None) -> int:
 def main_job(args) -> int:
     started = time.perf_counter()
     out = Path(args.out).resolve()  # relative to the current folder (`make search` runs in the checkout)
-    experiment, final = out / "search", out / "final"
-    if (experiment / "results.csv").is_file():
+    experiment, final = out / "search", out / FINAL
+    if (experiment / RESULTS_CSV).is_file():
         print(f"search: {experiment} is finished already; delete {out} to start over")
     elif experiment.exists():
         run("scripts/tune.py", "--name", "search", "--storage", out, "--resume")
@@ -158,21 +159,19 @@ def main_job(args) -> int:
     final_options = final_data(experiment, args.final_rows, args.final_epochs)
     run("scripts/finalize.py", "--experiment", experiment, "--out", final, *final_options)
     scoring = conditions_file(final, args.conditions)
-    from cvae.regimes import Regime
-
     # Every regime (cvae/regimes.py) generated and scored apart: the network alone, no solver, the solver.
-    temperature = proposal_temperature(experiment)
+    latent = chosen_latent(experiment)
     regimes = {
         "submission.pt": Regime("network"),
-        "submission_check.pt": Regime("check", proposals=300),
-        "submission_refined.pt": Regime("refined", proposals=300, refine_steps=20, temperature=temperature),
+        "submission_check.pt": submission_regime("check", latent, args.samples),
+        "submission_refined.pt": submission_regime("refined", latent, args.samples),
     }
     for name, regime in regimes.items():
         options = [] if regime.kind == "network" else ["--regime", regime.kind, "--proposals", regime.proposals]
         if regime.refine_steps:
             options += ["--refine-steps", regime.refine_steps, "--temperature", regime.temperature]
         path = final / name
-        model = ["--model", final / "model.pt", "--scoring", scoring, "--samples", args.samples]
+        model = ["--model", final / MODEL, "--scoring", scoring, "--samples", args.samples]
         run("scripts/generate.py", *model, *options, "--out", path)
         score = ["--scoring", scoring, "--samples", args.samples, "--json-out", path.with_suffix(".score.json")]
         run("scripts/score.py", path, *score)
@@ -180,11 +179,11 @@ def main_job(args) -> int:
     minutes = (time.perf_counter() - started) / 60
     print(
         f"\ndone in {minutes:.1f} min\n"
-        f"  report:      {final / 'report.md'} (and report.json, *.png beside it)\n"
-        f"  model:       {final / 'model.pt'}\n"
+        f"  report:      {final / REPORT_MD} (and report.json, *.png beside it)\n"
+        f"  model:       {final / MODEL}\n"
         "  submissions: " + ", ".join(f"{final / name} ({regime.label})" for name, regime in regimes.items()) + "\n"
         f"  scores:      {final / SCORES}: {scores}\n"
-        f"  trials:      {experiment / 'results.csv'}, best config {experiment / 'best_config.yaml'}\n"
+        f"  trials:      {experiment / RESULTS_CSV}, best config {experiment / BEST_CONFIG}\n"
         f"  TensorBoard: tensorboard --logdir {experiment}"
     )
     return 0

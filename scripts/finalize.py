@@ -15,6 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from search.driver.files import FINAL
+
 PROG = "twobirds-finalize"
 
 
@@ -93,10 +95,10 @@ def run_finalize(args) -> int:
             raise InputError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
     if args.experiment is not None:
         experiment = with_data(load_experiment(args.experiment), overrides)
-        out = args.out or args.experiment / "final"
+        out = args.out or args.experiment / FINAL
     else:
         experiment = load_config_file(args.config, overrides)
-        out = args.out or args.config.parent / "final"
+        out = args.out or args.config.parent / FINAL
     check_data_files(experiment.data)  # every input is checked before the training data is built
     check_device(args.device)
     check_output_folder(out, "--out")

@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from cvae.regimes import SUBMISSION_PROPOSALS, SUBMISSION_REFINE_STEPS
+
 PROG = "twobirds-generate"
 
 
@@ -101,9 +103,9 @@ def parse_args(argv=None):
 def apply_regime(args) -> None:
     """--regime's defaults for the flags it implies (explicit flags win)."""
     if args.regime in ("check", "refined", "uniform") and args.proposals is None:
-        args.proposals = max(300, args.samples)
+        args.proposals = max(SUBMISSION_PROPOSALS, args.samples)
     if args.regime in ("refined", "uniform") and args.refine_steps == 0:
-        args.refine_steps = 20
+        args.refine_steps = SUBMISSION_REFINE_STEPS
     if args.regime == "uniform":
         args.proposals_from = "uniform"
 

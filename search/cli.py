@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from cvae.errors import run_command
+
+from . import run_search
+
 EPILOG = """examples:
   %(prog)s --config search/configs/laptop.yaml --name laptop --storage runs
   %(prog)s --config search/configs/cluster.yaml --name big --storage /nfs/runs --address auto \\
@@ -83,10 +87,6 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from cvae.errors import run_command
-
-    from .runner import run_search
-
     args = parser().parse_args(argv)
 
     def search() -> int:

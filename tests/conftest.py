@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from cvae.config import Config
-from search.runner import loopback_only
+from search.driver.compat import loopback_only
 
 loopback_only()  # before any test imports ray: every Ray the tests start listens on 127.0.0.1 only
 # The key that signs experiment folders (search/trust.py): the tests' own, not the user's ~/.config/twobirds.
@@ -24,6 +24,12 @@ os.environ.setdefault("TWOBIRDS_CONFIG_DIR", tempfile.mkdtemp(prefix="twobirds-t
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "search" / "configs" / "smoke.yaml"
 SHARED = REPO.parent / "shared" / "twobirds"  # the challenge's reference files, beside the checkout
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    """The checkout's root folder."""
+    return REPO
 
 
 def pytest_configure(config):
@@ -151,7 +157,7 @@ def _journal(root, rows, space):
     import optuna
     from optuna.distributions import CategoricalDistribution, FloatDistribution
 
-    from search.study import open_storage
+    from search.driver.study import open_storage
 
     distributions = {
         "lr": FloatDistribution(space["lr"]["low"], space["lr"]["high"], log=True),

@@ -24,7 +24,7 @@ from cluster import local_cluster, loopback_ray
 from cluster.local_cluster import ClusterError, LocalCluster
 from cluster.processes import alive, descendants
 from cluster.run_search import command_line
-from search.ray_compat import validated_launcher_config
+from search.driver.compat import validated_launcher_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -232,30 +232,30 @@ def test_run_search_resumes_only_an_existing_experiment(tmp_path):
 @pytest.mark.parametrize("argv", [["--help"], ["start", "--help"]])
 def test_local_cluster_cli_help(argv):
     done = subprocess.run(
-        [sys.executable, "cluster/local_cluster.py", *argv], cwd=REPO, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "cluster", *argv], cwd=REPO, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
     assert "usage:" in done.stdout, done.stderr
 
 
 def run_cli(*argv: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "cluster/local_cluster.py", *argv]
+    command = [sys.executable, "-m", "cluster", *argv]
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=60)
 
 
 def test_local_cluster_cli_errors_are_one_line(tmp_path):
     done = run_cli("status", "--dir", str(tmp_path))
     assert done.returncode == 2
-    assert done.stderr == f"local_cluster.py: error: --dir {tmp_path}: no cluster.json; was a cluster started there?\n"
+    assert done.stderr == f"python -m cluster: error: --dir {tmp_path}: no cluster.json; was a cluster started there?\n"
     state = {"address": "127.0.0.1:1", "port": 1, "root": str(tmp_path), "dashboard_port": None}
     state["nodes"] = [{"name": "head", "head": True, "cpus": 1}, {"name": "worker1", "head": False, "cpus": 2}]
     (tmp_path / "cluster.json").write_text(json.dumps(state))
     done = run_cli("kill-worker", "--dir", str(tmp_path), "--index", "2")
     assert done.returncode == 2
-    assert done.stderr.splitlines() == ["local_cluster.py: error: --index 2: this cluster has workers 1 to 1"]
+    assert done.stderr.splitlines() == ["python -m cluster: error: --index 2: this cluster has workers 1 to 1"]
     done = run_cli("kill-worker", "--dir", str(tmp_path))  # no process of that cluster is running
     assert done.returncode == 2
-    assert done.stderr.splitlines() == ["local_cluster.py: error: worker1: no raylet running"]
+    assert done.stderr.splitlines() == ["python -m cluster: error: worker1: no raylet running"]
 
 
 def test_processes_of_a_node_include_its_orphans_and_not_its_zombies():
@@ -302,6 +302,6 @@ def test_local_cluster_driver_env_has_token_auth_and_no_foreign_address(tmp_path
 def test_readme_says_how_to_launch_submit_watch_and_tear_down():
     text = (CLUSTER / "README.md").read_text()
     needed = ["ray up", "ray job submit", "--address", "tensorboard", "ray dashboard", "port-forward", "ray down"]
-    needed += ["kubectl apply", "kubectl delete", "local_cluster.py start", "local_cluster.py stop"]
+    needed += ["kubectl apply", "kubectl delete", "python -m cluster start", "python -m cluster stop"]
     for phrase in needed:
         assert phrase in text, phrase

@@ -1,4 +1,4 @@
-"""search/finalize.py in-process: reading an experiment folder, retraining, the report's plots.
+"""search/finalize in-process: reading an experiment folder, retraining, the report's plots.
 
 The scripts themselves (subprocesses, real files) are tested in test_scripts.py.
 """
@@ -16,7 +16,7 @@ from cvae.data import DataSpec, make_dataset
 from cvae.functions import FunctionPair
 from cvae.plots import figure_to_png, plot_coverage, plot_training_curves
 from cvae.train import load_checkpoint, load_model
-from search.finalize import FinalizeError, load_config_file, load_experiment, retrain, save_model
+from search.finalize import FinalizeError, load_config_file, load_experiment, retrain
 
 
 def _decodes(png: bytes):
@@ -97,7 +97,7 @@ def test_retraining_is_seeded_and_the_model_loads_without_unpickling_code(tmp_pa
     second = retrain(config, train, val, "cpu", progress=False)
     for key, value in first.model.state_dict().items():
         assert torch.equal(value, second.model.state_dict()[key]), key
-    path = save_model(first, tmp_path / "model.pt")
+    path = first.save(tmp_path / "model.pt", resumable=False)
     state = load_checkpoint(path)  # weights_only=True
     assert set(state) == {"config", "model", "history", "epoch", "status"}
     assert state["epoch"] == 1
@@ -161,7 +161,8 @@ def test_finalize_on_a_refined_score_experiment_reports_the_refined_regime_first
 def test_the_study_plots_are_optunas_on_the_saved_study(tmp_path, make_experiment):
     from optuna.trial import TrialState
 
-    from search.study import load_study, plot_study
+    from search.driver.study import load_study
+    from search.finalize.plots import plot_study
 
     study = load_study(make_experiment(tmp_path / "exp", trials=12))
     assert [t.state for t in study.trials].count(TrialState.PRUNED) == 4
@@ -178,8 +179,8 @@ def test_the_search_and_finalize_choose_the_same_best_trial():
 
     import pandas as pd
 
-    from search.experiment import best_trial
-    from search.results import best_row
+    from search.driver.results import best_row
+    from search.trials import best_trial
 
     table = pd.DataFrame(
         {

@@ -15,7 +15,7 @@ import ray
 from packaging.requirements import Requirement
 from ray import tune
 
-from search import ray_compat
+from search.driver import compat as ray_compat
 
 REPO = Path(__file__).resolve().parents[1]
 

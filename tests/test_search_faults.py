@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from search import local_ray, trust
+from search.driver import local_ray, trust
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "search" / "configs" / "smoke.yaml"
@@ -62,7 +62,7 @@ def assert_one_line(done, message):
 
 
 def ray_processes(folder: str) -> list[int]:
-    from search.reaper import processes_of
+    from search.driver.reaper import processes_of
 
     return processes_of(folder)
 
@@ -90,7 +90,7 @@ def test_private_token_is_0600(tmp_path):
 
 
 def test_trust_key_is_0600_and_a_manifest_fails_under_another_key(tmp_path, monkeypatch):
-    from search.runner import Storage
+    from search.driver.storage import Storage
 
     monkeypatch.setenv(trust.CONFIG_ENV, str(tmp_path / "cfg"))
     storage = Storage(tmp_path / "runs")

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
-from search.study import open_storage
+from search.driver.study import open_storage
 
 pytestmark = pytest.mark.slow
 

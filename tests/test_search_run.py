@@ -14,9 +14,10 @@ import yaml
 from cvae.config import Config
 from cvae.functions import FunctionPair
 from cvae.train import Trainer
-from search.runner import Storage, make_tuner
-from search.space import load_search_config
-from search.trainable import train_trial
+from search.driver.storage import Storage
+from search.driver.trainable import train_trial
+from search.driver.tuner import make_tuner
+from search.spec import load_search_config
 
 pytestmark = pytest.mark.slow
 CONFIG_KEYS = list(Config.model_fields)
@@ -64,7 +65,7 @@ def test_every_trial_is_in_the_results_table(experiment, table, spec):
     assert experiment.is_dir()
     assert (experiment / "search_config.yaml").read_text() == SMOKE.read_text()
     parquet = pd.read_parquet(experiment / "results.parquet")
-    assert len(table) == len(parquet) == spec.search["num_samples"] == 6
+    assert len(table) == len(parquet) == spec.search.num_samples == 6
     assert table["trial_id"].is_unique
     assert set(table["trial_id"]) == set(parquet["trial_id"])
     for column in ["trial_id", "status", "stop_reason", "epochs", "node", "score", "best_score"]:

@@ -9,10 +9,9 @@ import pytest
 import yaml
 
 from search.cli import main
-from search.results import stop_reason
-from search.searcher import stopped_early
-from search.space import SearchConfigError, load_search_config, parse_search_config
-from search.trainable import DIVERGED, _metrics, image_epochs
+from search.driver.trainable import _metrics, image_epochs
+from search.spec import SearchConfigError, load_search_config, parse_search_config
+from search.trials import DIVERGED, stop_reason, stopped_early
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "search" / "configs" / "smoke.yaml"
@@ -27,7 +26,7 @@ def _smoke() -> dict:
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_shipped_configs_are_valid(path):
     spec = load_search_config(path)
-    assert spec.max_t >= spec.asha["grace_period"] >= 1
+    assert spec.max_t >= spec.asha.grace_period >= 1
     assert spec.trial_config({}).epochs == spec.max_t
     for point in spec.start_points:
         spec.trial_config(point)
@@ -259,7 +258,7 @@ def test_a_start_point_names_the_condition_of_its_conditional_keys():
     [("survivors", [4, 8]), ("rungs", [2, 4, 8]), ("first_and_rungs", [1, 2, 4, 8]), ("none", [])],
 )
 def test_search_images_choose_the_epochs_a_trial_draws_plots_at(mode, epochs):
-    from search.runner import trial_images
+    from search.driver.tuner import trial_images
 
     raw = yaml.safe_load(SMOKE.read_text())
     raw["asha"] = {"max_t": 8, "grace_period": 2, "reduction_factor": 2}

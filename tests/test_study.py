@@ -1,4 +1,4 @@
-"""search.study and the searcher's journal, without Ray: Optuna's own storage and API on real files."""
+"""search.driver.study and the searcher's journal, without Ray: Optuna's own storage and API on real files."""
 
 import os
 
@@ -7,8 +7,8 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
-from search.searcher import PruningOptunaSearch
-from search.study import load_study, open_storage
+from search.driver.searcher import PruningOptunaSearch
+from search.driver.study import load_study, open_storage
 
 
 def _searcher(folder, name="exp"):

@@ -7,7 +7,6 @@ raises `FinalizeError` with a one-line message.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,24 +14,15 @@ import yaml
 
 from cvae.config import Config, ConfigError
 from cvae.data import DataSpec
-from cvae.errors import UserError
+from cvae.errors import UserError, first_line
 from cvae.functions import FunctionPair, FunctionSyntaxError
 from cvae.submission import plain as _plain
 
-SEARCH_CONFIG = "search_config.yaml"
-BEST_CONFIG = "best_config.yaml"
-RESULTS = "results.csv"
-MODEL = "model.pt"
-PLOTS = {
-    "training_curves": "training_curves.png",
-    "samples": "samples.png",  # the objective's regime; samples_network.png beside it when that is not network only
-    "coverage": "coverage.png",
-}
+from ..driver.files import BEST_CONFIG, SEARCH_CONFIG
+from ..driver.files import RESULTS_CSV as RESULTS
+from ..trials import OBJECTIVES, best_trial, finished_trials
+
 VAL_SAMPLES = 30  # samples per validation condition, as in a challenge submission
-PLOT_CONDITIONS = 3
-# A trial counts as finished when it reported a finite score and did not end in one of these.
-UNFINISHED = {"error", "errored", "failed", "running", "pending", "paused"}  # Tune's trial status
-FAILED = {"error", "diverged"}  # the search's stop_reason of a trial without a real score
 
 
 class FinalizeError(UserError):
@@ -49,15 +39,23 @@ class Experiment:
     source: str = ""  # where the configuration came from, for the report
     search: dict = field(default_factory=dict)  # the search file's sections
     results: object = None  # pandas DataFrame of results.csv, or None
-    score_column: str = "score"
     mode: str = "max"
     best_trial: dict | None = None  # the best finished trial's row (trial_id, score, ...)
     finished_trials: int = 0
 
     @property
+    def objective(self) -> str:
+        return objective_name(self.search)
+
+    @property
     def params(self) -> list[str]:
         """The searched hyperparameters (the search file's `space` keys)."""
         return list((self.search.get("space") or {}).keys())
+
+
+def objective_name(search: dict | None) -> str:
+    """The search file's objective (search.trials.OBJECTIVES), `score` when it names none."""
+    return ((search or {}).get("search") or {}).get("objective") or "score"
 
 
 def _read_yaml(path: Path, what: str):
@@ -106,40 +104,6 @@ def _data_spec(values, path: Path, base: Path | None) -> DataSpec:
         raise FinalizeError(f"{path}: data: {err}") from None
 
 
-def finished_trials(results):
-    """Rows of a results table that count as finished trials: a finite score, neither failed nor diverged.
-
-    A trial ASHA stopped early or the time budget ended still counts (it was scored); a
-    diverged one does not (its score is a placeholder). The score is the `score` column,
-    the objective's last value, which the search ranks by.
-    """
-    import pandas as pd
-
-    if "score" not in results:
-        return results.iloc[0:0]
-    scores = pd.to_numeric(results["score"], errors="coerce")
-    keep = scores.apply(math.isfinite)
-    for column, bad in (("status", UNFINISHED), ("stop_reason", FAILED)):
-        if column in results:
-            keep &= ~results[column].astype(str).str.lower().isin(bad)
-    return results[keep]
-
-
-def best_trial(results, mode: str):
-    """The search's choice, the one rule for the search and finalize: the best full-length
-    finished trial by score (ASHA's early stops were scored at lower fidelity), else the best
-    finished one; None when no trial finished."""
-    import pandas as pd
-
-    finished = finished_trials(results)
-    if finished.empty:
-        return None
-    full = finished[finished["stop_reason"].astype(str) == "finished"] if "stop_reason" in finished else finished
-    pool = full if not full.empty else finished
-    scores = pd.to_numeric(pool["score"], errors="coerce")
-    return pool.loc[scores.idxmax() if mode == "max" else scores.idxmin()]
-
-
 def load_experiment(path) -> Experiment:
     """Read `<storage>/<name>/`; raises FinalizeError naming the missing or bad file."""
     import pandas as pd
@@ -163,7 +127,7 @@ def load_experiment(path) -> Experiment:
     try:
         results = pd.read_csv(results_file)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise FinalizeError(f"{results_file}: not a readable results table: {str(err).splitlines()[0]}") from None
+        raise FinalizeError(f"{results_file}: not a readable results table: {first_line(err)}") from None
     finished = finished_trials(results)
     if finished.empty:
         column = "stop_reason" if "stop_reason" in results else "status"
@@ -189,7 +153,7 @@ def load_experiment(path) -> Experiment:
             raise FinalizeError(
                 f"{best_file}: functions {list(config.functions)} differ from the search file's {list(functions)}"
             )
-    mode = "min" if (search.get("search") or {}).get("objective") == "train_loss" else "max"
+    mode = OBJECTIVES[objective_name(search)][1]
     best = best_trial(finished, mode)
     best_row = {
         k: _plain(best[k])

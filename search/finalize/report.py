@@ -7,58 +7,32 @@ what differs between the search and the final training, and renders report.md.
 
 from __future__ import annotations
 
-from cvae.regimes import Regime
+from cvae.regimes import Regime, submission_regime
 from cvae.scorecard import as_markdown, fmt, pct
 
-# The search file's `objective` -> the metric the trials reported.
-OBJECTIVES = {"score": "val_score", "refined_score": "val_refined_score", "train_loss": "loss"}
-# The main job's submissions (scripts/demo.py): check and refined with 300 proposals, 20 LM steps; a
-# Gaussian latent's proposals at temperature 2, a categorical one's at 1 (demo.proposal_temperature).
-SUBMISSION = {"proposals": 300, "refine_steps": 20, "temperature": 2.0}
-
-
-def submission_temperature(config) -> float:
-    return 1.0 if getattr(config, "latent", "gaussian") == "categorical" else SUBMISSION["temperature"]
-
+from ..trials import counts_text, objective_regime
 
 DEFAULT_REFINE_STEPS = 10  # the laptop search's val_refine_steps, for experiments that did not refine
 
 
-def objective_name(search: dict | None) -> str:
-    return ((search or {}).get("search") or {}).get("objective") or "score"
-
-
-def objective_regime(objective: str, config, samples: int) -> Regime:
-    """The regime the search objective measured: network only, or network + refinement of every sample."""
-    if objective == "refined_score" and getattr(config, "val_refine_steps", 0) > 0:
-        return Regime("refined", proposals=samples, refine_steps=config.val_refine_steps)
-    return Regime("network")
-
-
-def report_regimes(objective: str, config, samples: int) -> list[dict]:
+def report_regimes(objective: str, metric: str, config, samples: int) -> list[dict]:
     """[{key, regime, role}], the objective's regime first, then the others the project has, each once."""
     steps = getattr(config, "val_refine_steps", 0) or DEFAULT_REFINE_STEPS
-    k = max(SUBMISSION["proposals"], samples)
-    first = objective_regime(objective, config, samples)
+    latent = getattr(config, "latent", None)
     candidates = [
-        ("objective", first, f"the search objective's regime ({objective})"),
+        ("objective", objective_regime(metric, config, samples), f"the search objective's regime ({objective})"),
         ("network", Regime("network"), "the network alone (the challenge's setting)"),
-        ("check", Regime("check", proposals=k), "the check submission's settings: valid draws kept, no solver"),
+        (
+            "check",
+            submission_regime("check", latent, samples),
+            "the check submission's settings: valid draws kept, no solver",
+        ),
         (
             "refined_objective",
             Regime("refined", proposals=samples, refine_steps=steps),
             "every sample refined, none selected: how refined_score measures",
         ),
-        (
-            "submission",
-            Regime(
-                "refined",
-                proposals=k,
-                refine_steps=SUBMISSION["refine_steps"],
-                temperature=submission_temperature(config),
-            ),
-            "the refined submission's settings (scripts/demo.py)",
-        ),
+        ("submission", submission_regime("refined", latent, samples), "the refined submission's settings"),
     ]
     out, seen = [], set()
     for key, regime, role in candidates:
@@ -69,47 +43,14 @@ def report_regimes(objective: str, config, samples: int) -> list[dict]:
     return out
 
 
-def regime_dict(regime: Regime) -> dict:
-    return {
-        "kind": regime.kind,
-        "proposals": regime.proposals,
-        "refine_steps": regime.refine_steps,
-        "temperature": regime.temperature,
-    }
-
-
-def trial_counts(results) -> dict | None:
-    """Trials by how they ended: finished, stopped by ASHA (and at which epochs), diverged, errored, ..."""
-    if results is None or "stop_reason" not in results:
-        return None
-    reasons = results["stop_reason"].astype(str)
-    counts = {
-        "total": len(results),
-        "finished": int((reasons == "finished").sum()),
-        "asha": int((reasons == "asha").sum()),
-        "diverged": int((reasons == "diverged").sum()),
-        "error": int((reasons == "error").sum()),
-    }
-    for other in sorted(set(reasons) - {"finished", "asha", "diverged", "error"}):
-        counts[other] = int((reasons == other).sum())
-    if counts["asha"] and "epochs" in results:
-        epochs = results.loc[reasons == "asha", "epochs"].astype(int).value_counts().sort_index()
-        counts["asha_at_epoch"] = {str(int(e)): int(n) for e, n in epochs.items()}
-    return counts
-
-
-def counts_text(counts: dict) -> str:
-    words = {"finished": "finished", "asha": "stopped by ASHA", "diverged": "diverged", "error": "errored"}
-    words.update(time_budget="ended by the time budget", interrupted="interrupted")
-    parts = []
-    for key, word in words.items():
-        if key not in counts:
-            continue
-        text = f"{counts[key]} {word}"
-        if key == "asha" and counts.get("asha_at_epoch"):
-            text += " (" + ", ".join(f"{n} at epoch {e}" for e, n in counts["asha_at_epoch"].items()) + ")"
-        parts.append(text)
-    return f"{counts['total']} trials: " + ", ".join(parts)
+def summary_line(v: dict) -> str:
+    """One validation on one line: gates, valid samples, coverage_norm, score."""
+    coverage = "n/a" if v["coverage_norm"] is None else f"{100 * v['coverage_norm']:.1f}%"
+    score = "n/a" if v.get("score") is None else f"{v['score']:.4g}"
+    return (
+        f"gates {'PASS' if v['gates_pass'] else 'FAIL'}, valid {100 * v['valid_frac']:.1f}%, "
+        f"coverage_norm {coverage}, score {score}"
+    )
 
 
 def differences(search: dict, config, data, samples: int) -> list[dict]:
@@ -171,7 +112,7 @@ def report_markdown(report: dict) -> str:
         counts = search.get("ended")
         lines.append(
             f"- experiment: `{report['experiment']}`; "
-            + (counts_text(counts) if counts else f"{search['trials']} trials")
+            + (f"{counts['total']} trials: {counts_text(counts)}" if counts else f"{search['trials']} trials")
             + f"; best trial `{best.get('trial_id', '?')}` ({best.get('stop_reason', '?')}, "
             f"{best.get('epochs', '?')} epochs): {objective.get('metric', 'score')} {fmt(best.get('score'))} "
             f"in the search"

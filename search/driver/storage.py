@@ -23,19 +23,19 @@ class Storage:
     def experiment(self, name: str) -> str:
         return f"{self.path}/{name}"
 
-    def _fs_path(self, name: str, file: str | None = None) -> str:
+    def fs_path(self, name: str, file: str | None = None) -> str:
         return "/".join(p for p in (self.root.rstrip("/"), name, file) if p)
 
     def exists(self, name: str, file: str | None = None) -> bool:
         import pyarrow.fs
 
-        return self.fs.get_file_info(self._fs_path(name, file)).type != pyarrow.fs.FileType.NotFound
+        return self.fs.get_file_info(self.fs_path(name, file)).type != pyarrow.fs.FileType.NotFound
 
     def write(self, name: str, file: str, data: bytes | str) -> None:
-        self.fs.create_dir(self._fs_path(name), recursive=True)
-        with self.fs.open_output_stream(self._fs_path(name, file)) as out:
+        self.fs.create_dir(self.fs_path(name), recursive=True)
+        with self.fs.open_output_stream(self.fs_path(name, file)) as out:
             out.write(data.encode() if isinstance(data, str) else data)
 
     def read_text(self, name: str, file: str) -> str:
-        with self.fs.open_input_stream(self._fs_path(name, file)) as stream:
+        with self.fs.open_input_stream(self.fs_path(name, file)) as stream:
             return stream.readall().decode()

@@ -1,8 +1,8 @@
 """Faults a search stops on at once, in one line, instead of retrying every trial into the same wall.
 
 A full storage makes every checkpoint fail: Tune would retry each trial `max_failures` times, each
-failing again, and end in a traceback. `StorageFullCallback` raises `StorageFull` out of
-`Tuner.fit` at the first such failure; the experiment state saved so far stays, so `--resume`
+failing again, and end in a traceback. search/driver/callbacks.py's `StorageFullCallback` raises
+`StorageFull` out of `Tuner.fit` at the first such failure; the experiment state saved so far stays, so `--resume`
 continues once there is room (finished trials are kept, unfinished ones continue from their last
 checkpoint).
 """
@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import errno
 import logging
-from pathlib import Path
 
-from ray import tune
-
-from .ray_compat import TUNE_CONTROLLER_LOGGER
-from .space import SearchError
+from ..spec import SearchError
+from .compat import TUNE_CONTROLLER_LOGGER
 
 NO_SPACE = ("No space left on device", "errno 28", "Errno 28", "Disk quota exceeded")
 
 
 class StorageFull(SearchError):
     """The storage ran out of space mid-search."""
+
+
+class RestoreFailed(SearchError):
+    """Tune could not restore the experiment's state."""
 
 
 def is_no_space(error: BaseException | str) -> bool:
@@ -37,30 +38,6 @@ def storage_full(storage: str, where: str = "a trial's checkpoint") -> StorageFu
         "Free some space (or move the experiment to a larger disk), then rerun with --resume: "
         "finished trials are kept"
     )
-
-
-class StorageFullCallback(tune.Callback):
-    """Stops the search (raises StorageFull) at the first trial that failed for want of disk space."""
-
-    def __init__(self, storage_path: str):
-        self.storage_path = storage_path
-
-    def setup(self, **info):
-        quiet_no_space()
-
-    def _check(self, trial) -> None:
-        try:
-            text = Path(trial.error_file).read_text(errors="replace") if trial.error_file else ""
-        except OSError:
-            text = ""
-        if is_no_space(text):
-            raise storage_full(self.storage_path)
-
-    def on_trial_recover(self, iteration, trials, trial, **info):
-        self._check(trial)
-
-    def on_trial_error(self, iteration, trials, trial, **info):
-        self._check(trial)
 
 
 class _QuietNoSpace(logging.Filter):

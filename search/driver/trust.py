@@ -17,21 +17,17 @@ background, so for a moment a killed driver may leave the older version behind.
 from __future__ import annotations
 
 import fnmatch
-import glob
 import hashlib
 import hmac
 import json
-import logging
 import os
 import secrets
 from pathlib import Path
 
-from ray import tune
+from ..spec import SearchError
+from .files import MANIFEST
+from .storage import Storage
 
-from .ray_compat import RESTORE_FAILED, TUNE_CONTROLLER_LOGGER, driver_staging_path, train_session_dir
-from .space import SearchError
-
-MANIFEST = "twobirds-trust.json"
 KEY_FILE = "trust.key"
 CONFIG_ENV = "TWOBIRDS_CONFIG_DIR"
 # Top-level files of an experiment folder that Tune unpickles (or that embed pickles) on restore.
@@ -84,7 +80,7 @@ def _mac(key: bytes, files: dict) -> str:
     return hmac.new(key, body, hashlib.sha256).hexdigest()
 
 
-class _Folder:
+class Folder:
     """An experiment folder on a pyarrow filesystem (local, NFS, s3://, gs://)."""
 
     def __init__(self, fs, root: str):
@@ -111,7 +107,7 @@ class _Folder:
         self.fs.move(tmp, f"{self.root}/{name}")
 
 
-def read_manifest(folder: _Folder, key: bytes | None) -> dict[str, list[str]] | None:
+def read_manifest(folder: Folder, key: bytes | None) -> dict[str, list[str]] | None:
     """{file: [digests]} if the folder's manifest is intact under `key`, else None."""
     raw = folder.read(MANIFEST)
     if raw is None or key is None:
@@ -126,7 +122,7 @@ def read_manifest(folder: _Folder, key: bytes | None) -> dict[str, list[str]] | 
     return {str(k): [str(d) for d in v] for k, v in files.items() if isinstance(v, list)}
 
 
-def record(folder: _Folder, new: dict[str, str], key: bytes, known: dict[str, list[str]]) -> dict[str, list[str]]:
+def record(folder: Folder, new: dict[str, str], key: bytes, known: dict[str, list[str]]) -> dict[str, list[str]]:
     """Add digests (file -> digest of the content written) to `known` and write the signed manifest."""
     files = {name: list(versions) for name, versions in known.items()}
     for name, value in new.items():
@@ -136,13 +132,13 @@ def record(folder: _Folder, new: dict[str, str], key: bytes, known: dict[str, li
     return files
 
 
-def _storage_folder(storage, name: str) -> _Folder:
-    return _Folder(storage.fs, storage._fs_path(name))
+def storage_folder(storage, name: str) -> Folder:
+    return Folder(storage.fs, storage.fs_path(name))
 
 
 def sign_folder(storage, name: str, only: tuple[str, ...] | None = None) -> None:
     """Sign the folder's state files as they are now (after this process wrote them, or on --trust)."""
-    folder = _storage_folder(storage, name)
+    folder = storage_folder(storage, name)
     key = load_key(create=True)
     known = read_manifest(folder, key) or {}
     names = [n for n in folder.names() if is_state_file(n) and (only is None or n in only)]
@@ -152,15 +148,13 @@ def sign_folder(storage, name: str, only: tuple[str, ...] | None = None) -> None
 
 def verify_local(folder) -> None:
     """verify() for a local experiment folder, e.g. before reading its searcher state for a report."""
-    from .runner import Storage
-
     folder = Path(folder).resolve()
     verify(Storage(folder.parent), folder.name, action="reading")
 
 
 def verify(storage, name: str, action: str = "--resume") -> None:
     """Refuse (UntrustedExperiment, one line) unless every state file of the folder is one this project signed."""
-    folder = _storage_folder(storage, name)
+    folder = storage_folder(storage, name)
     where = storage.experiment(name)
     fix = (
         "pass --trust to resume it anyway if you trust whoever wrote the folder (its pickles will run)"
@@ -193,111 +187,3 @@ def verify(storage, name: str, action: str = "--resume") -> None:
                 f"{action}: {where}/{file} is not the file this project's search wrote (changed or added since); "
                 f"it is not unpickled; {fix}"
             )
-
-
-class SigningCallback(tune.Callback):
-    """Signs Tune's state files each time Tune saves them, before they are copied to the storage.
-
-    Tune calls `get_state` of every callback right after it wrote the experiment state and the
-    searcher's files into its driver staging folder; the digests are recorded (in the storage's
-    manifest) before the background copy starts, so the manifest already vouches for the new
-    files while the older ones are still in place.
-    """
-
-    def __init__(self, storage_path: str, name: str):
-        self.storage_path, self.name = storage_path, name
-        self._staging: str | None = None
-        self._known: dict[str, list[str]] | None = None
-        self._key: bytes | None = None
-
-    def __getstate__(self):  # pickled into tuner.pkl: no key, no history
-        return {"storage_path": self.storage_path, "name": self.name}
-
-    def __setstate__(self, state):
-        self.__init__(state["storage_path"], state["name"])
-
-    def _folder(self) -> _Folder:
-        from .runner import Storage
-
-        return _storage_folder(Storage(self.storage_path), self.name)
-
-    def setup(self, **info):
-        self._key = load_key(create=True)
-        self._known = read_manifest(self._folder(), self._key) or {}
-
-    def on_trial_start(self, iteration, trials, trial, **info):
-        if self._staging is None:
-            self._staging = driver_staging_path(trial)
-
-    def get_state(self):
-        from .faults import StorageFull, is_no_space, storage_full
-
-        try:
-            self._sign_staging()
-        except StorageFull:
-            raise  # out of Tuner.fit, before Tune's copy would truncate the last good state on the storage
-        except OSError as err:
-            if is_no_space(err):
-                raise storage_full(self.storage_path, "the experiment state") from None
-            logging.getLogger(__name__).warning("could not sign the experiment state", exc_info=True)
-        except Exception:  # never break the search over a signature; the resume check will say so
-            logging.getLogger(__name__).warning("could not sign the experiment state", exc_info=True)
-        return None  # stateless for Tune: no callback-states file
-
-    def _check_room(self, size: int) -> None:
-        """Refuse to let Tune overwrite its state on a local storage that cannot hold the new copy."""
-        import shutil
-
-        from .faults import storage_full
-
-        if "://" in self.storage_path:
-            return
-        free = shutil.disk_usage(self.storage_path).free
-        if free < 2 * size + 64 * 1024:
-            raise storage_full(self.storage_path, f"the experiment state ({size} bytes, {free} free)")
-
-    def _find_staging(self) -> str | None:
-        """Tune's driver staging folder of this experiment, before any trial has started (Tune saves then too)."""
-        found = glob.glob(os.path.join(train_session_dir(), "*", self.name, "driver_artifacts"))
-        return max(found, key=os.path.getmtime) if found else None
-
-    def _sign_staging(self) -> None:
-        if self._staging is None:
-            self._staging = self._find_staging()
-        if self._staging is None or self._key is None:
-            return
-        new, size = {}, 0
-        staging = Path(self._staging)
-        for path in staging.iterdir() if staging.is_dir() else []:
-            if path.is_file() and is_state_file(path.name):
-                data = path.read_bytes()
-                new[path.name], size = digest(data), size + len(data)
-        self._check_room(size)
-        folder = self._folder()
-        tuner = folder.read("tuner.pkl")
-        if tuner is not None and "tuner.pkl" not in new:
-            new["tuner.pkl"] = digest(tuner)  # written once by Tuner itself, straight to the storage
-        if new:
-            self._known = record(folder, new, self._key, self._known or {})
-
-
-class RestoreFailed(SearchError):
-    """Tune could not restore the experiment's state."""
-
-
-class _RaiseOnRestoreFailure(logging.Filter):
-    """Tune logs a failed restore and then 'restarts' a half-restored experiment (which can hang): raise instead."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if str(record.msg).startswith(RESTORE_FAILED):
-            error = record.exc_info[1] if record.exc_info else None
-            first = (str(error).strip().splitlines() or [type(error).__name__])[0] if error else "see the log"
-            raise RestoreFailed(f"--resume: Tune could not restore the experiment's state ({first[:200]})")
-        return True
-
-
-def fail_on_restore_error() -> None:
-    """Make a failed restore raise RestoreFailed out of Tuner.fit (idempotent)."""
-    logger = logging.getLogger(TUNE_CONTROLLER_LOGGER)
-    if not any(isinstance(f, _RaiseOnRestoreFailure) for f in logger.filters):
-        logger.addFilter(_RaiseOnRestoreFailure())

@@ -5,7 +5,7 @@
   `RAY_AUTH_TOKEN_PATH`: Ray would otherwise write `~/.ray/auth_token` world-readable and every later
   `ray start` on the machine would pick it up. A user who configured Ray's authentication
   (`RAY_AUTH_MODE`, `RAY_AUTH_TOKEN`, `RAY_AUTH_TOKEN_PATH`) keeps it.
-- A reaper (`search/reaper.py`, its own session) waits for the driver to end, however it ends
+- A reaper (`search/driver/reaper.py`, its own session) waits for the driver to end, however it ends
   (SIGKILL included), then stops every process of that Ray by its temp folder and deletes the folder.
 """
 
@@ -16,30 +16,18 @@ import secrets
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import ray
+
+from .compat import temp_dir_kwargs
+from .reaper import RUN_VARIABLE
 
 AUTH_VARIABLES = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 TOKEN_FILE = "auth_token"
 REAPER = Path(__file__).with_name("reaper.py")
-
-_saved_env: dict[str, str | None] | None = None
-
-
-def _set_env(values: dict[str, str]) -> None:
-    global _saved_env
-    _saved_env = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-
-
-def restore_env() -> None:
-    """Undo start()'s environment changes (after ray.shutdown), for callers that go on in this process."""
-    global _saved_env
-    for key, value in (_saved_env or {}).items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-    _saved_env = None
+CHECKOUT = str(Path(__file__).resolve().parents[2])  # the folder that holds cvae/ and search/
 
 
 def private_token(folder: Path) -> Path:
@@ -51,20 +39,45 @@ def private_token(folder: Path) -> Path:
     return path
 
 
-def start(ray) -> str:
-    """ray.init a local Ray on 127.0.0.1 without a dashboard, in a private temp folder; returns the folder."""
-    folder = Path(tempfile.mkdtemp(prefix="twobirds-ray-", dir="/tmp" if Path("/tmp").is_dir() else None))
-    env = {}
+@dataclass
+class LocalRay:
+    """A started local Ray: its temp folder, and the environment this process had before it."""
+
+    folder: str
+    saved_env: dict = field(default_factory=dict)
+
+    def stop(self) -> None:
+        """ray.shutdown, then this process's environment as it was before `start`."""
+        ray.shutdown()
+        for key, value in self.saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _environment(folder: Path) -> dict[str, str]:
+    """What the driver and, through it, every process of this Ray get: how the reaper finds them, the private
+    token, and this checkout on PYTHONPATH (workers import search/ and cvae/ from it when not pip-installed)."""
+    env = {RUN_VARIABLE: str(folder)}
     if not any(os.environ.get(k) for k in AUTH_VARIABLES):
         # Ray turns token mode on itself for a new local Ray and, finding this token, generates none
-        env = {"RAY_AUTH_TOKEN_PATH": str(private_token(folder))}
-    env["TWOBIRDS_RAY_RUN"] = str(folder)  # inherited by every Ray process: how the reaper finds them
-    _set_env(env)
-    _start_reaper(folder)
-    from .ray_compat import temp_dir_kwargs
+        env["RAY_AUTH_TOKEN_PATH"] = str(private_token(folder))
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if CHECKOUT not in paths:
+        env["PYTHONPATH"] = os.pathsep.join([CHECKOUT, *paths])
+    return env
 
+
+def start() -> LocalRay:
+    """ray.init a local Ray on 127.0.0.1 without a dashboard, in a private temp folder."""
+    folder = Path(tempfile.mkdtemp(prefix="twobirds-ray-", dir="/tmp" if Path("/tmp").is_dir() else None))
+    env = _environment(folder)
+    started = LocalRay(str(folder), {k: os.environ.get(k) for k in env})
+    os.environ.update(env)
+    _start_reaper(folder)
     ray.init(address="local", include_dashboard=False, dashboard_host="127.0.0.1", **temp_dir_kwargs(str(folder)))
-    return str(folder)
+    return started
 
 
 def _start_reaper(folder: Path) -> None:

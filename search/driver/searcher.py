@@ -5,36 +5,22 @@ ASHA stopped after one epoch would enter TPE's history as if its one-epoch score
 full-length result. Here such trials are told PRUNED: Optuna stores their last intermediate
 value and step, and TPE ranks pruned trials by (step, value) below every complete trial.
 
-With `storage` (search.study: a JournalStorage in the experiment folder) the study is one Optuna's
+With `storage` (search/driver/study.py: a JournalStorage in the experiment folder) the study is one Optuna's
 own tools open; each Optuna trial carries the Ray trial id and its TensorBoard run as user attributes.
 The searcher's own state (Optuna trial per Ray trial, the study, trials told) is OptunaSearch's private
-state, reached through search.ray_compat.
+state, reached through search/driver/compat.py.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from .ray_compat import completed_trials, optuna_study, optuna_trials
+from ..trials import run_name, stopped_early
+from .compat import completed_trials, optuna_study, optuna_trials
 from .study import RAY_TRIAL_ID, TENSORBOARD_RUN
-
-logger = logging.getLogger(__name__)
-
-
-def stopped_early(result: dict | None, max_t: int) -> bool:
-    """Whether a trial's last result is one the scheduler cut short (not finished, not diverged).
-
-    Tune marks the result that triggered a scheduler STOP with done=True; ASHA stops at max_t
-    too, so only a stop before the full budget counts as early.
-    """
-    if not result or not result.get("done") or result.get("diverged"):
-        return False
-    epoch = result.get("epoch", result.get("training_iteration"))
-    return epoch is not None and epoch < max_t
 
 
 class PruningOptunaSearch(OptunaSearch):
@@ -86,8 +72,6 @@ class PruningOptunaSearch(OptunaSearch):
         self._last_step[trial_id] = result.get("training_iteration")
 
     def _name(self, trial_id: str, result: dict | None) -> None:
-        from .monitor import run_name
-
         number = str((result or {}).get("experiment_tag", "")).split("_", 1)[0]
         if number.isdigit():
             trial = optuna_trials(self)[trial_id]

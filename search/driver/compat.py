@@ -1,4 +1,4 @@
-"""Every private Ray attribute, module and patch this project relies on, in one place.
+"""Every private Ray, Optuna and tensorboardX attribute, module and patch this project relies on, in one place.
 
 Checked against Ray 2.60.0 (`RAY_CHECKED`; pyproject.toml allows 2.60.x only). Each entry below says
 why it is needed and what public API would replace it. On a Ray upgrade, read the entries again in
@@ -25,7 +25,7 @@ and the cluster and search tests, then widen the bound in pyproject.toml.
 4. `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0` (`LOOPBACK_SWITCH`, read into
    `ray._private.ray_constants.ENABLE_RAY_CLUSTER` when ray is imported): with it, `ray.init` keeps
    a loopback address loopback (`get_node_ip_address` answers 127.0.0.1), so a local Ray and a
-   driver of the local cluster stay on 127.0.0.1. Set by `search.runner.loopback_only` and by
+   driver of the local cluster stay on 127.0.0.1. Set by `loopback_only` below and by
    cluster/local_cluster.py for drivers. Meant for Windows/macOS; on Linux it is a side door.
    Replacement: `ray.init(_node_ip_address=...)`, private too; none public.
 5. `ray.init(_temp_dir=...)` (`temp_dir_kwargs`), used by search/local_ray.py: a fresh private temp
@@ -51,13 +51,34 @@ and the cluster and search tests, then widen the bound in pyproject.toml.
    `warn_if_slow`, a line per checkpoint). Replacement: none (Ray's public
    logging config sets levels for "ray" and "ray.tune" only).
 
-Nothing here imports ray at module level: `search.runner.loopback_only` must run before ray is
-first imported, and the switches of entry 4 are read then.
+10. Tune's `TBXLoggerCallback` keeps one tensorboardX writer per trial in `_trial_writer` and the last
+   result in `_trial_result` (`trial_writers`, `trial_results`); search/driver/callbacks.py's
+   `TrialBoard` writes its grouped tags and HParams through them, and HParams summaries go through the
+   writer's `file_writer.add_summary` (`add_summaries`). Replacement: a `LoggerCallback` of our own
+   with its own tensorboardX writers.
+11. A trial's `error_file` and `get_error()` (`trial_error_text`): the worker's traceback, read by
+   search/driver/callbacks.py (a full disk stops the search) and search/driver/results.py (the
+   table's error column). Public only through `ResultGrid` after the run.
+12. `SearchGenerator.restore_from_dir`, `is_finished`, `total_samples` (`restored_search`): how many
+   trials an interrupted search still owes, read from its saved searcher state. Replacement: none
+   without running `Tuner.restore`.
+13. Optuna 5.0's `JournalFileBackend._lock`, `._file_path` and `optuna.storages.journal._file.get_lock_file`
+   (`journal_lock`, `journal_file`): search/driver/study.py appends to the journal without an fsync per
+   line. Replacement: Optuna's own backend (an fsync per write).
+14. Tune logs "Failed to restore the run state" and then restarts a half-restored experiment, which can
+   hang (`RestoreFailures` records it; search/driver/callbacks.py's `RestoreCheck` stops the run on it
+   at setup). Replacement: `FailureConfig(fail_fast=True)`, which also stops on every trial failure.
+
+Nothing here imports ray at module level: `loopback_only` must run before ray is first imported, and
+the switches of entry 4 are read then.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+
+from cvae.errors import first_line
 
 RAY_CHECKED = "2.60.0"
 RAY_TESTED_MINOR = (2, 60)
@@ -74,6 +95,17 @@ QUIET_LOGGERS = {
     "ray.tune.utils.util": logging.ERROR,  # search/monitor.py (warn_if_slow on a loaded machine: nothing to act on)
     "ray.train._internal.storage": logging.WARNING,  # search/trainable.py, in each trial
 }
+
+
+def loopback_only() -> None:
+    """Make a Ray started by this process bind to 127.0.0.1 and nothing else (entry 4).
+
+    On Linux Ray resolves 127.0.0.1 to the machine's network address and listens there; this switch
+    (Ray's own, read when ray is imported) keeps a local search off the network. Call it before the
+    first `import ray` of the process: the entry points (search.run_search, the cluster's drivers,
+    the tests' conftest) do.
+    """
+    os.environ.setdefault(LOOPBACK_SWITCH, "0")
 
 
 class RayCompatError(RuntimeError):
@@ -185,3 +217,88 @@ def validated_launcher_config(config: dict) -> dict:
     merged = prepare_config(config)
     validate_config(merged)
     return merged
+
+
+# 10. TBXLoggerCallback's writers
+
+
+def trial_writers(callback) -> dict:
+    """trial -> its tensorboardX SummaryWriter (TBXLoggerCallback._trial_writer)."""
+    return _attribute(callback, "_trial_writer")
+
+
+def trial_results(callback) -> dict:
+    """trial -> its last result (TBXLoggerCallback._trial_result)."""
+    return _attribute(callback, "_trial_result")
+
+
+def add_summaries(writer, summaries) -> None:
+    """Write ready-made summaries (HParams) through a tensorboardX writer's file writer."""
+    file_writer = _attribute(writer, "file_writer")
+    for summary in summaries:
+        file_writer.add_summary(summary)
+
+
+# 11. a trial's error
+
+
+def trial_error_text(trial) -> str:
+    """The worker's traceback of a failed trial ('' when there is none or it cannot be read)."""
+    try:
+        return trial.get_error() or ""
+    except OSError:
+        return ""
+
+
+# 12. the saved search generator
+
+
+def restored_search(folder: str, searcher):
+    """Tune's SearchGenerator around `searcher`, restored from a local experiment folder."""
+    from ray.tune.search import SearchGenerator
+
+    generator = SearchGenerator(searcher)
+    generator.restore_from_dir(folder)
+    return generator
+
+
+# 13. Optuna's journal file
+
+
+def journal_lock(backend):
+    """The journal file's lock, as a context manager (JournalFileBackend._lock via get_lock_file)."""
+    from optuna.storages.journal._file import get_lock_file
+
+    return get_lock_file(_attribute(backend, "_lock"))
+
+
+def journal_file(backend) -> str:
+    return _attribute(backend, "_file_path")
+
+
+# 14. a failed restore
+
+
+class RestoreFailures(logging.Handler):
+    """Records Tune's 'Failed to restore the run state' (`first`: the error's first line, or None)."""
+
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.first: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.first is None and str(record.msg).startswith(RESTORE_FAILED):
+            error = record.exc_info[1] if record.exc_info else None
+            self.first = first_line(error) if error else "see the log"
+
+
+def restore_failures(fresh: bool = False) -> RestoreFailures:
+    """The recorder on Tune's controller logger, attached once; fresh=True forgets what it saw (before a restore)."""
+    logger = logging.getLogger(TUNE_CONTROLLER_LOGGER)
+    found = next((h for h in logger.handlers if isinstance(h, RestoreFailures)), None)
+    if found is None:
+        found = RestoreFailures()
+        logger.addHandler(found)
+    if fresh:
+        found.first = None
+    return found

@@ -13,26 +13,27 @@ import math
 import pickle
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import ray
 import torch
 from ray import tune
+from torch.utils.tensorboard import SummaryWriter
 
 from cvae.config import Config
+from cvae.errors import first_line
+from cvae.plots import PLOT_CONDITIONS, figure_to_array, plot_samples
+from cvae.regimes import Regime
 from cvae.train import Trainer
 
-from .ray_compat import QUIET_LOGGERS
+from ..trials import DIVERGED, objective_regime
+from .compat import QUIET_LOGGERS
 
 CHECKPOINT_FILE = "trainer.pt"
 # The sample images' event file goes in the trial folder itself, beside Tune's scalars: one run per trial.
 IMAGE_DIR = "."
-PLOT_CONDITIONS = 3
-# What a diverged epoch reports for the objective: never NaN (ASHA never stops a NaN trial and
-# Optuna marks it FAIL). For the maximised score (which lies in [0, 2]) -1 is below any real
-# result yet finite, so ASHA's rung percentiles and TensorBoard's charts stay usable.
-DIVERGED = {"val_score": -1.0, "val_refined_score": -1.0, "loss": float("inf")}
 # The first four non-default keys of a result become the console table's columns: keep these first.
 KEY_COLUMNS = ("val_score", "loss", "val_valid_frac", "val_coverage_norm", "val_gates_pass")
 
@@ -76,15 +77,6 @@ def _metrics(row: dict, metric: str, node: str, node_id: str = "") -> dict:
     return out
 
 
-def objective_regime(config: Config, metric: str, samples: int):
-    """The regime the objective measures (cvae.regimes), for `samples` samples per condition."""
-    from cvae.regimes import Regime
-
-    if metric == "val_refined_score" and config.val_refine_steps > 0:
-        return Regime("refined", proposals=samples, refine_steps=config.val_refine_steps)
-    return Regime("network")
-
-
 class _Images:
     """Sample plots (generated lines vs the condition) for TensorBoard, written in the trial folder.
 
@@ -98,15 +90,10 @@ class _Images:
     def maybe_write(self, epoch: int) -> None:
         if epoch not in self.epochs or self.trainer.val is None:
             return
-        from torch.utils.tensorboard import SummaryWriter
-
-        from cvae.plots import figure_to_array, plot_samples
-        from cvae.regimes import Regime
-
         trainer = self.trainer
         x_val, y_val = (t[:PLOT_CONDITIONS] for t in trainer.val)
         count = min(trainer.config.val_samples, 16)
-        regime = objective_regime(trainer.config, self.metric, count)
+        regime = objective_regime(self.metric, trainer.config, count)
         shown = [("samples", regime)]
         if regime.kind != "network":
             shown.append(("samples_network_only", Regime("network")))
@@ -143,7 +130,6 @@ def _tensors(data):
     The arrays are read-only: torch warns that writing to them is undefined; the Trainer never
     writes to its data (it indexes batches, which copies), so the warning is silenced.
     """
-    import warnings
 
     def one(t):
         if isinstance(t, np.ndarray):
@@ -164,7 +150,7 @@ def _restore(checkpoint, train, val, device) -> Trainer | None:
         with checkpoint.as_directory() as folder:
             return Trainer.restore(Path(folder) / CHECKPOINT_FILE, train, val, device)
     except (RuntimeError, OSError, EOFError, KeyError, ValueError, TypeError, pickle.UnpicklingError) as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        first = first_line(err)
         print(f"warning: damaged checkpoint {checkpoint.path} ({first}); the trial starts again at epoch 0")
         return None
 
@@ -174,8 +160,8 @@ def train_trial(config: dict, data=None, settings=None, after_report=None) -> No
 
     config: the searched values (Tune's trial config, so HParams and the console show only those);
     data: ((x_train, y_train), (x_val, y_val)) tensors, or numpy arrays from `shareable`;
-    settings: {'base': fixed Config values, 'metric', 'max_t', 'image_epochs', optional 'checkpoint_every'
-    (default 1: every epoch)}; after_report(row), if given, runs after each epoch's report (a test
+    settings: search.driver.tuner.trial_settings ({'base': fixed Config values, 'metric', 'max_t',
+    'image_epochs', 'checkpoint_every'}); after_report(row), if given, runs after each epoch's report (a test
     makes a trial fail there).
 
     Each result also says what the trial spent beside training (TensorBoard `time/`): image_seconds
@@ -194,7 +180,7 @@ def train_trial(config: dict, data=None, settings=None, after_report=None) -> No
         trainer = Trainer(Config.from_dict({**settings["base"], **config}), train, val, device)
     node, node_id = ray.util.get_node_ip_address(), ray.get_runtime_context().get_node_id()
     images = _Images(trainer, settings.get("image_epochs", []), settings["metric"])
-    every, last_report = settings.get("checkpoint_every", 1), [0.0]
+    every, last_report = settings["checkpoint_every"], [0.0]
 
     def report(row: dict) -> None:
         started = time.perf_counter()
@@ -224,10 +210,3 @@ def train_trial(config: dict, data=None, settings=None, after_report=None) -> No
         trainer.fit(settings["max_t"], report)
     finally:
         images.close()
-
-
-def trial_name(trial) -> str:
-    """Trial names and folders: number, a few key parameters, Ray's id (search.monitor.run_name)."""
-    from .monitor import trial_name as name
-
-    return name(trial)

@@ -1,7 +1,9 @@
-"""Checks a search makes before Ray starts: the experiment name, the storage, the cluster address, the data.
+"""Everything a search checks before Ray is imported: the experiment name, the storage, the search file
+(or on --resume its saved copy and who signed the folder), the cluster address, the data.
 
 Each raises a `SearchError` whose message is one line naming the input and the fix, so a typo or
 a cluster that is not there costs a second, not a Ray start followed by a traceback or a hang.
+`prepare` runs them all and returns the `Plan` that search.driver.run carries out. Imports no Ray.
 """
 
 from __future__ import annotations
@@ -9,9 +11,20 @@ from __future__ import annotations
 import os
 import re
 import socket
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-from .space import SearchConfigError, SearchError
+import yaml
+
+from cvae.data import DataFileError
+from cvae.lines import POINTS
+
+from ..spec import SearchConfigError, SearchError, SearchSpec, load_search_config, parse_search_config
+from . import trust
+from .compat import loopback_only
+from .files import SEARCH_CONFIG, TUNER_STATE
+from .storage import Storage
 
 CONNECT_TIMEOUT_S = 3.0  # a listening Ray answers a TCP connect in milliseconds, even across a network
 RAY_CLIENT_PORT = 10001
@@ -105,14 +118,10 @@ def probe_address(address: str | None, timeout: float = CONNECT_TIMEOUT_S) -> No
     )
 
 
-def build_data(spec):
+def build_data(spec: SearchSpec):
     """The search's training and validation data, built (and the data files read) before Ray starts."""
-    from cvae.data import DataFileError
-    from cvae.functions import FunctionPair
-    from cvae.lines import POINTS
-
     try:
-        data = spec.data.build(FunctionPair(spec.functions))
+        data = spec.data.build(spec.functions)
     except (DataFileError, ValueError) as err:  # ValueError: e.g. uniform_branch targets without exact solutions
         raise SearchConfigError(f"data: {err}") from None
     for key, part in (("train_file", data[0]), ("val_file", data[1])):
@@ -121,3 +130,74 @@ def build_data(spec):
             name = getattr(spec.data, key) or "synthetic data"
             raise SearchConfigError(f"data.{key}: {name} has lines of {points} points; the model needs {POINTS}")
     return data
+
+
+def is_local(address: str | None) -> bool:
+    return address in (None, "", "local")
+
+
+def read_spec(config_path, name: str, storage: Storage, resume: bool) -> SearchSpec:
+    """The validated search file: the given one, or on --resume the experiment's saved copy."""
+    if not resume:
+        if config_path is None:
+            raise SearchConfigError("--config: a search file is required (see search/configs/)")
+        return load_search_config(config_path)
+    if not storage.exists(name, SEARCH_CONFIG):
+        raise SearchConfigError(
+            f"--resume: {storage.experiment(name)} holds no {SEARCH_CONFIG}; check --name and --storage"
+        )
+    saved = storage.read_text(name, SEARCH_CONFIG)
+    if config_path is not None and Path(config_path).read_text() != saved:
+        raise SearchConfigError(
+            f"--config {config_path} differs from the experiment's saved {SEARCH_CONFIG}; "
+            "a resume continues the saved search: drop --config or use a new --name"
+        )
+    try:
+        return parse_search_config(
+            yaml.safe_load(saved), path=Path(storage.experiment(name), SEARCH_CONFIG), text=saved
+        )
+    except SearchConfigError as err:
+        raise SearchConfigError(f"{storage.experiment(name)}/{SEARCH_CONFIG}: {err}") from None
+
+
+def check_trust(storage: Storage, name: str, trusted: bool) -> None:
+    """Before Tune unpickles anything of the folder: its state files must be this project's own, or vouched for."""
+    if trusted:
+        print(f"note: --trust: resuming {storage.experiment(name)} without checking who wrote it", file=sys.stderr)
+        trust.sign_folder(storage, name)
+    else:
+        trust.verify(storage, name)
+
+
+@dataclass
+class Plan:
+    """A search that passed every check: what search.driver.run carries out."""
+
+    spec: SearchSpec
+    name: str
+    storage: Storage
+    address: str | None
+    resume: bool
+    data: tuple
+
+
+def prepare(config_path, name: str, storage, overrides: dict, address=None, resume=False, trust=False) -> Plan:
+    """Check every input of a search, in the order a user would fix them, without importing Ray."""
+    check_name(name)
+    check_storage(storage)
+    if is_local(address) or is_loopback(address):
+        loopback_only()  # before ray is first imported: a local Ray (or a loopback address) stays on 127.0.0.1
+    storage = Storage(storage)
+    spec = read_spec(config_path, name, storage, resume)
+    if resume and any(v is not None for v in overrides.values()):
+        print("note: --resume continues with the original run's samples, resources and budget", file=sys.stderr)
+    spec = spec if resume else spec.with_overrides(**overrides)
+    if not resume and storage.exists(name):
+        raise SearchError(
+            f"--name {name}: {storage.experiment(name)} exists; pass --resume to finish it or pick a new name"
+        )
+    if resume and storage.exists(name, TUNER_STATE):
+        check_trust(storage, name, trust)
+    probe_address(address)  # seconds, not Ray's minutes of retries, when no cluster is there
+    # Built once, here on the driver (trials receive it through the object store).
+    return Plan(spec, name, storage, address, resume, build_data(spec))

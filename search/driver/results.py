@@ -12,12 +12,16 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+from ray.tune import ExperimentAnalysis
 
 from cvae.config import Config
 
-from .experiment import best_trial
-from .searcher import stopped_early
-from .space import SearchSpec
+from ..spec import SearchSpec
+from ..trials import FINAL_STATUSES, best_trial, counts_text, stop_reason, trial_counts
+from .compat import restored_search, trial_error_text
+from .files import SEARCHER_STATE
+from .searcher import PruningOptunaSearch
+from .trust import verify_local
 
 LAST_METRICS = (
     "val_score",
@@ -37,23 +41,6 @@ LAST_METRICS = (
     "x_loss",
     "y_loss",
 )
-SEARCHER_STATE = "searcher-state-*.pkl"
-FINAL_STATUSES = ("TERMINATED", "ERROR")
-
-
-def stop_reason(status: str, last: dict, max_t: int) -> str:
-    """finished | asha | diverged | error | time_budget, or interrupted while the search is unfinished."""
-    if status == "ERROR":
-        return "error"
-    if status not in FINAL_STATUSES:
-        return "interrupted"  # Ctrl-C: --resume continues it
-    if last.get("diverged"):
-        return "diverged"
-    if (last.get("epoch") or 0) >= max_t:
-        return "finished"
-    if stopped_early(last, max_t):
-        return "asha"
-    return "time_budget"
 
 
 def _best(history: pd.DataFrame | None, metric: str, mode: str) -> tuple[float, int]:
@@ -74,8 +61,6 @@ def _config_columns(config: dict, spec: SearchSpec) -> dict:
 
 def build_table(experiment_path: str, spec: SearchSpec, storage_filesystem=None) -> pd.DataFrame:
     """One row per trial of the experiment at `experiment_path` (local path or URI)."""
-    from ray.tune import ExperimentAnalysis
-
     analysis = ExperimentAnalysis(experiment_path, storage_filesystem=storage_filesystem)
     histories = analysis.trial_dataframes
     rows = []
@@ -85,7 +70,7 @@ def build_table(experiment_path: str, spec: SearchSpec, storage_filesystem=None)
         best, best_epoch = _best(history, spec.metric, spec.mode)
         error = ""
         if trial.status == "ERROR":
-            text = (trial.get_error() or "").strip().splitlines()
+            text = trial_error_text(trial).strip().splitlines()
             error = text[-1] if text else "the trial raised an error (see error.txt in its folder)"
         row = {
             "trial_id": trial.trial_id,
@@ -113,7 +98,7 @@ def build_table(experiment_path: str, spec: SearchSpec, storage_filesystem=None)
 
 
 def best_row(table: pd.DataFrame, spec: SearchSpec) -> pd.Series | None:
-    """The search's best trial (`search.experiment.best_trial`: the rule finalize uses too)."""
+    """The search's best trial (`search.trials.best_trial`: the rule finalize uses too)."""
     return best_trial(table, spec.mode)
 
 
@@ -145,7 +130,7 @@ def summary(table: pd.DataFrame, spec: SearchSpec, experiment: str, best: pd.Ser
     lines = [f"Search {experiment}: {len(table)} trials, objective {spec.metric} ({spec.mode}imise)"]
     if table.empty:
         return "\n".join([*lines, "no trials ran"])
-    lines.append("ended: " + ended_counts(table))
+    lines.append("ended: " + counts_text(trial_counts(table)))
     lines.append(f"nodes: {', '.join(sorted(set(map(str, table['node'])) - {''})) or '-'}")
     # The objective's own parts: the refined ones for refined_score, the network-only ones otherwise.
     prefix = "val_refined_" if spec.metric == "val_refined_score" else "val_"
@@ -166,56 +151,13 @@ def summary(table: pd.DataFrame, spec: SearchSpec, experiment: str, best: pd.Ser
     return "\n".join(lines)
 
 
-REASONS = {
-    "finished": "finished",
-    "asha": "stopped by ASHA",
-    "diverged": "diverged",
-    "error": "errored",
-    "time_budget": "ended by the time budget",
-    "interrupted": "interrupted",
-}
-
-
-def ended_counts(table: pd.DataFrame) -> str:
-    """E.g. '2 finished, 4 stopped by ASHA (3 at epoch 1, 1 at epoch 2), 0 diverged, 0 errored'."""
-    if table.empty:
-        return "no trials"
-    parts = []
-    for reason, words in REASONS.items():
-        rows = table[table["stop_reason"] == reason]
-        if rows.empty and reason not in ("finished", "asha", "diverged", "error"):
-            continue
-        text = f"{len(rows)} {words}"
-        if reason == "asha" and len(rows):
-            counts = rows["epochs"].astype(int).value_counts().sort_index()
-            text += " (" + ", ".join(f"{n} at epoch {e}" for e, n in counts.items()) + ")"
-        parts.append(text)
-    return ", ".join(parts)
-
-
 def _restore_search(experiment_dir):
-    """Tune's search generator and our searcher as last saved in a (local) experiment folder."""
-    from ray.tune.search import SearchGenerator
-
-    from .searcher import PruningOptunaSearch
-
+    """Tune's search generator as last saved in a (local) experiment folder."""
     folder = Path(experiment_dir)
     if not list(folder.glob(SEARCHER_STATE)):
         raise FileNotFoundError(f"{folder}: no {SEARCHER_STATE}; is it a search's experiment folder?")
-    from .trust import verify_local
-
     verify_local(folder)  # the searcher state is a pickle: only this project's own is loaded
-    searcher = PruningOptunaSearch(max_t=1)
-    generator = SearchGenerator(searcher)
-    generator.restore_from_dir(str(folder))
-    return generator, searcher
-
-
-def load_study(experiment_dir):
-    """The Optuna study of a finished or interrupted experiment: its journal (search.study), read by Optuna."""
-    from .study import load_study as load
-
-    return load(experiment_dir)
+    return restored_search(str(folder), PruningOptunaSearch(max_t=1))
 
 
 def trials_left(table: pd.DataFrame, experiment_dir=None) -> int:
@@ -225,7 +167,7 @@ def trials_left(table: pd.DataFrame, experiment_dir=None) -> int:
     """
     left = int((~table["status"].isin(FINAL_STATUSES)).sum()) if not table.empty else 0
     if experiment_dir is not None:
-        generator, _ = _restore_search(experiment_dir)
+        generator = _restore_search(experiment_dir)
         if not generator.is_finished():
             left += max(0, generator.total_samples - len(table))
     return left

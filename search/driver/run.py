@@ -1,0 +1,137 @@
+"""Carry out a search that passed preflight: start or join Ray, fit (or restore) the Tuner, record the results.
+
+`run(plan)` is a sequence of named steps; `search.run_search` checks the inputs and calls it. The
+experiment's own files (beside Tune's) are written in one place, `write_results`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+from ray import tune
+
+from ..spec import SearchError
+from . import results, trust
+from .callbacks import quiet_ray
+from .compat import restore_failures
+from .faults import RestoreFailed, is_no_space, search_error_in, storage_full
+from .files import BEST_CONFIG, JOURNAL, MANIFEST, RESULTS_CSV, RESULTS_PARQUET, SEARCH_CONFIG, TUNER_STATE
+from .preflight import Plan, is_local
+from .tuner import check_resources, connect, make_trainable, make_tuner, study_folder
+
+
+class SearchInterrupted(SearchError):
+    """The search stopped (Ctrl-C) before all its trials ran; --resume finishes it."""
+
+    exit_code = 130
+
+
+def run(plan: Plan) -> Path:
+    """Run (or finish) the search of `plan`; returns the experiment folder (a local copy for s3:// / gs://)."""
+    table = fit(plan)
+    local = write_results(plan, result_files(table, plan))
+    print(results.summary(table, plan.spec, plan.name, results.best_row(table, plan.spec)))
+    check_outcome(table, plan)
+    print_next_steps(plan)
+    return local
+
+
+def fit(plan: Plan) -> pd.DataFrame:
+    """Ray up, the Tuner fitted to the end (or to Ctrl-C), the final state signed; the trials as a table."""
+    quiet_ray()
+    # Trials checkpoint often, so Tune snapshots its state often; that is wanted, its warning is not.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    stop = connect(plan.address)
+    try:
+        if is_local(plan.address):
+            check_resources(plan.spec)
+        tuner = restored_or_new_tuner(plan, make_trainable(plan.spec, plan.data))
+        try:
+            tuner.fit()
+        except Exception as err:
+            failure = search_error_in(err)  # a failed restore, a full storage: one line
+            if failure is None:
+                raise
+            raise failure from None
+        sign_final_state(plan)
+        storage = plan.storage
+        fs = None if storage.is_uri else storage.fs
+        return results.build_table(storage.experiment(plan.name), plan.spec, storage_filesystem=fs)
+    finally:
+        if stop is not None:
+            stop()
+
+
+def restored_or_new_tuner(plan: Plan, trainable) -> tune.Tuner:
+    """Tune's saved experiment on --resume, else a new Tuner (and the search file saved beside it)."""
+    experiment = plan.storage.experiment(plan.name)
+    if plan.resume and tune.Tuner.can_restore(experiment):
+        restore_failures(fresh=True)  # read by callbacks.RestoreCheck once Tune has tried
+        try:
+            return tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True, resume_errored=True)
+        except Exception as err:  # a damaged (or, with --trust, foreign) tuner.pkl
+            raise RestoreFailed(f"--resume: Tune could not restore {experiment} ({err!r:.200})") from None
+    # a new search, or a resume of one killed before Tune saved any state: start it afresh
+    plan.storage.write(plan.name, SEARCH_CONFIG, plan.spec.text)
+    tuner = make_tuner(plan.spec, trainable, plan.name, plan.storage)
+    trust.sign_folder(plan.storage, plan.name, only=(TUNER_STATE,))
+    return tuner
+
+
+def sign_final_state(plan: Plan) -> None:
+    """Sign Tune's state as this process left it, for a later --resume."""
+    try:
+        trust.sign_folder(plan.storage, plan.name)
+    except OSError as err:
+        if not is_no_space(err):
+            raise
+        raise storage_full(plan.storage.path, f"{plan.name}/{MANIFEST}") from None
+
+
+def result_files(table: pd.DataFrame, plan: Plan) -> dict[str, bytes | str]:
+    """results.csv, results.parquet and (when a trial finished) best_config.yaml, as their contents."""
+    csv, parquet = results.table_bytes(table)
+    files = {RESULTS_CSV: csv, RESULTS_PARQUET: parquet}
+    best = results.best_row(table, plan.spec)
+    if best is not None:
+        files[BEST_CONFIG] = results.best_config_yaml(best, plan.spec, plan.name)
+    return files
+
+
+def write_results(plan: Plan, files: dict[str, bytes | str]) -> Path:
+    """Write the experiment's files to its storage, and for an s3:// / gs:// one a local copy in ./runs/<name>/."""
+    storage, name = plan.storage, plan.name
+    for file, content in files.items():
+        try:
+            storage.write(name, file, content)
+        except OSError as err:
+            if not is_no_space(err):
+                raise
+            raise storage_full(storage.path, f"{name}/{file}") from None
+    if not storage.is_uri:
+        return Path(storage.experiment(name))
+    local = study_folder(storage, name)  # scripts (finalize) read best_config.yaml from a local folder
+    local.mkdir(parents=True, exist_ok=True)
+    for file, content in {**files, SEARCH_CONFIG: plan.spec.text}.items():
+        (local / file).write_bytes(content.encode() if isinstance(content, str) else content)
+    return local
+
+
+def check_outcome(table: pd.DataFrame, plan: Plan) -> None:
+    """A search whose every trial failed, or one interrupted with trials to go, ends in one line."""
+    if not table.empty and (table["stop_reason"] == "error").all():
+        raise SearchError(f"every trial failed; the first: {table['error'].iloc[0]} (see trial_*/error.txt)")
+    left = results.trials_left(table, None if plan.storage.is_uri else plan.storage.experiment(plan.name))
+    if left:
+        raise SearchInterrupted(
+            f"interrupted with {left} trials to go; rerun the same command with --resume to finish {plan.name}"
+        )
+
+
+def print_next_steps(plan: Plan) -> None:
+    experiment = plan.storage.experiment(plan.name)
+    print(f"\nresults: {experiment}/{RESULTS_CSV}")
+    print(f"tensorboard --logdir {experiment}")
+    print(f"optuna-dashboard {study_folder(plan.storage, plan.name) / JOURNAL}")

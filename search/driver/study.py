@@ -1,0 +1,110 @@
+"""The search's Optuna study, kept in the experiment folder in a storage Optuna's own tools open.
+
+The study lives in `<experiment>/optuna.journal` (Optuna's `JournalStorage` on a
+`JournalFileBackend`: no server, works over NFS; the driver's searcher is its one writer),
+named after the experiment. Each Optuna trial carries the Ray trial id (`ray_trial_id`) and
+its TensorBoard run, i.e. its folder name (`tensorboard_run`), as user attributes.
+
+    optuna-dashboard runs/NAME/optuna.journal
+    optuna.load_study(study_name="NAME", storage=search.driver.study.open_storage("runs/NAME"))
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+import optuna
+from optuna.exceptions import ExperimentalWarning
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+
+from cvae.errors import UserError
+
+from .compat import journal_file, journal_lock
+from .files import JOURNAL
+
+# User attributes of each Optuna trial.
+RAY_TRIAL_ID, TENSORBOARD_RUN = "ray_trial_id", "tensorboard_run"
+
+
+class StudyError(UserError):
+    """No study in the folder, or more than one without a name; one line."""
+
+
+def journal_path(experiment_dir) -> Path:
+    """Where an experiment's study lives (the file need not exist yet)."""
+    return Path(experiment_dir).expanduser() / JOURNAL
+
+
+def open_storage(experiment_dir, create: bool = False, fsync: bool = True):
+    """Optuna's JournalStorage on the experiment's journal file.
+
+    create=False refuses a folder without one (JournalFileBackend would create an empty file).
+    fsync=False: the search's driver, which writes ~20 lines a trial (see `AppendOnlyJournal`).
+    """
+    path = journal_path(experiment_dir)
+    if not create and not path.is_file():
+        raise StudyError(f"{Path(experiment_dir)}: no {JOURNAL}; is it a search's experiment folder?")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage((JournalFileBackend if fsync else AppendOnlyJournal)(str(path)))
+
+
+class AppendOnlyJournal(JournalFileBackend):
+    """Optuna's journal file whose appends are written and flushed but not fsync'ed one by one.
+
+    Optuna fsyncs the journal on every write (each suggested parameter, intermediate value and user
+    attribute is one): ~20 fsyncs per trial, most of the searcher's time (docs/benchmarks.md, many
+    trials). Without them a killed driver still loses nothing (the data is in the OS's page cache),
+    as for Tune's own state files, which are not fsync'ed either; only a machine crash can lose the
+    last seconds, which `--resume` then runs again. The file is the same format: Optuna reads it. A
+    write that fails (a full disk) is cut back to the last whole line, so the journal stays readable.
+    It reaches into Optuna's JournalFileBackend through search/driver/compat.py (entry 13);
+    tests/test_study.py reads a journal written this way back through `optuna.load_study`.
+    """
+
+    def append_logs(self, logs):
+        data = memoryview(("\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n").encode())
+        with journal_lock(self):
+            fd = os.open(journal_file(self), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            start = os.lseek(fd, 0, os.SEEK_END)
+            try:
+                while data:
+                    data = data[os.write(fd, data) :]
+            except OSError:  # a full disk: no half line left for the next append (or a reader) to run into
+                os.ftruncate(fd, start)
+                raise
+            finally:
+                os.close(fd)
+
+
+def load_study(experiment_dir, name: str | None = None):
+    """The experiment's Optuna study (read through optuna.load_study).
+
+    name: the study name, by default the only study in the journal (the experiment's name).
+    """
+    storage = open_storage(experiment_dir)
+    if name is None:
+        names = optuna.get_all_study_names(storage)
+        if len(names) != 1:
+            raise StudyError(f"{journal_path(experiment_dir)}: {len(names)} studies ({names}); pass name=")
+        name = names[0]
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def label_study(study, spec, experiment: str) -> None:
+    """Name the objective (Optuna's dashboard shows 'Objective 0' otherwise) and say where the runs are."""
+    if study.metric_names is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            study.set_metric_names([spec.metric])
+    study.set_user_attr("objective", spec.metric)
+    study.set_user_attr("tensorboard", f"tensorboard --logdir {experiment}")
+    study.set_user_attr("pruned", "trials ASHA stopped early (their last epoch is their step)")
+
+
+def quiet_optuna() -> None:
+    """Optuna's INFO lines (one per created study or told trial) off; warnings stay."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)

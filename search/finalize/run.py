@@ -1,0 +1,198 @@
+"""Finalize a search: retrain its best configuration on the full training set, validate, plot, report.
+
+`finalize` is a sequence of named steps: build the data, retrain (with a progress bar), generate in
+every regime of `cvae.regimes` (the search objective's first; search/finalize/report.py chooses them),
+draw the pictures (search/finalize/plots.py), and write `model.pt`, `report.json` and `report.md`.
+Samples are judged by `cvae.submission.assess`, the same code `scripts/score.py` uses.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from cvae.config import Config
+from cvae.functions import FunctionPair
+from cvae.submission import assess, exact_x, plain
+from cvae.train import Trainer
+
+from ..driver.files import MODEL, REPORT_JSON, REPORT_MD
+from ..trials import OBJECTIVES, trial_counts
+from . import plots
+from . import report as reporting
+from .experiment import VAL_SAMPLES, Experiment
+
+
+class Stopwatch(dict):
+    """Seconds per named step: `with clock("train_s"): ...`."""
+
+    def __call__(self, name: str):
+        watch = self
+
+        class _Step:
+            def __enter__(self):
+                self.started = time.perf_counter()
+
+            def __exit__(self, *_):
+                watch[name] = time.perf_counter() - self.started
+
+        return _Step()
+
+
+def _progress_callback(bar):
+    def callback(row: dict):
+        postfix = {
+            "loss": f"{row['loss']:.4g}",
+            "kld": f"{row['kld']:.3g}",
+            "x": f"{row['x_loss']:.3g}",
+            "y": f"{row['y_loss']:.3g}",
+        }
+        if "val_score" in row:
+            postfix["val_score"] = f"{row['val_score']:.3f}"
+            postfix["valid"] = f"{100 * row['val_valid_frac']:.0f}%"
+        bar.set_postfix(postfix, refresh=False)
+        bar.update(1)
+
+    return callback
+
+
+def retrain(config: Config, train: tuple, val: tuple | None, device=None, progress: bool = True) -> Trainer:
+    """A Trainer that has trained `config` for config.epochs, with a tqdm bar (epochs, losses, ETA)."""
+    trainer = Trainer(config, train, val, device)
+    options = dict(total=config.epochs, desc="retraining", unit="epoch", file=sys.stderr, dynamic_ncols=True)
+    with tqdm(disable=not progress, **options) as bar:
+        trainer.fit(callback=_progress_callback(bar))
+    return trainer
+
+
+def finalize(
+    experiment: Experiment,
+    out,
+    *,
+    epochs: int | None = None,
+    device=None,
+    samples: int = VAL_SAMPLES,
+    progress: bool = True,
+    log=print,
+) -> dict:
+    """Retrain, validate, save model.pt, plots and report.json/report.md in `out`; returns the report."""
+    clock, out = Stopwatch(), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    config = experiment.config if epochs is None else experiment.config.replace(epochs=epochs)
+    with clock("total_s"):
+        with clock("data_s"):
+            train, val = experiment.data.build(config)
+        log(
+            f"data: {train[0].shape[0]} training rows ({experiment.data.train_file or 'synthetic'}), "
+            f"{val[0].shape[0]} validation conditions ({experiment.data.val_file or 'synthetic'})"
+        )
+        with clock("train_s"):
+            trainer = retrain(config, train, val, device, progress)
+        clock["epoch_mean_s"] = clock["train_s"] / max(trainer.epoch, 1)
+        trainer.save(out / MODEL, resumable=False)
+        if trainer.status != "finished":
+            log(f"warning: training ended with status {trainer.status!r} after {trainer.epoch} epochs")
+        with clock("evaluate_s"):
+            regimes, shown = validate(experiment, trainer, val, samples, log)
+        with clock("plots_s"):
+            files, skipped = draw(experiment, trainer, val, shown, samples, out)
+    timings = {k: clock[k] for k in ("data_s", "train_s", "epoch_mean_s", "evaluate_s", "plots_s", "total_s")}
+    report = build_report(experiment, trainer, train, val, samples, regimes, timings)
+    report.update(files={"model": MODEL, **files}, skipped_plots=skipped)
+    (out / REPORT_JSON).write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+    (out / REPORT_MD).write_text(reporting.report_markdown(report))
+    return report
+
+
+def validate(experiment: Experiment, trainer: Trainer, val: tuple, samples: int, log) -> tuple[list, list]:
+    """Each regime the report shows, judged on the validation conditions: (entries, pictures to draw).
+
+    Pictures: the objective's regime, and network only beside it when the objective is not network only.
+    """
+    config, functions = trainer.config, trainer.functions
+    x_true = val[0] if exact_x(val[0], val[1], functions) else None
+    objective = experiment.objective
+    entries, shown = [], []
+    for entry in reporting.report_regimes(objective, OBJECTIVES[objective][0], config, samples):
+        regime, first = entry["regime"], entry["key"] == "objective"
+        generator = torch.Generator(trainer.device).manual_seed(config.seed + 1)
+        x = regime.generate(trainer.model, val[1].to(trainer.device), functions, samples, generator).cpu()
+        validation = assess(x, val[1], functions, x_true)
+        entries.append(
+            {
+                "key": entry["key"],
+                "label": regime.label,
+                "role": entry["role"],
+                "objective": first,
+                "regime": {k: getattr(regime, k) for k in ("kind", "proposals", "refine_steps", "temperature")},
+                "validation": validation,
+            }
+        )
+        if first or (regime.kind == "network" and shown[0][1].kind != "network"):
+            shown.append(("" if first else "_network", regime, x))
+        log(f"validation, {regime.label}: {reporting.summary_line(validation)}")
+    return entries, shown
+
+
+def draw(experiment: Experiment, trainer: Trainer, val: tuple, shown: list, samples: int, out: Path):
+    """Every picture of the report: ({key: file}, {key: why it was skipped})."""
+    config, functions = trainer.config, trainer.functions
+    metric = OBJECTIVES[experiment.objective][0]
+    x_true = val[0] if exact_x(val[0], val[1], functions) else None
+    about = f"{config.model} {config.head}, {trainer.epoch} epochs"
+    files = {"training_curves": plots.training_curves(trainer, config, metric, about, out)}
+    pictures, skipped = plots.sample_pictures(shown, val, functions, x_true, samples, about, out)
+    study, missing = plots.study_pictures(experiment, metric, out)
+    return {**files, **pictures, **study}, {**skipped, **missing}
+
+
+def build_report(experiment: Experiment, trainer: Trainer, train, val, samples: int, regimes: list, timings) -> dict:
+    """report.json's content (report.md is rendered from it)."""
+    config, functions = trainer.config, FunctionPair(trainer.config.functions)
+    metric = OBJECTIVES[experiment.objective][0]
+    final = trainer.history[-1] if trainer.history else {}
+    return {
+        "experiment": str(experiment.path) if experiment.path else None,
+        "config_source": experiment.source,
+        "config": config.to_dict(),
+        "objective": {
+            "name": experiment.objective,
+            "metric": metric,
+            "mode": experiment.mode,
+            "regime": regimes[0]["label"],
+        },
+        "data": {
+            "train_rows": int(train[0].shape[0]),
+            **{k: getattr(experiment.data, k) for k in ("train_file", "lines", "x_targets")},
+            "val_conditions": int(val[0].shape[0]),
+            **{k: getattr(experiment.data, k) for k in ("val_file", "seed")},
+            "true_x_known": exact_x(val[0], val[1], functions),
+        },
+        "search": {
+            "trials": 0 if experiment.results is None else len(experiment.results),
+            "scored_trials": experiment.finished_trials,
+            "ended": trial_counts(experiment.results),
+            "mode": experiment.mode,
+            "best_trial": experiment.best_trial,
+        },
+        "differences": reporting.differences(experiment.search, config, experiment.data, samples)
+        if experiment.search
+        else [],
+        "training": {
+            "status": trainer.status,
+            "epochs": trainer.epoch,
+            "final": {k: plain(final[k]) for k in ("loss", "kld", "x_loss", "y_loss", metric) if k in final},
+            "history": [{k: plain(v) for k, v in row.items()} for row in trainer.history],
+        },
+        "validation": regimes[0]["validation"],
+        "regimes": regimes,
+        "timings": {k: round(v, 3) for k, v in timings.items()},
+        "device": str(trainer.device),
+        "versions": {"python": platform.python_version(), "torch": torch.__version__},
+    }

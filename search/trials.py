@@ -1,0 +1,183 @@
+"""The search's vocabulary, as pure functions: objectives, how a trial ended and its words, run names,
+which result is better, and the trial a search picks.
+
+Nothing here imports Ray or Optuna: the driver (search/driver/) and finalize (search/finalize/) both
+speak it, and the console, TensorBoard, results.csv and report.md say the same thing in the same words.
+"""
+
+from __future__ import annotations
+
+import math
+
+OBJECTIVES = {
+    # objective name -> (metric reported to Tune, mode)
+    "score": ("val_score", "max"),
+    "train_loss": ("loss", "min"),
+    # the same score after refining each validation sample: ranks models as proposal distributions
+    "refined_score": ("val_refined_score", "max"),
+}
+# What a diverged epoch reports for the objective: never NaN (ASHA never stops a NaN trial and
+# Optuna marks it FAIL). For the maximised score (which lies in [0, 2]) -1 is below any real
+# result yet finite, so ASHA's rung percentiles and TensorBoard's charts stay usable.
+DIVERGED = {"val_score": -1.0, "val_refined_score": -1.0, "loss": float("inf")}
+FINAL_STATUSES = ("TERMINATED", "ERROR")  # Tune's statuses of a trial that will not run again
+# stop_reason -> (how a count of such trials reads, how one trial's end reads at `epoch`)
+REASONS = {
+    "finished": ("finished", "finished {epoch} epochs"),
+    "asha": ("stopped by ASHA", "stopped by ASHA at epoch {epoch}"),
+    "diverged": ("diverged", "diverged at epoch {epoch}"),
+    "error": ("errored", "errored after {epoch} epochs"),
+    "time_budget": ("ended by the time budget", "ended by the time budget at epoch {epoch}"),
+    "interrupted": ("interrupted", "interrupted at epoch {epoch}"),
+}
+ALWAYS_COUNTED = ("finished", "asha", "diverged", "error")  # shown even at 0
+FAILED = {"error", "diverged"}  # a stop_reason without a real score
+UNFINISHED = {"error", "errored", "failed", "running", "pending", "paused"}  # Tune statuses without a score
+# Parameters a run name shows first (when searched), then the others in the space's order.
+KEY_PARAMS = ("model", "latent", "head", "lr", "beta", "latent_dim", "components", "hidden", "optimizer", "wy")
+NAME_PARAMS = 3
+SHORT = {"optimizer": "opt", "latent_dim": "z", "hidden": "h", "batch_size": "bs", "weight_decay": "wd"}
+
+
+def is_better(value, best, mode: str) -> bool:
+    """Whether `value` beats `best` (None: nothing yet) under `mode`; a non-finite value never does."""
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False
+    return best is None or (value > best if mode == "max" else value < best)
+
+
+def stopped_early(result: dict | None, max_t: int) -> bool:
+    """Whether a trial's last result is one the scheduler cut short (not finished, not diverged).
+
+    Tune marks the result that triggered a scheduler STOP with done=True; ASHA stops at max_t
+    too, so only a stop before the full budget counts as early.
+    """
+    if not result or not result.get("done") or result.get("diverged"):
+        return False
+    epoch = result.get("epoch", result.get("training_iteration"))
+    return epoch is not None and epoch < max_t
+
+
+def stop_reason(status: str, last: dict, max_t: int) -> str:
+    """finished | asha | diverged | error | time_budget, or interrupted while the search is unfinished."""
+    if status == "ERROR":
+        return "error"
+    if status not in FINAL_STATUSES:
+        return "interrupted"  # Ctrl-C: --resume continues it
+    if last.get("diverged"):
+        return "diverged"
+    if (last.get("epoch") or 0) >= max_t:
+        return "finished"
+    if stopped_early(last, max_t):
+        return "asha"
+    return "time_budget"
+
+
+def ended(status: str, last: dict, max_t: int) -> str:
+    """How a trial ended, in words: 'finished 30 epochs', 'stopped by ASHA at epoch 3', ..."""
+    return REASONS[stop_reason(status, last, max_t)][1].format(epoch=int(last.get("epoch") or 0))
+
+
+def trial_counts(results) -> dict | None:
+    """Trials of a results table by stop_reason, with the epochs ASHA stopped them at."""
+    if results is None or "stop_reason" not in results:
+        return None
+    reasons = results["stop_reason"].astype(str)
+    counts = {"total": len(results), **{r: int((reasons == r).sum()) for r in ALWAYS_COUNTED}}
+    for other in sorted(set(reasons) - set(ALWAYS_COUNTED)):
+        counts[other] = int((reasons == other).sum())
+    if counts["asha"] and "epochs" in results:
+        epochs = results.loc[reasons == "asha", "epochs"].astype(int).value_counts().sort_index()
+        counts["asha_at_epoch"] = {str(int(e)): int(n) for e, n in epochs.items()}
+    return counts
+
+
+def counts_text(counts: dict | None) -> str:
+    """E.g. '2 finished, 4 stopped by ASHA (3 at epoch 1, 1 at epoch 2), 0 diverged, 0 errored'."""
+    if not counts or not counts.get("total"):
+        return "no trials"
+    parts = []
+    for reason, (words, _) in REASONS.items():
+        if reason not in counts:
+            continue
+        text = f"{counts[reason]} {words}"
+        if reason == "asha" and counts.get("asha_at_epoch"):
+            text += " (" + ", ".join(f"{n} at epoch {e}" for e, n in counts["asha_at_epoch"].items()) + ")"
+        parts.append(text)
+    return ", ".join(parts)
+
+
+def finished_trials(results):
+    """Rows of a results table that count as finished trials: a finite score, neither failed nor diverged.
+
+    A trial ASHA stopped early or the time budget ended still counts (it was scored); a
+    diverged one does not (its score is a placeholder). The score is the `score` column,
+    the objective's last value, which the search ranks by.
+    """
+    import pandas as pd
+
+    if "score" not in results:
+        return results.iloc[0:0]
+    scores = pd.to_numeric(results["score"], errors="coerce")
+    keep = scores.apply(math.isfinite)
+    for column, bad in (("status", UNFINISHED), ("stop_reason", FAILED)):
+        if column in results:
+            keep &= ~results[column].astype(str).str.lower().isin(bad)
+    return results[keep]
+
+
+def best_trial(results, mode: str):
+    """The search's pick: the best trial that ran its full budget (ASHA's survivors), else the best
+    finished one; None when no trial finished. The search and finalize both use this rule."""
+    import pandas as pd
+
+    finished = finished_trials(results)
+    if finished.empty:
+        return None
+    full = finished[finished["stop_reason"].astype(str) == "finished"] if "stop_reason" in finished else finished
+    pool = full if not full.empty else finished
+    scores = pd.to_numeric(pool["score"], errors="coerce")
+    return pool.loc[scores.idxmax() if mode == "max" else scores.idxmin()]
+
+
+def objective_regime(metric: str, config, samples: int):
+    """The regime (cvae.regimes) the objective measures, for `samples` samples per condition."""
+    from cvae.regimes import Regime
+
+    if metric == "val_refined_score" and getattr(config, "val_refine_steps", 0) > 0:
+        return Regime("refined", proposals=samples, refine_steps=config.val_refine_steps)
+    return Regime("network")
+
+
+def _value(value) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:.1e}" if value != 0 and (abs(value) < 1e-2 or abs(value) >= 1e4) else f"{value:.3g}"
+    return str(value)
+
+
+def run_name(number, config: dict, trial_id: str = "", params=None) -> str:
+    """`t<number>_<key params>_<trial id>`, e.g. `t03_mlp_lr=2.3e-03_beta=0.52_4f1c2a9b`: a trial's folder,
+    its TensorBoard run and its console name."""
+    keys = [k for k in KEY_PARAMS if k in config] + [k for k in config if k not in KEY_PARAMS]
+    if params is not None:
+        keys = [k for k in keys if k in params]
+    parts = [f"t{int(number):02d}" if str(number).isdigit() else "t"]
+    for key in keys[:NAME_PARAMS]:
+        value = config[key]
+        parts.append(str(value) if isinstance(value, str) else f"{SHORT.get(key, key)}={_value(value)}")
+    if trial_id:
+        parts.append(trial_id)
+    name = "_".join(parts)
+    return "".join(c if c.isalnum() or c in "._=-+" else "-" for c in name)
+
+
+def trial_number(trial) -> str:
+    """Tune's 1-based count of the trial (the start of its experiment_tag)."""
+    return (getattr(trial, "experiment_tag", "") or "").split("_", 1)[0]
+
+
+def trial_name(trial) -> str:
+    """Tune's trial_name_creator / trial_dirname_creator."""
+    return run_name(trial_number(trial), dict(trial.config or {}), trial.trial_id)
