@@ -45,6 +45,7 @@ if not __package__:  # run as `python -m cluster`: the repo's packages, as scrip
 from cluster.processes import alive, ancestors, command_line, descendants, naming  # noqa: E402
 from cvae.errors import UserError  # noqa: E402
 from search.driver.compat import LOOPBACK_SWITCH  # noqa: E402
+from search.driver.files import write_private  # noqa: E402
 
 LOOPBACK_RAY = HERE / "loopback_ray.py"
 HOST = "127.0.0.1"
@@ -181,10 +182,7 @@ class LocalCluster:
     def start(self, timeout: float = 90) -> LocalCluster:
         self.root.mkdir(parents=True, exist_ok=True)
         self.temp_dir.mkdir(exist_ok=True)
-        if not self.token_path.exists():
-            fd = os.open(self.token_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as out:
-                out.write(secrets.token_hex(32))
+        write_private(self.token_path, secrets.token_hex(32))  # kept when it exists already
         try:
             for node in self.nodes:
                 self._start_node(node, timeout)

@@ -28,8 +28,9 @@ class ConfigError(UserError):
     """A configuration value or key that cannot be used."""
 
 
-class At(ValueError):
-    """A validator's error about a key below the value it checks: `At("low", ...)` is reported at `<here>.low`."""
+class At(ConfigError):
+    """A validator's error about a key below the value it checks: `At("low", ...)` is reported at `<here>.low`
+    (a ValueError, as pydantic wants of a validator; a ConfigError, should it reach a user unwrapped)."""
 
     def __init__(self, loc, message: str):
         super().__init__(message)

@@ -21,7 +21,7 @@ from .branches import branches
 from .config import Int, Model
 from .errors import UserError, first_line
 from .functions import FunctionPair
-from .lines import POINTS, endpoints_from_lines, lines_from_endpoints
+from .lines import POINTS, endpoints_from_lines, lines_from_endpoints, uniform_starts
 
 LOW, HIGH = 0.1, 1.0
 
@@ -48,11 +48,9 @@ def synthetic_lines(n: int, seed: int = 0, points: int = POINTS, distribution: s
     if distribution not in LINE_DISTRIBUTIONS:
         raise ValueError(f"unknown line distribution {distribution!r}; use one of {', '.join(LINE_DISTRIBUTIONS)}")
     g = torch.Generator().manual_seed(seed)
-    u = torch.rand(n, 4, generator=g, dtype=torch.float64)
     if distribution == "uniform":
-        x0 = u[:, :2].sort(dim=-1, descending=True).values
-        x1 = u[:, 2:].sort(dim=-1).values
-        return lines_from_endpoints(torch.cat([x0, x1], dim=-1), points).float()
+        return lines_from_endpoints(uniform_starts(n, generator=g, dtype=torch.float64), points).float()
+    u = torch.rand(n, 4, generator=g, dtype=torch.float64)
     x0_end = LOW + (HIGH - LOW) * u[:, 0]
     x0_start = x0_end + (HIGH - x0_end) * u[:, 1]
     x1_start = LOW + (HIGH - LOW) * u[:, 2]

@@ -37,3 +37,12 @@ def endpoints_from_lines(x: torch.Tensor) -> torch.Tensor:
     start = mid - slope * t.mean()
     end = start + slope
     return torch.stack([start[..., 0], end[..., 0], start[..., 1], end[..., 1]], dim=-1)
+
+
+def uniform_starts(n: int, generator: torch.Generator | None = None, device=None, dtype=None) -> torch.Tensor:
+    """n uniformly random line pairs in [0, 1]: x0 descending, x1 ascending, as endpoints (n, 4): the solver's
+    no-learning starts and the synthetic data's "uniform" lines."""
+    u = torch.rand(n, 4, generator=generator, device=device, dtype=dtype)
+    x0 = u[:, :2].sort(dim=-1, descending=True).values
+    x1 = u[:, 2:].sort(dim=-1).values
+    return torch.cat([x0, x1], dim=-1)

@@ -9,11 +9,11 @@ from __future__ import annotations
 import torch
 
 from .functions import FunctionPair
-from .lines import endpoints_from_lines, lines_from_endpoints
+from .lines import endpoints_from_lines, lines_from_endpoints, uniform_starts
 from .losses import component_y_error
 from .metrics import VALID_RMSE, validity
 from .model import CVAE
-from .solve import project, refine, uniform_starts
+from .solve import project, refine
 
 CHUNK = 65536  # rows decoded at once: bounds memory for K = 3000 over many conditions
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from cvae.functions import FunctionPair
-from cvae.lines import grid, lines_from_endpoints
+from cvae.lines import grid, lines_from_endpoints, uniform_starts
 
 _ROWS_PER_CHUNK = 16384  # bounds the (rows, 100, 4) float64 Jacobian to ~50 MB
 
@@ -129,16 +129,6 @@ def rmse(p: torch.Tensor, y: torch.Tensor, functions: FunctionPair) -> torch.Ten
     """RMSE over the 100 values of f(lines(p)) vs y, per row."""
     p = p.to(torch.float64)
     return _residuals(functions, p, y.to(p)).square().mean(-1).sqrt()
-
-
-def uniform_starts(
-    n: int, generator: torch.Generator | None = None, device: torch.device | str | None = None
-) -> torch.Tensor:
-    """n uniformly random line pairs in [0, 1]: x0 descending, x1 ascending, as endpoints (n, 4)."""
-    u = torch.rand(n, 4, generator=generator, device=device)
-    x0 = u[:, :2].sort(dim=-1, descending=True).values
-    x1 = u[:, 2:].sort(dim=-1).values
-    return torch.cat([x0, x1], dim=-1)
 
 
 def solve(

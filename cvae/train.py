@@ -19,6 +19,7 @@ import torch
 from .config import Config
 from .errors import UserError, first_line
 from .functions import FunctionPair
+from .inputs import available_devices
 from .lines import endpoints_from_lines
 from .losses import beta_at, categorical_loss, cvae_loss, sigma_at, wv_at, wy_at
 from .metrics import branches, evaluate
@@ -29,14 +30,11 @@ OPTIMIZERS = {"Adam": torch.optim.Adam, "RMSprop": torch.optim.RMSprop, "SGD": t
 
 
 def pick_device(name: str | None = None) -> torch.device:
-    """'auto' (or None) takes cuda, then mps, then cpu."""
+    """'auto' (or None) takes cuda, then mps, then cpu (cvae.inputs.available_devices probes them)."""
     if name not in (None, "auto"):
         return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    found = available_devices()
+    return torch.device(next((d.split(":")[0] for d in found if d.startswith("cuda")), found[-1]))
 
 
 def lr_at(config: Config, epoch: int) -> float:

@@ -18,7 +18,7 @@ from cvae.config import Config
 from search.driver.compat import loopback_only
 
 loopback_only()  # before any test imports ray: every Ray the tests start listens on 127.0.0.1 only
-# The key that signs experiment folders (search/trust.py): the tests' own, not the user's ~/.config/twobirds.
+# The key that signs experiment folders (search/driver/trust.py): the tests' own, not the user's ~/.config/twobirds.
 os.environ.setdefault("TWOBIRDS_CONFIG_DIR", tempfile.mkdtemp(prefix="twobirds-test-config-"))
 
 REPO = Path(__file__).resolve().parents[1]
@@ -127,7 +127,7 @@ def _make_experiment(
                 "beta": float(rng.uniform(0.1, 2.0)),
             }
         ).to_dict()
-        config["functions"] = "; ".join(config["functions"])  # as search/results.py writes it
+        config["functions"] = "; ".join(config["functions"])  # as search/driver/results.py writes it
         reason = ["finished", "asha", "finished", "asha", "diverged", "finished"][i % 6] if finished else "error"
         score = {"diverged": -1.0, "error": float("nan")}.get(reason, float(rng.uniform(0, 1.5)))
         rows.append(

@@ -1,4 +1,4 @@
-"""search/ray_compat.py against the installed Ray: every internal it names is there and does what it says.
+"""search/driver/compat.py against the installed Ray: every internal it names is there and does what it says.
 
 Offline and quick (no Ray started): the first tests to read after a Ray upgrade.
 """
@@ -50,7 +50,7 @@ def test_optuna_search_state_is_reached(tmp_path):
 
 
 def test_a_missing_internal_says_which_and_where():
-    with pytest.raises(ray_compat.RayCompatError, match=r"object\._ot_trials is gone in Ray .*ray_compat"):
+    with pytest.raises(ray_compat.RayCompatError, match=r"object\._ot_trials is gone in Ray .*compat"):
         ray_compat.optuna_trials(object())
 
 
@@ -94,3 +94,54 @@ def test_named_internals_exist():
 def test_launcher_validation_is_rays_own():
     with pytest.raises(Exception, match=re.escape("provider")):
         ray_compat.validated_launcher_config({"cluster_name": "x", "max_workers": 1})
+
+
+def test_tensorboard_writers_and_summaries_are_reached(tmp_path):
+    from ray.tune.logger import TBXLoggerCallback
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import metadata as hparams_metadata
+    from tensorboardX import SummaryWriter
+    from tensorboardX.summary import hparams
+
+    callback = TBXLoggerCallback()
+    assert ray_compat.trial_writers(callback) == {}
+    assert ray_compat.trial_results(callback) == {}
+    writer = SummaryWriter(logdir=str(tmp_path))
+    ray_compat.add_summaries(writer, hparams(hparam_dict={"lr": 0.1}, metric_dict={"score": 1.0}))
+    writer.close()
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    start = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    assert hparams_metadata.parse_session_start_info_plugin_data(start).hparams["lr"].number_value == 0.1
+
+
+def test_a_trials_error_text_and_the_restored_search_generator(tmp_path):
+    from ray.tune.experiment import Trial
+    from ray.tune.search import SearchGenerator
+
+    assert ray_compat.trial_error_text(Trial("__fake", stub=True)) == ""  # no error file: ''
+    assert {"restore_from_dir", "is_finished"} <= set(dir(SearchGenerator))
+    assert isinstance(inspect.getattr_static(SearchGenerator, "total_samples"), property)
+
+
+def test_optunas_journal_lock_and_file_are_reached(tmp_path):
+    from optuna.storages.journal import JournalFileBackend
+
+    backend = JournalFileBackend(str(tmp_path / "j.log"))
+    assert ray_compat.journal_file(backend) == str(tmp_path / "j.log")
+    with ray_compat.journal_lock(backend):
+        pass
+
+
+def test_a_failed_restore_is_recorded_not_raised():
+    import logging
+
+    recorder = ray_compat.restore_failures(fresh=True)
+    logger = logging.getLogger(ray_compat.TUNE_CONTROLLER_LOGGER)
+    try:
+        raise ValueError("experiment_state-x.json: bad json\nmore")
+    except ValueError:
+        logger.exception(f"{ray_compat.RESTORE_FAILED}.")
+    assert recorder.first == "experiment_state-x.json: bad json"
+    assert ray_compat.restore_failures().first == recorder.first  # read again, not forgotten
+    assert ray_compat.restore_failures(fresh=True).first is None

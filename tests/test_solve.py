@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from cvae.functions import FunctionPair
-from cvae.lines import lines_from_endpoints
-from cvae.solve import MIN_DROP, _jacobian, _residuals, project, refine, rmse, solve, uniform_starts
+from cvae.lines import lines_from_endpoints, uniform_starts
+from cvae.solve import MIN_DROP, _jacobian, _residuals, project, refine, rmse, solve
 
 OFFICIAL = FunctionPair()
 

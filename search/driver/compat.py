@@ -6,7 +6,7 @@ the new Ray's source, run tests/test_ray_compat.py (each entry exists and still 
 and the cluster and search tests, then widen the bound in pyproject.toml.
 
 1. `OptunaSearch._ot_trials`, `._ot_study`, `._completed_trials` (ray.tune.search.optuna), through
-   `optuna_trials`, `optuna_study` and `completed_trials`. search/searcher.py tells an ASHA-stopped
+   `optuna_trials`, `optuna_study` and `completed_trials`. search/driver/searcher.py tells an ASHA-stopped
    trial PRUNED (Ray tells every trial COMPLETE), tags each Optuna trial with its Ray trial id and
    TensorBoard run, and closes trials a killed driver left RUNNING: all need the Optuna trial behind
    a Ray trial id, the study, and the set of trials already told. No public API: OptunaSearch only
@@ -28,7 +28,7 @@ and the cluster and search tests, then widen the bound in pyproject.toml.
    driver of the local cluster stay on 127.0.0.1. Set by `loopback_only` below and by
    cluster/local_cluster.py for drivers. Meant for Windows/macOS; on Linux it is a side door.
    Replacement: `ray.init(_node_ip_address=...)`, private too; none public.
-5. `ray.init(_temp_dir=...)` (`temp_dir_kwargs`), used by search/local_ray.py: a fresh private temp
+5. `ray.init(_temp_dir=...)` (`temp_dir_kwargs`), used by search/driver/local_ray.py: a fresh private temp
    folder per local search instead of the shared /tmp/ray. Replacement: `ray start --temp-dir`
    (public) with `ray.init(address=...)`, or `RAY_TMPDIR` (moves only the root, not the session).
 6. `ray._private.state.actors()` (`gcs_actors`): every actor of a cluster, dead ones included, with
@@ -38,16 +38,16 @@ and the cluster and search tests, then widen the bound in pyproject.toml.
    resources) marks the head; Ray's docs name it for scheduling onto the head.
 7. `ray.train.constants._get_ray_train_session_dir()` (`train_session_dir`) and a trial's driver
    staging folder (`driver_staging_path`, the `local_experiment_path` property of Tune's `Trial`):
-   search/trust.py signs Tune's state files there before Tune copies them to the storage. No public
+   search/driver/trust.py signs Tune's state files there before Tune copies them to the storage. No public
    API names the staging folder; Tune's state files are only public once synced to `storage_path`.
 8. `ray.autoscaler._private.util.prepare_config` + `validate_config` (`validated_launcher_config`):
    the merge with provider defaults and the schema check `ray up` runs, used by
    tests/test_cluster_configs.py offline. Replacement: none offline (`ray up` goes on to call the
    cloud provider).
 9. Internal logger names (module paths: they move when Ray's modules do). `TUNE_CONTROLLER_LOGGER`
-   (search/faults.py and search/trust.py filter its records: a full disk's trial failure, and
+   (search/driver/faults.py and search/driver/trust.py filter its records: a full disk's trial failure, and
    "Failed to restore the run state", `RESTORE_FAILED`, turned into one error); `QUIET_LOGGERS` are
-   the ones search/monitor.py and search/trainable.py lower (token-auth note, worker start lines,
+   the ones search/driver/callbacks.py and search/driver/trainable.py lower (token-auth note, worker start lines,
    `warn_if_slow`, a line per checkpoint). Replacement: none (Ray's public
    logging config sets levels for "ray" and "ray.tune" only).
 
@@ -78,7 +78,7 @@ from __future__ import annotations
 import logging
 import os
 
-from cvae.errors import first_line
+from cvae.errors import UserError, first_line
 
 RAY_CHECKED = "2.60.0"
 RAY_TESTED_MINOR = (2, 60)
@@ -89,11 +89,11 @@ HEAD_NODE_RESOURCE = "node:__internal_head__"
 TUNE_CONTROLLER_LOGGER = "ray.tune.execution.tune_controller"
 RESTORE_FAILED = "Failed to restore the run state"
 QUIET_LOGGERS = {
-    "ray._private.authentication.authentication_token_setup": logging.ERROR,  # search/monitor.py (token note)
-    "ray._private.worker": logging.WARNING,  # search/monitor.py
-    "ray.tune.tune": logging.WARNING,  # search/monitor.py
-    "ray.tune.utils.util": logging.ERROR,  # search/monitor.py (warn_if_slow on a loaded machine: nothing to act on)
-    "ray.train._internal.storage": logging.WARNING,  # search/trainable.py, in each trial
+    "ray._private.authentication.authentication_token_setup": logging.ERROR,  # search/driver/callbacks.py (token note)
+    "ray._private.worker": logging.WARNING,  # search/driver/callbacks.py
+    "ray.tune.tune": logging.WARNING,  # search/driver/callbacks.py
+    "ray.tune.utils.util": logging.ERROR,  # search/driver/callbacks.py (warn_if_slow on a busy machine)
+    "ray.train._internal.storage": logging.WARNING,  # search/driver/trainable.py, in each trial
 }
 
 
@@ -108,7 +108,7 @@ def loopback_only() -> None:
     os.environ.setdefault(LOOPBACK_SWITCH, "0")
 
 
-class RayCompatError(RuntimeError):
+class RayCompatError(UserError):
     """An installed Ray without an internal this project relies on (see this module's docstring)."""
 
 
@@ -120,7 +120,7 @@ def _attribute(obj, name: str, owner: str | None = None):
 
         raise RayCompatError(
             f"{owner or type(obj).__name__}.{name} is gone in Ray {ray.__version__} (checked with {RAY_CHECKED}): "
-            "see search/ray_compat.py"
+            "see search/driver/compat.py"
         ) from None
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import ray
 
 from .compat import temp_dir_kwargs
+from .files import write_private
 from .reaper import RUN_VARIABLE
 
 AUTH_VARIABLES = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
@@ -33,9 +34,8 @@ CHECKOUT = str(Path(__file__).resolve().parents[2])  # the folder that holds cva
 def private_token(folder: Path) -> Path:
     """A new random token in `folder`, readable by this user only."""
     path = folder / TOKEN_FILE
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(secrets.token_hex(32))
+    if not write_private(path, secrets.token_hex(32)):
+        raise FileExistsError(path)
     return path
 
 

@@ -1,6 +1,6 @@
-"""Stop a local Ray once the search driver that started it is gone (run by search/local_ray.py).
+"""Stop a local Ray once the search driver that started it is gone (run by search/driver/local_ray.py).
 
-    python search/reaper.py DRIVER_PID RAY_TEMP_FOLDER
+    python search/driver/reaper.py DRIVER_PID RAY_TEMP_FOLDER
 
 Waits for DRIVER_PID to exit (by any means, SIGKILL included), then sends SIGTERM and, after a
 grace period, SIGKILL to every process of this user whose command line names RAY_TEMP_FOLDER or

@@ -74,7 +74,7 @@ def restored_or_new_tuner(plan: Plan, trainable) -> tune.Tuner:
         except Exception as err:  # a damaged (or, with --trust, foreign) tuner.pkl
             raise RestoreFailed(f"--resume: Tune could not restore {experiment} ({err!r:.200})") from None
     # a new search, or a resume of one killed before Tune saved any state: start it afresh
-    plan.storage.write(plan.name, SEARCH_CONFIG, plan.spec.text)
+    write_files(plan, {SEARCH_CONFIG: plan.spec.text})
     tuner = make_tuner(plan.spec, trainable, plan.name, plan.storage)
     trust.sign_folder(plan.storage, plan.name, only=(TUNER_STATE,))
     return tuner
@@ -100,16 +100,21 @@ def result_files(table: pd.DataFrame, plan: Plan) -> dict[str, bytes | str]:
     return files
 
 
-def write_results(plan: Plan, files: dict[str, bytes | str]) -> Path:
-    """Write the experiment's files to its storage, and for an s3:// / gs:// one a local copy in ./runs/<name>/."""
-    storage, name = plan.storage, plan.name
+def write_files(plan: Plan, files: dict[str, bytes | str]) -> None:
+    """The one writer of the experiment's own files (Tune writes its own): a full storage is one line."""
     for file, content in files.items():
         try:
-            storage.write(name, file, content)
+            plan.storage.write(plan.name, file, content)
         except OSError as err:
             if not is_no_space(err):
                 raise
-            raise storage_full(storage.path, f"{name}/{file}") from None
+            raise storage_full(plan.storage.path, f"{plan.name}/{file}") from None
+
+
+def write_results(plan: Plan, files: dict[str, bytes | str]) -> Path:
+    """Write the results to the storage, and for an s3:// / gs:// one a local copy in ./runs/<name>/."""
+    write_files(plan, files)
+    storage, name = plan.storage, plan.name
     if not storage.is_uri:
         return Path(storage.experiment(name))
     local = study_folder(storage, name)  # scripts (finalize) read best_config.yaml from a local folder

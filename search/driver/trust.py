@@ -25,7 +25,7 @@ import secrets
 from pathlib import Path
 
 from ..spec import SearchError
-from .files import MANIFEST
+from .files import MANIFEST, write_private
 from .storage import Storage
 
 KEY_FILE = "trust.key"
@@ -56,12 +56,7 @@ def load_key(create: bool = False) -> bytes | None:
         if not create:
             return None
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another search created it meanwhile
-            return path.read_bytes().strip()
-        with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_hex(32))
+        write_private(path, secrets.token_hex(32))  # atomic: a search starting beside it never reads it empty
     if path.stat().st_mode & 0o077:
         os.chmod(path, 0o600)  # a key others can read signs nothing
     return path.read_bytes().strip()

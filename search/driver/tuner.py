@@ -116,30 +116,6 @@ def make_tuner(
     out: where the one-line-per-trial console goes (default stdout).
     sampler: an Optuna sampler in place of the TPE one (benchmarks compare e.g. RandomSampler).
     """
-    quiet_optuna()
-    stale = journal_path(study_folder(storage, name))
-    if stale.is_file():  # a resume of a search killed before Tune saved any state: its suggestions start over too
-        stale.replace(stale.with_name(f"{stale.name}.before-restart"))
-    space = spec.optuna_space()
-    with warnings.catch_warnings():  # `group` is marked experimental; it is what a conditional space needs
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        # group: each latent family's own keys are modelled together, apart from the other family's
-        sampler = sampler or TPESampler(
-            seed=spec.search.seed, n_startup_trials=spec.search.tpe_startup_trials, group=space.conditional
-        )
-    searcher = PruningOptunaSearch(
-        space=space,
-        # With its own space the searcher never receives TuneConfig's metric/mode, so both get them;
-        # the scheduler gets them from TuneConfig only.
-        metric=spec.metric,
-        mode=spec.mode,
-        points_to_evaluate=spec.start_points or None,
-        sampler=sampler,  # Optuna 5's TPE defaults (multivariate, constant liar); the seed lives here
-        storage=open_storage(study_folder(storage, name), create=True, fsync=False),  # the driver: its one writer
-        study_name=name,
-        max_t=spec.max_t,
-    )
-    label_study(searcher.study, spec, storage.experiment(name))
     scheduler = ASHAScheduler(
         time_attr="epoch",  # the trainer's own epoch count: unaffected by restores
         max_t=spec.max_t,
@@ -149,7 +125,7 @@ def make_tuner(
     tune_config = tune.TuneConfig(
         metric=spec.metric,
         mode=spec.mode,
-        search_alg=searcher,
+        search_alg=make_searcher(spec, name, storage, sampler),
         scheduler=scheduler,
         num_samples=spec.search.num_samples,
         max_concurrent_trials=concurrency(spec),
@@ -177,3 +153,32 @@ def make_tuner(
     )
     # param_space stays empty: the searcher owns the space, fixed values travel with the trainable.
     return tune.Tuner(trainable, tune_config=tune_config, run_config=run_config)
+
+
+def make_searcher(spec: SearchSpec, name: str, storage: Storage, sampler=None) -> PruningOptunaSearch:
+    """OptunaSearch with TPE (or `sampler`), its study in the experiment's Optuna journal, named and labelled."""
+    quiet_optuna()
+    stale = journal_path(study_folder(storage, name))
+    if stale.is_file():  # a resume of a search killed before Tune saved any state: its suggestions start over too
+        stale.replace(stale.with_name(f"{stale.name}.before-restart"))
+    space = spec.optuna_space()
+    with warnings.catch_warnings():  # `group` is marked experimental; it is what a conditional space needs
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        # group: each latent family's own keys are modelled together, apart from the other family's
+        sampler = sampler or TPESampler(
+            seed=spec.search.seed, n_startup_trials=spec.search.tpe_startup_trials, group=space.conditional
+        )
+    searcher = PruningOptunaSearch(
+        space=space,
+        # With its own space the searcher never receives TuneConfig's metric/mode, so both get them;
+        # the scheduler gets them from TuneConfig only.
+        metric=spec.metric,
+        mode=spec.mode,
+        points_to_evaluate=spec.start_points or None,
+        sampler=sampler,  # Optuna 5's TPE defaults (multivariate, constant liar); the seed lives here
+        storage=open_storage(study_folder(storage, name), create=True, fsync=False),  # the driver: its one writer
+        study_name=name,
+        max_t=spec.max_t,
+    )
+    label_study(searcher.study, spec, storage.experiment(name))
+    return searcher

@@ -106,14 +106,39 @@ def _data_spec(values, path: Path, base: Path | None) -> DataSpec:
 
 def load_experiment(path) -> Experiment:
     """Read `<storage>/<name>/`; raises FinalizeError naming the missing or bad file."""
-    import pandas as pd
-
     folder = Path(path).expanduser()
     if not folder.exists():
         raise FinalizeError(f"{folder}: no such experiment folder; pass --experiment <storage>/<name>")
     if not folder.is_dir():
         raise FinalizeError(f"{folder}: not a folder; pass --experiment <storage>/<name> (or --config FILE)")
-    search_file, results_file, best_file = folder / SEARCH_CONFIG, folder / RESULTS, folder / BEST_CONFIG
+    search = _search_file(folder)
+    results = _results(folder)
+    finished = finished_trials(results)
+    best_file = folder / BEST_CONFIG
+    if not best_file.is_file():
+        raise FinalizeError(
+            f"{folder}: {BEST_CONFIG} is missing although {len(finished)} trials finished; "
+            "the search did not write its result (resume it), or pass --config FILE"
+        )
+    mode = OBJECTIVES[objective_name(search)][1]
+    best = best_trial(finished, mode)
+    keys = ("trial_id", "status", "stop_reason", "epochs", "node", "score", "best_score", "metric")
+    return Experiment(
+        config=_best_config(best_file, search.get("functions")),
+        data=_data_spec(search.get("data"), folder / SEARCH_CONFIG, folder),
+        path=folder,
+        source=str(best_file),
+        search=search,
+        results=results,
+        mode=mode,
+        best_trial={k: _plain(best[k]) for k in keys if k in best},
+        finished_trials=len(finished),
+    )
+
+
+def _search_file(folder: Path) -> dict:
+    """The experiment's search_config.yaml, as its sections."""
+    search_file = folder / SEARCH_CONFIG
     if not search_file.is_file():
         raise FinalizeError(
             f"{folder}: {SEARCH_CONFIG} is missing; not a search experiment folder "
@@ -122,14 +147,21 @@ def load_experiment(path) -> Experiment:
     search = _read_yaml(search_file, "the search file")
     if not isinstance(search, dict):
         raise FinalizeError(f"{search_file}: expected the search file's sections, got {type(search).__name__}")
+    return search
+
+
+def _results(folder: Path):
+    """results.csv, with at least one finished trial."""
+    import pandas as pd
+
+    results_file = folder / RESULTS
     if not results_file.is_file():
         raise FinalizeError(f"{folder}: {RESULTS} is missing; the search has not recorded any trial yet")
     try:
         results = pd.read_csv(results_file)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
         raise FinalizeError(f"{results_file}: not a readable results table: {first_line(err)}") from None
-    finished = finished_trials(results)
-    if finished.empty:
+    if finished_trials(results).empty:
         column = "stop_reason" if "stop_reason" in results else "status"
         counts = results[column].astype(str).value_counts().to_dict() if column in results else {}
         seen = ", ".join(f"{n} {s}" for s, n in counts.items()) or "none"
@@ -137,12 +169,11 @@ def load_experiment(path) -> Experiment:
             f"{folder}: no finished trial in {RESULTS} ({len(results)} trials; {column}: {seen}); "
             "let the search finish at least one trial, or pass --config FILE"
         )
-    if not best_file.is_file():
-        raise FinalizeError(
-            f"{folder}: {BEST_CONFIG} is missing although {len(finished)} trials finished; "
-            "the search did not write its result (resume it), or pass --config FILE"
-        )
-    functions = search.get("functions")
+    return results
+
+
+def _best_config(best_file: Path, functions) -> Config:
+    """best_config.yaml, whose functions must be the search file's."""
     config = _config_from(_read_yaml(best_file, "the best configuration"), best_file, functions)
     if functions is not None and tuple(functions) != config.functions:
         try:
@@ -153,24 +184,7 @@ def load_experiment(path) -> Experiment:
             raise FinalizeError(
                 f"{best_file}: functions {list(config.functions)} differ from the search file's {list(functions)}"
             )
-    mode = OBJECTIVES[objective_name(search)][1]
-    best = best_trial(finished, mode)
-    best_row = {
-        k: _plain(best[k])
-        for k in ("trial_id", "status", "stop_reason", "epochs", "node", "score", "best_score", "metric")
-        if k in best
-    }
-    return Experiment(
-        config=config,
-        data=_data_spec(search.get("data"), search_file, folder),
-        path=folder,
-        source=str(best_file),
-        search=search,
-        results=results,
-        mode=mode,
-        best_trial=best_row,
-        finished_trials=len(finished),
-    )
+    return config
 
 
 def load_config_file(path, data: dict | None = None) -> Experiment:

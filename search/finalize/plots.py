@@ -14,6 +14,7 @@ from optuna.importance import PedAnovaImportanceEvaluator
 from optuna.trial import TrialState
 from optuna.visualization import matplotlib as ovm
 
+from cvae.errors import first_line
 from cvae.plots import PLOT_CONDITIONS, figure_to_png, plot_coverage, plot_samples, plot_training_curves
 
 from ..driver.files import JOURNAL
@@ -102,10 +103,26 @@ def plot_study(study, out, objective: str = "objective") -> tuple[dict, dict]:
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    files, skipped = {}, {}
+    for key, (plot, title, possible, why) in _study_plots(study, objective).items():
+        if not possible:
+            skipped[key] = why
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ExperimentalWarning)
+                warnings.simplefilter("ignore", UserWarning)
+                files[key] = _save(plot(), out / STUDY_PLOTS[key], title)
+        except (ValueError, RuntimeError, ZeroDivisionError) as err:
+            skipped[key] = f"Optuna could not plot it: {first_line(err)}"
+    return files, skipped
+
+
+def _study_plots(study, objective: str) -> dict:
+    """key -> (draw, title, possible, why not): each of Optuna's plots and when it can be drawn."""
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
-    files, skipped = {}, {}
     counts = f"{len(complete)} complete, {len(pruned)} pruned by ASHA, {len(trials)} in all"
     name = f"{objective} (Optuna objective value)"
 
@@ -115,7 +132,8 @@ def plot_study(study, out, objective: str = "objective") -> tuple[dict, dict]:
         ax.set_ylabel(objective)
         return ax
 
-    jobs = {
+    quantile = max(0.1, min(0.5, 2 / max(len(complete), 1)))
+    return {
         "history": (
             lambda: ovm.plot_optimization_history(study, target_name=name),
             f"Optimisation history of study {study.study_name!r}: complete trials in trial order, "
@@ -137,24 +155,10 @@ def plot_study(study, out, objective: str = "objective") -> tuple[dict, dict]:
         ),
         "importances": (
             lambda: ovm.plot_param_importances(
-                study,
-                evaluator=PedAnovaImportanceEvaluator(target_quantile=max(0.1, min(0.5, 2 / max(len(complete), 1)))),
-                target_name=name,
+                study, evaluator=PedAnovaImportanceEvaluator(target_quantile=quantile), target_name=name
             ),
             f"Parameter importances for {objective} (PED-ANOVA over {len(complete)} complete trials)",
             len(complete) >= 4,
             f"{len(complete)} complete trials; importances need at least 4",
         ),
     }
-    for key, (plot, title, possible, why) in jobs.items():
-        if not possible:
-            skipped[key] = why
-            continue
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ExperimentalWarning)
-                warnings.simplefilter("ignore", UserWarning)
-                files[key] = _save(plot(), out / STUDY_PLOTS[key], title)
-        except (ValueError, RuntimeError, ZeroDivisionError) as err:
-            skipped[key] = f"Optuna could not plot it: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
-    return files, skipped

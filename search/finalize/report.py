@@ -98,13 +98,27 @@ CAPTIONS = {
 
 
 def report_markdown(report: dict) -> str:
-    training, timings, config = report["training"], report["timings"], report["config"]
-    objective = report.get("objective") or {}
+    """report.md: the summary, every regime, the search against the final training, training, pictures."""
     regimes = report.get("regimes") or [
         {"key": "objective", "label": "network only", "role": "", "validation": report["validation"]}
     ]
-    first = regimes[0]
-    v = first["validation"]
+    lines = [*_summary(report, regimes[0]), *_regime_sections(regimes), *_differences(report.get("differences"))]
+    lines += _training_lines(report["training"], report.get("objective") or {})
+    lines += ["", "## Configuration", "", "| key | value |", "| --- | --- |"]
+    lines += [f"| {k} | `{value}` |" for k, value in report["config"].items()]
+    lines += ["", "## Pictures", ""]
+    for key, file in report["files"].items():
+        if key != "model":
+            lines += [f"![{CAPTIONS.get(key, key)}]({file})", ""]
+    for key, why in report["skipped_plots"].items():
+        lines += [f"- {key}: {why}", ""]
+    timings = ", ".join(f"{k.removesuffix('_s')} {val:.2f} s" for k, val in report["timings"].items())
+    return "\n".join([*lines, "## Timings", "", timings + ".", ""])
+
+
+def _summary(report: dict, first: dict) -> list[str]:
+    training, timings, config = report["training"], report["timings"], report["config"]
+    objective, v = report.get("objective") or {}, first["validation"]
     lines = ["# Final model", "", f"- configuration: `{report['config_source']}`"]
     if report["experiment"]:
         search = report["search"]
@@ -123,7 +137,8 @@ def report_markdown(report: dict) -> str:
             f"in the regime **{objective['regime']}**"
         )
     data = report["data"]
-    lines += [
+    return [
+        *lines,
         f"- functions: `{config['functions'][0]}`, `{config['functions'][1]}`",
         f"- data: {data['train_rows']} training rows ({data['train_file'] or 'synthetic'}), "
         f"{data['val_conditions']} validation conditions ({data['val_file'] or 'synthetic'})",
@@ -135,6 +150,12 @@ def report_markdown(report: dict) -> str:
         f"{fmt(v['gates_pass'])}, valid {pct(v['valid_frac'])}, coverage_norm {pct(v['coverage_norm'])}, "
         f"score {fmt(v.get('score'))}.**",
         "",
+    ]
+
+
+def _regime_sections(regimes: list[dict]) -> list[str]:
+    first = regimes[0]
+    lines = [
         "## Every regime",
         "",
         "The same model and validation conditions; the first row is the regime the search optimised.",
@@ -153,35 +174,15 @@ def report_markdown(report: dict) -> str:
     for entry in regimes:
         suffix = " (the search objective's regime)" if entry is first else ""
         lines += [f"## Validation: {entry['label']}{suffix}", "", *as_markdown(entry["validation"])]
-    diffs = report.get("differences") or []
-    if diffs:
-        lines += [
-            "## The search and the final training",
-            "",
-            "| | search | final training | |",
-            "| --- | --- | --- | --- |",
-        ]
-        lines += [
-            f"| {d['what']} | {d['search']} | {d['final']} | {'same' if d['same'] else '**differs**'} |" for d in diffs
-        ]
-        lines += [""]
-    lines += _training_lines(training, objective)
-    lines += ["", "## Configuration", "", "| key | value |", "| --- | --- |"]
-    lines += [f"| {k} | `{value}` |" for k, value in config.items()]
-    lines += ["", "## Pictures", ""]
-    for key, file in report["files"].items():
-        if key == "model":
-            continue
-        lines += [f"![{CAPTIONS.get(key, key)}]({file})", ""]
-    for key, why in report["skipped_plots"].items():
-        lines += [f"- {key}: {why}", ""]
-    lines += [
-        "## Timings",
-        "",
-        ", ".join(f"{k.removesuffix('_s')} {val:.2f} s" for k, val in timings.items()) + ".",
-        "",
-    ]
-    return "\n".join(lines)
+    return lines
+
+
+def _differences(diffs: list[dict] | None) -> list[str]:
+    if not diffs:
+        return []
+    rows = [f"| {d['what']} | {d['search']} | {d['final']} | {'same' if d['same'] else '**differs**'} |" for d in diffs]
+    head = ["## The search and the final training", "", "| | search | final training | |", "| --- | --- | --- | --- |"]
+    return [*head, *rows, ""]
 
 
 def _training_lines(training: dict, objective: dict) -> list[str]:
