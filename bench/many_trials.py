@@ -263,8 +263,8 @@ def main(argv=None):
     print(
         common.machine(
             f"{args.trials} trials, laptop space, max_t 4 (grace 1, rf 2), epochs padded to {args.epoch_seconds} s, "
-            f"{args.concurrency} concurrent 1-CPU trials, checkpoint_every {spec.search['checkpoint_every']}, "
-            f"images {spec.search['images']}{', BEFORE the changes (--before)' if args.before else ''}, "
+            f"{args.concurrency} concurrent 1-CPU trials, checkpoint_every {spec.search.checkpoint_every}, "
+            f"images {spec.search.images}{', BEFORE the changes (--before)' if args.before else ''}, "
             f"Ray start {ray_s:.1f} s"
         )
     )

@@ -52,8 +52,10 @@ class Trainer:
         self.config = config
         self.device = pick_device(device)
         self.functions = FunctionPair(config.functions)
-        torch.manual_seed(config.seed)
-        self.model = build_model(config).to(self.device)
+        with torch.random.fork_rng(devices=[]):  # initial weights from config.seed; the caller's RNG untouched
+            torch.manual_seed(config.seed)
+            self.model = build_model(config)
+        self.model = self.model.to(self.device)
         self.optimizer = OPTIMIZERS[config.optimizer](
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .driver import preflight
 from .spec import SearchConfigError, SearchError, SearchSpec, load_search_config
 
 __all__ = ["SearchConfigError", "SearchError", "SearchSpec", "load_search_config", "run_search"]
@@ -38,8 +39,6 @@ def run_search(
     Tune's trial folders; for an s3:// or gs:// storage those files are also copied to ./runs/<name>/,
     which is returned. A resume unpickles Tune's state only if this project signed it, or with trust=True.
     """
-    from .driver import preflight
-
     overrides = dict(
         num_samples=num_samples, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, time_budget_s=time_budget
     )

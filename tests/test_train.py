@@ -117,3 +117,16 @@ def test_refined_validation_scores_the_samples_as_starts(data):
         assert math.isfinite(row[key]), key
     # Levenberg-Marquardt only accepts steps that lower a sample's residual.
     assert row["val_refined_overall_rmse"] <= row["val_overall_rmse"] + 1e-6
+
+
+def test_a_trainer_leaves_the_global_random_state_alone(tiny_config):
+    config = Config(**tiny_config)
+    train, val = DataSpec(train_size=64, val_conditions=2).build(config)
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    first = Trainer(config, train, val, "cpu")
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.manual_seed(999)  # another global state: the same initial weights all the same
+    second = Trainer(config, train, val, "cpu")
+    for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values()):
+        assert torch.equal(a, b)

@@ -66,8 +66,9 @@ and the cluster and search tests, then widen the bound in pyproject.toml.
    (`journal_lock`, `journal_file`): search/driver/study.py appends to the journal without an fsync per
    line. Replacement: Optuna's own backend (an fsync per write).
 14. Tune logs "Failed to restore the run state" and then restarts a half-restored experiment, which can
-   hang (`RestoreFailures` records it; search/driver/callbacks.py's `RestoreCheck` stops the run on it
-   at setup). Replacement: `FailureConfig(fail_fast=True)`, which also stops on every trial failure.
+   hang (`RestoreFailures`, a filter on `TUNE_CONTROLLER_LOGGER`, records it; search/driver/callbacks.py's
+   `RestoreCheck` stops the run on it at setup, before any trial runs). Replacement:
+   `FailureConfig(fail_fast=True)`, which also stops on every trial failure.
 
 Nothing here imports ray at module level: `loopback_only` must run before ray is first imported, and
 the switches of entry 4 are read then.
@@ -279,26 +280,31 @@ def journal_file(backend) -> str:
 # 14. a failed restore
 
 
-class RestoreFailures(logging.Handler):
-    """Records Tune's 'Failed to restore the run state' (`first`: the error's first line, or None)."""
+class RestoreFailures(logging.Filter):
+    """On Tune's controller logger: records 'Failed to restore the run state' (`first`: the error's first line)
+    and keeps it, its traceback and the 'Restarting experiment.' after it off the console; the search's own
+    one-line error says it instead (callbacks.RestoreCheck). Filters only, never raises."""
 
     def __init__(self):
-        super().__init__(logging.ERROR)
+        super().__init__()
         self.first: str | None = None
 
-    def emit(self, record: logging.LogRecord) -> None:
-        if self.first is None and str(record.msg).startswith(RESTORE_FAILED):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        if message.startswith(RESTORE_FAILED):
             error = record.exc_info[1] if record.exc_info else None
-            self.first = first_line(error) if error else "see the log"
+            self.first = self.first or (first_line(error) if error else "see the log")
+            return False
+        return not (self.first is not None and message.startswith("Restarting experiment"))
 
 
 def restore_failures(fresh: bool = False) -> RestoreFailures:
     """The recorder on Tune's controller logger, attached once; fresh=True forgets what it saw (before a restore)."""
     logger = logging.getLogger(TUNE_CONTROLLER_LOGGER)
-    found = next((h for h in logger.handlers if isinstance(h, RestoreFailures)), None)
+    found = next((f for f in logger.filters if isinstance(f, RestoreFailures)), None)
     if found is None:
         found = RestoreFailures()
-        logger.addHandler(found)
+        logger.addFilter(found)
     if fresh:
         found.first = None
     return found
