@@ -167,14 +167,10 @@ def branches(y: torch.Tensor, functions: FunctionPair, x_true: torch.Tensor | No
     trigs = functions.trig
     if trigs is None:
         raise ValueError(f"branches need both functions of the form sin/cos(a*x0 + b*x1 + c); got {functions}")
+    if functions.continuum():
+        raise ValueError(functions.continuum())
     (a1, b1, c1), (a2, b2, c2) = ((t.a, t.b, t.c) for t in trigs)
     det = a1 * b2 - b1 * a2
-    if abs(det) <= 1e-12 * max(abs(a1) + abs(b1), 1.0) * max(abs(a2) + abs(b2), 1.0):
-        raise ValueError(
-            f"the linear parts of {functions.texts} are dependent "
-            f"([[{a1}, {b1}], [{a2}, {b2}]] is singular), so the solution set is a continuum "
-            "and has no branches to enumerate"
-        )
     (uw_start, uw_end), (vw_start, vw_end) = _seed_phase_lines(y, functions, x_true)
     out = []
     for rows in torch.arange(y.shape[0], device=y.device).split(_CHUNK):

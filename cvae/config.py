@@ -54,9 +54,11 @@ MESSAGES = {
 
 
 def key_path(loc) -> str:
-    """('start_points', 0, 'lr') -> 'start_points[0].lr'."""
+    """('start_points', 0, 'lr') -> 'start_points[0].lr'; a key that is no plain word is quoted ('a b' -> "'a b'")."""
     text = ""
     for part in loc:
+        if not isinstance(part, int) and not str(part).replace("_", "a").replace("-", "a").isalnum():
+            part = repr(str(part))
         text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
     return text
 
@@ -149,7 +151,10 @@ Float = Annotated[float, BeforeValidator(_not_bool)]
 
 
 def _function_pair(texts: tuple) -> tuple:
-    return FunctionPair(texts).texts  # a FunctionSyntaxError names the bad token
+    pair = FunctionPair(texts)  # a FunctionSyntaxError names the bad token
+    if pair.continuum():  # training would run, but its validation (branches, coverage) cannot
+        raise ValueError(f"{pair.continuum()}; use two functions whose arguments are independent")
+    return pair.texts
 
 
 Functions = Annotated[tuple[str, ...], AfterValidator(_function_pair)]

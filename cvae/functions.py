@@ -239,6 +239,20 @@ class FunctionPair:
             return source
         return cls(getattr(source, "functions", source))
 
+    def continuum(self) -> str | None:
+        """Why this sin/cos pair's solutions are a continuum rather than isolated branches (its arguments'
+        linear parts are dependent), or None. Such a pair has no branches to enumerate or cover."""
+        trigs = self.trig
+        if trigs is None:
+            return None
+        (a1, b1), (a2, b2) = ((t.a, t.b) for t in trigs)
+        if abs(a1 * b2 - b1 * a2) > 1e-12 * max(abs(a1) + abs(b1), 1.0) * max(abs(a2) + abs(b2), 1.0):
+            return None
+        return (
+            f"the linear parts of {self.texts} are dependent ([[{a1:g}, {b1:g}], [{a2:g}, {b2:g}]] is singular), "
+            "so the solution set is a continuum and has no branches to enumerate"
+        )
+
     @property
     def trig(self) -> tuple[Trig, Trig] | None:
         """Both functions' g(a*x0 + b*x1 + c) forms, or None if either is outside the family."""
