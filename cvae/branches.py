@@ -113,20 +113,38 @@ def _seed_phase_lines(y: torch.Tensor, functions: FunctionPair, x_true: torch.Te
             rows = bad.nonzero().flatten()[:10].tolist()
             raise ValueError(f"x_true does not reproduce y (RMSE > {SEED_RMSE}) for conditions {rows}")
         return _phase_lines_from_endpoints(p, trigs)
+    lines, unsolved = _fit_phase_lines(y, functions)
+    if unsolved.any():
+        rows = unsolved.nonzero().flatten()[:10].tolist()
+        raise ValueError(f"found no exact solution (RMSE < {SEED_RMSE}) of y for conditions {rows}")
+    return lines
+
+
+def _fit_phase_lines(y: torch.Tensor, functions: FunctionPair) -> tuple[list[tuple], torch.Tensor]:
+    """Each function's phase line fitted to y, the general solver where the fit misses; and the rows that
+    have no exact solution at all."""
+    trigs = functions.trig
     lines, bad = [], torch.zeros(y.shape[0], dtype=torch.bool, device=y.device)
     for k, trig in enumerate(trigs):
         w_start, w_end = _fit_cos_line(y[..., k], abs(trig.a) + abs(trig.b))
         fitted = torch.cos(w_start[:, None] + (w_end - w_start)[:, None] * grid(y.shape[-2], y))
         bad |= (fitted - y[..., k]).square().mean(-1).sqrt() > SEED_RMSE
         lines.append((w_start, w_end))
+    unsolved = torch.zeros_like(bad)
     if bad.any():  # e.g. y made from x outside the box: fall back to the general solver
         p, err = solve(y[bad], functions, generator=torch.Generator(device=y.device).manual_seed(0))
-        if (err > SEED_RMSE).any():
-            rows = bad.nonzero().flatten()[err > SEED_RMSE][:10].tolist()
-            raise ValueError(f"found no exact solution (RMSE < {SEED_RMSE}) of y for conditions {rows}")
+        unsolved[bad] = err > SEED_RMSE
         for (w_start, w_end), (ws, we) in zip(lines, _phase_lines_from_endpoints(p.double(), trigs)):
             w_start[bad], w_end[bad] = ws, we
-    return lines
+    return lines, unsolved
+
+
+def unsolvable(y: torch.Tensor, functions: FunctionPair) -> list[int]:
+    """Conditions (rows of y) that no straight-line pair reproduces under these sin/cos functions: the
+    functions cannot have produced them. Empty for functions outside the family (nothing to tell)."""
+    if functions.trig is None or functions.continuum():
+        return []
+    return _fit_phase_lines(y.to(torch.float64), functions)[1].nonzero().flatten().tolist()
 
 
 def _phase_candidates(w_start, w_end, trig: Trig):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .branches import unsolvable
 from .data import load_challenge
 from .errors import UserError
 from .functions import FunctionPair
@@ -153,6 +154,18 @@ def check_true_x(path, x: torch.Tensor, y: torch.Tensor, functions: FunctionPair
     )
 
 
+def check_solvable(path, y: torch.Tensor, functions: FunctionPair) -> None:
+    """Refuse conditions that the functions cannot have produced (no straight-line pair reproduces them):
+    every sample would fail, whatever the generator."""
+    rows = unsolvable(y, functions)
+    if rows:
+        raise SubmissionError(
+            f"{path}: {len(rows)} of its conditions have no exact solution under the functions "
+            f"{list(functions.texts)} (e.g. conditions {rows[:5]}), so they were not made with them; pass the "
+            "functions the file was made with (--functions F1 F2)"
+        )
+
+
 def read_conditions(path, functions: FunctionPair, strict: bool = False) -> Conditions:
     """Conditions from a challenge file: one per row, or one per run if it is itself a submission.
 
@@ -164,6 +177,7 @@ def read_conditions(path, functions: FunctionPair, strict: bool = False) -> Cond
     runs = _runs(y)
     if len(runs) < y.shape[0]:
         lengths = sorted({n for _, n in runs})
+        check_solvable(path, y[[s for s, _ in runs]], functions)
         return Conditions(
             y[[s for s, _ in runs]],
             None,
@@ -174,6 +188,7 @@ def read_conditions(path, functions: FunctionPair, strict: bool = False) -> Cond
         check_true_x(path, x, y, functions)
     if exact_x(x, y, functions):
         return Conditions(y, x, f"{y.shape[0]} conditions, one per row; the file's x reproduce y and serve as true x")
+    check_solvable(path, y, functions)
     return Conditions(y, None, f"{y.shape[0]} conditions, one per row; the file's x do not reproduce y and are ignored")
 
 

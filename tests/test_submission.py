@@ -98,3 +98,16 @@ def test_score_submission_against_itself_and_against_its_conditions(tmp_path):
         assert result["samples_per_condition"] == 5
         assert result["gates_pass"]
     assert alone["coverage"] == pytest.approx(with_truth["coverage"])
+
+
+@pytest.mark.parametrize("scoring", ["itself", "conditions without true x"])
+def test_functions_that_cannot_have_made_the_conditions_are_refused(tmp_path, scoring):
+    x, y = make_dataset(20, FunctionPair(), seed=5)
+    submission = save_submission(tmp_path / "s.pt", x.unsqueeze(1).repeat(1, 3, 1, 1), y)
+    other = ("sin(5*x0 + 3*x1)", "cos(4*x0 + 8*x1)")
+    conditions = None
+    if scoring != "itself":  # one condition per row, placeholder x: nothing to check the functions against but y
+        conditions = save_submission(tmp_path / "c.pt", torch.full_like(x, 0.5).unsqueeze(1), y)
+    with pytest.raises(SubmissionError, match=r"conditions have no exact solution under the functions .*--functions"):
+        score_submission(submission, conditions, other)
+    assert score_submission(submission, conditions)["gates_pass"]  # the functions they were made with
