@@ -340,30 +340,14 @@ def _signal_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
-# --- inspecting the running cluster (in a fresh process: Ray reads the auth settings at import) --
-
-INSPECT = r"""
-import json, sys
-sys.path.insert(0, {repo!r})
-import ray
-from search.driver.compat import HEAD_NODE_RESOURCE, gcs_actors
-ray.init(address="{address}", logging_level="ERROR", log_to_driver=False)
-nodes = [dict(node_id=n["NodeID"], alive=n["Alive"], ip=n["NodeManagerAddress"],
-              head=n["Resources"].get(HEAD_NODE_RESOURCE, 0) > 0,
-              resources={{k: v for k, v in n["Resources"].items() if not k.startswith("node:")}})
-         for n in ray.nodes()]
-actors = [dict(actor_id=a["ActorID"], class_name=a.get("ActorClassName", ""), state=a.get("State"),
-               pid=a.get("Pid"), node_id=(a.get("Address") or {{}}).get("NodeID"))
-          for a in gcs_actors().values()]
-print("INSPECT" + json.dumps(dict(nodes=nodes, actors=actors)))
-"""
+# --- inspecting the running cluster (in a fresh process, cluster/inspect_cluster.py) -------------
 
 
 def inspect(cluster: LocalCluster, timeout: float = 60) -> dict:
     """{'nodes': [...], 'actors': [...]} as the cluster's GCS knows them (dead actors included)."""
     out = subprocess.run(
-        [sys.executable, "-c", INSPECT.format(address=cluster.address, repo=str(REPO))],
-        env=cluster.env_for_driver(),
+        [sys.executable, "-m", "cluster.inspect_cluster", cluster.address],  # values as arguments, never as code
+        env={**cluster.env_for_driver(), "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])},
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from hypothesis import settings
 
 from cvae.config import Config
 from search.driver.compat import loopback_only
@@ -20,6 +21,12 @@ from search.driver.compat import loopback_only
 loopback_only()  # before any test imports ray: every Ray the tests start listens on 127.0.0.1 only
 # The key that signs experiment folders (search/driver/trust.py): the tests' own, not the user's ~/.config/twobirds.
 os.environ.setdefault("TWOBIRDS_CONFIG_DIR", tempfile.mkdtemp(prefix="twobirds-test-config-"))
+
+# Input fuzzing (tests/test_fuzz.py): a few dozen examples a property in the fast tier; --hypothesis-profile=long
+# runs 10,000. Each example has 2 s: a bad input must end in its one line quickly.
+settings.register_profile("fast", max_examples=40, deadline=2000)
+settings.register_profile("long", max_examples=10_000, deadline=2000)
+settings.load_profile("fast")
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "search" / "configs" / "smoke.yaml"

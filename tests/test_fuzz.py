@@ -24,10 +24,6 @@ from cvae.errors import UserError
 from cvae.functions import FunctionPair
 from search.spec import parse_search_config
 
-settings.register_profile("fast", max_examples=40, deadline=2000)
-settings.register_profile("long", max_examples=10_000, deadline=2000)
-settings.load_profile("fast")  # --hypothesis-profile=long replaces it
-
 
 def _paths(tree, prefix=()):
     """Every key path into a nested search file (dicts and lists)."""

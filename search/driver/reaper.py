@@ -3,10 +3,9 @@
     python search/driver/reaper.py DRIVER_PID RAY_TEMP_FOLDER
 
 Waits for DRIVER_PID to exit (by any means, SIGKILL included), then sends SIGTERM and, after a
-grace period, SIGKILL to every process of this user whose command line names RAY_TEMP_FOLDER or
-whose environment has TWOBIRDS_RAY_RUN=RAY_TEMP_FOLDER (Ray's GCS, raylet, agents and workers
-inherit it from the driver), and deletes the folder (with the run's token).
-Standard library only: it must not import Ray or the project.
+grace period, SIGKILL to every process of this user whose environment has TWOBIRDS_RAY_RUN=RAY_TEMP_FOLDER
+(Ray's GCS, raylet, agents and workers inherit it from the driver), and deletes the folder (with the
+run's token). The standard library and psutil only: it must not import Ray or the project.
 """
 
 from __future__ import annotations
@@ -19,47 +18,43 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
+
 RUN_VARIABLE = "TWOBIRDS_RAY_RUN"  # set by local_ray.py; every process of that Ray inherits it
 POLL_S = 0.5
 GRACE_S = 5.0
 
 
-def _start_time(pid: int) -> str | None:
+def _start_time(pid: int) -> float | None:
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
         return None
 
 
-def alive(pid: int, started: str | None) -> bool:
-    if started is not None:  # /proc: the same pid with another start time is another process
-        return _start_time(pid) == started
+def alive(pid: int, started: float | None) -> bool:
+    """Whether `pid` still runs the process that started at `started` (a reused pid is another process)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        process = psutil.Process(pid)
+        same = started is None or process.create_time() == started
+        return same and process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
         return False
-    except PermissionError:
-        return True
-    return True
 
 
 def processes_of(folder: str) -> list[int]:
-    """Pids of this user's processes whose command line mentions `folder` (Linux /proc)."""
+    """Pids of this user's processes that inherited RUN_VARIABLE=folder: the processes of this run's Ray
+    (GCS, raylet, agents, workers, all started from the driver), and no other process, whatever its
+    command line says. Through psutil, so on Linux and macOS alike."""
     pids, me, uid = [], os.getpid(), os.getuid()
-    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else []:
-        if not entry.name.isdigit() or int(entry.name) == me:
-            continue
+    for process in psutil.process_iter(["uids"]):
         try:
-            if entry.stat().st_uid != uid:
+            if process.pid == me or process.info["uids"] is None or process.info["uids"].real != uid:
                 continue
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            if folder not in cmdline:  # agents and workers rename themselves (ray::...): ask their environment
-                environ = (entry / "environ").read_bytes().split(b"\0")
-                if f"{RUN_VARIABLE}={folder}".encode() not in environ:
-                    continue
-        except OSError:
+            if process.environ().get(RUN_VARIABLE) == folder:
+                pids.append(process.pid)
+        except (psutil.Error, OSError):
             continue
-        pids.append(int(entry.name))
     return pids
 
 
