@@ -145,3 +145,12 @@ def test_a_failed_restore_is_recorded_not_raised():
     assert recorder.first == "experiment_state-x.json: bad json"
     assert ray_compat.restore_failures().first == recorder.first  # read again, not forgotten
     assert ray_compat.restore_failures(fresh=True).first is None
+
+
+def test_a_trials_pickled_error_is_never_unpickled(tmp_path):
+    from ray.tune.experiment import Trial
+    from ray.tune.result_grid import ResultGrid
+
+    assert "trial.get_pickled_error() or trial.get_error()" in inspect.getsource(ResultGrid._populate_exception)
+    ray_compat.never_unpickle_trial_errors()
+    assert Trial.get_pickled_error(object()) is None  # whatever error.pkl the storage holds

@@ -70,6 +70,11 @@ and the cluster and search tests, then widen the bound in pyproject.toml.
    `RestoreCheck` stops the run on it at setup, before any trial runs). Replacement:
    `FailureConfig(fail_fast=True)`, which also stops on every trial failure.
 
+15. `Trial.get_pickled_error`, replaced by `never_unpickle_trial_errors`: Tune's ResultGrid (built at the
+   end of every `Tuner.fit`) reads a failed trial's error.pkl back from the storage with cloudpickle; on a
+   shared storage whoever can write the experiment folder could put code there. The text traceback
+   (error.txt, `get_error`) tells a user the same, and ResultGrid falls back to it. Replacement: none.
+
 Nothing here imports ray at module level: `loopback_only` must run before ray is first imported, and
 the switches of entry 4 are read then.
 """
@@ -308,3 +313,18 @@ def restore_failures(fresh: bool = False) -> RestoreFailures:
     if fresh:
         found.first = None
     return found
+
+
+# 15. a trial's pickled error
+
+
+def never_unpickle_trial_errors() -> None:
+    """Make Tune read a failed trial's error as text (error.txt), never by unpickling error.pkl (idempotent)."""
+    from ray.tune.experiment import Trial
+
+    _attribute(Trial, "get_pickled_error", owner="ray.tune.experiment.Trial")
+    Trial.get_pickled_error = _no_pickled_error
+
+
+def _no_pickled_error(trial) -> None:
+    return None

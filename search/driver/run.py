@@ -15,7 +15,7 @@ from ray import tune
 from ..spec import SearchError
 from . import results, trust
 from .callbacks import quiet_ray
-from .compat import restore_failures
+from .compat import never_unpickle_trial_errors, restore_failures
 from .faults import RestoreFailed, is_no_space, search_error_in, storage_full
 from .files import BEST_CONFIG, JOURNAL, MANIFEST, RESULTS_CSV, RESULTS_PARQUET, SEARCH_CONFIG, TUNER_STATE
 from .preflight import Plan, is_local
@@ -41,6 +41,7 @@ def run(plan: Plan) -> Path:
 def fit(plan: Plan) -> pd.DataFrame:
     """Ray up, the Tuner fitted to the end (or to Ctrl-C), the final state signed; the trials as a table."""
     quiet_ray()
+    never_unpickle_trial_errors()  # a failed trial's error.pkl on a shared storage is nobody's code to run
     # Trials checkpoint often, so Tune snapshots its state often; that is wanted, its warning is not.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     stop = connect(plan.address)
