@@ -18,6 +18,14 @@ class InputError(UserError):
     """A command-line value that cannot work; the message names it and the fix."""
 
 
+def user_path(text) -> Path:
+    """A path as a user wrote it, `~` and `~name` expanded; a `~name` of no such user is one InputError."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:  # pathlib: "Could not determine home directory"
+        raise InputError(f"{text}: no home folder for {str(text).split('/')[0]!r}; write the path out") from None
+
+
 def available_devices() -> list[str]:
     """The devices this torch build can use here, e.g. ['cpu'] or ['cpu', 'cuda:0', 'cuda:1']."""
     devices = ["cpu"]

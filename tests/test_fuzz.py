@@ -226,3 +226,14 @@ def test_torch_files_load_as_lines_or_end_in_one_user_error(tmp_path, data):
     assert x.shape[-1] == 2
     assert torch.isfinite(x).all()
     assert torch.isfinite(y).all()
+
+
+def test_found_by_fuzzing_a_home_folder_of_no_such_user_is_one_line(smoke):
+    raw = copy.deepcopy(smoke)
+    raw["data"]["train_file"] = "~0"  # pathlib raised RuntimeError('Could not determine home directory')
+    _, error = _outcome(lambda: parse_search_config(raw))
+    assert "no home folder for '~0'" in str(error)
+    raw = copy.deepcopy(smoke)
+    raw["data"]["\n"] = None  # a key with a newline broke the one line
+    _, error = _outcome(lambda: parse_search_config(raw))
+    assert "unknown key" in str(error)

@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from cvae.data import DataFileError
+from cvae.inputs import user_path
 from cvae.lines import POINTS
 
 from ..spec import SearchConfigError, SearchError, SearchSpec, load_search_config, parse_search_config
@@ -49,7 +50,7 @@ def check_storage(storage: str) -> None:
     """A local --storage must be a folder or not exist yet (it is created); never a file."""
     if "://" in str(storage):
         return
-    path = Path(storage).expanduser()
+    path = user_path(storage)
     for candidate in (path, *path.parents):
         if candidate.exists():
             if not candidate.is_dir():

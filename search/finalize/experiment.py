@@ -16,6 +16,7 @@ from cvae.config import Config, ConfigError
 from cvae.data import DataSpec
 from cvae.errors import UserError, first_line
 from cvae.functions import FunctionPair, FunctionSyntaxError
+from cvae.inputs import user_path
 from cvae.submission import plain as _plain
 
 from ..driver.files import BEST_CONFIG, SEARCH_CONFIG
@@ -85,7 +86,7 @@ def _resolve_file(name, base: Path | None, key: str):
     """A data file path as written, else relative to the experiment folder; None stays None."""
     if name in (None, ""):
         return None
-    path = Path(str(name)).expanduser()
+    path = user_path(str(name))
     if path.is_file() or base is None:
         return str(path)
     if (base / path).is_file():
@@ -106,7 +107,7 @@ def _data_spec(values, path: Path, base: Path | None) -> DataSpec:
 
 def load_experiment(path) -> Experiment:
     """Read `<storage>/<name>/`; raises FinalizeError naming the missing or bad file."""
-    folder = Path(path).expanduser()
+    folder = user_path(path)
     if not folder.exists():
         raise FinalizeError(f"{folder}: no such experiment folder; pass --experiment <storage>/<name>")
     if not folder.is_dir():
@@ -194,7 +195,7 @@ def load_config_file(path, data: dict | None = None) -> Experiment:
     file (when it is an experiment's best_config.yaml), then `data` (command-line values).
     A search file (with `fixed`/`space` sections) is refused: it has no single configuration.
     """
-    path = Path(path).expanduser()
+    path = user_path(path)
     if not path.is_file():
         raise FinalizeError(f"{path}: no such config file; pass a flat Config YAML such as best_config.yaml")
     values = _read_yaml(path, "the configuration")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
@@ -10,6 +9,7 @@ from pydantic import Field, field_validator
 from cvae.config import Config, Float, Int, Model
 from cvae.data import DataSpec
 from cvae.errors import UserError
+from cvae.inputs import user_path
 
 from ..trials import OBJECTIVES
 
@@ -60,7 +60,7 @@ class SearchData(DataSpec):
     def _found(cls, name):
         if name is None or "://" in name:
             return name
-        path = Path(name).expanduser().resolve()
+        path = user_path(name).resolve()
         if not path.is_file():
             raise ValueError(f"no such file {name!r} (relative paths start at the current directory)")
         return str(path)  # the driver builds the data; an absolute path survives a cwd change
