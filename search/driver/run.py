@@ -19,6 +19,7 @@ from .compat import never_unpickle_trial_errors, restore_failures
 from .faults import RestoreFailed, is_no_space, search_error_in, storage_full
 from .files import BEST_CONFIG, JOURNAL, MANIFEST, RESULTS_CSV, RESULTS_PARQUET, SEARCH_CONFIG, TUNER_STATE
 from .preflight import Plan, is_local
+from .study import close_running
 from .tuner import check_resources, connect, make_trainable, make_tuner, study_folder
 
 
@@ -34,6 +35,7 @@ def run(plan: Plan) -> Path:
     local = write_results(plan, result_files(table, plan))
     print(results.summary(table, plan.spec, plan.name, results.best_row(table, plan.spec)))
     check_outcome(table, plan)
+    close_running(study_folder(plan.storage, plan.name))  # finished: no trial of it runs again
     print_next_steps(plan)
     return local
 
