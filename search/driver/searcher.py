@@ -34,6 +34,7 @@ class PruningOptunaSearch(OptunaSearch):
     def restore(self, checkpoint_path: str):
         super().restore(checkpoint_path)
         self._orphans_pending = True  # closed at the first suggestion (not when only reading the state)
+        self._closed_before_restore = None  # read from the journal once, when first asked
 
     def _close_orphans(self) -> None:
         """Close trials the journal holds as RUNNING but this restored state never suggested.
@@ -58,11 +59,16 @@ class PruningOptunaSearch(OptunaSearch):
         return config
 
     def _finished_in_storage(self, trial_id: str) -> bool:
-        """A trial the storage has already closed (a resumed search whose journal is ahead of its snapshot)."""
-        number = optuna_trials(self)[trial_id].number
-        states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-        closed = optuna_study(self).get_trials(deepcopy=False, states=states)
-        return any(t.number == number for t in closed)
+        """A trial the storage had already closed when this state was restored (the journal of a killed driver
+        is ahead of Tune's last snapshot). Only a restore can make it so: the journal is read once then, and a
+        search that was never restored asks nothing of it."""
+        if not hasattr(self, "_closed_before_restore"):
+            return False
+        if self._closed_before_restore is None:
+            states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+            closed = optuna_study(self).get_trials(deepcopy=False, states=states)
+            self._closed_before_restore = {t.number for t in closed}
+        return optuna_trials(self)[trial_id].number in self._closed_before_restore
 
     def on_trial_result(self, trial_id: str, result: dict):
         if trial_id in optuna_trials(self) and self._finished_in_storage(trial_id):
