@@ -6,8 +6,8 @@
 
 Checks, each a RESULT line: every trial Tune reported ended (the console's per-trial lines) is in results.csv
 and in the Optuna journal exactly once; no trial is left RUNNING in the journal; results.csv and the journal
-agree on every finished trial's value; TensorBoard has one run (event files) per trial; trials lost
-(errored although only their process was killed, or reported and then missing) is 0.
+agree on the value of every trial that finished or ASHA stopped; TensorBoard has one run (event files) per
+trial that reported an epoch; trials lost (errored although only their process was killed, or reported and then missing) is 0.
 """
 
 from __future__ import annotations
@@ -99,17 +99,23 @@ def checks(experiment: Path, console: str) -> list[tuple[str, float, str, bool]]
     journal = study.get_trials(deepcopy=False)
     reported = {m.group(1) for line in console.splitlines() if (m := ENDED.match(line))}
     runs = table["run"].astype(str).tolist()
-    by_run = [t.user_attrs.get("tensorboard_run") for t in journal]
-    missing = [r for r in reported if runs.count(r) != 1 or by_run.count(r) != 1]
+    ids = [t.user_attrs.get("ray_trial_id") for t in journal]
+    missing = [r for r in reported if runs.count(r) != 1 or ids.count(r.rsplit("_", 1)[-1]) != 1]
     running = [t.number for t in journal if t.state == optuna.trial.TrialState.RUNNING]
-    values = {t.user_attrs.get("tensorboard_run"): t.value for t in journal if t.state.name == "COMPLETE"}
-    finished = table[table["stop_reason"] == "finished"]
-    disagree = [
-        r.run
-        for r in finished.itertuples()
-        if r.run not in values or not math.isclose(values[r.run], r.score, rel_tol=1e-6, abs_tol=1e-9)
-    ]
-    no_events = [r for r in runs if not list((experiment / r).glob("events.out.tfevents*"))]
+    # the journal's value of a trial: a COMPLETE one's value; a PRUNED one's at the epoch results.csv ends at (a
+    # trial restarted from an older checkpoint reported later epochs before; Optuna keeps every step)
+    journal_by_id = {t.user_attrs.get("ray_trial_id"): t for t in journal}
+    scored = table[table["stop_reason"].isin(["finished", "asha"])]
+    disagree = []
+    for row in scored.itertuples():
+        trial = journal_by_id.get(row.trial_id)
+        value = None if trial is None else trial.value if trial.state.name == "COMPLETE" else None
+        if trial is not None and trial.state.name == "PRUNED":
+            value = trial.intermediate_values.get(int(row.epochs))
+        if value is None or not math.isclose(value, row.score, rel_tol=1e-6, abs_tol=1e-9):
+            disagree.append(row.run)
+    reported_once = table.loc[table["epochs"] > 0, "run"].astype(str)  # a trial killed before epoch 1 shows nothing
+    no_events = [r for r in reported_once if not list((experiment / r).glob("events.out.tfevents*"))]
     errored = int((table["stop_reason"] == "error").sum())
     return [
         ("chaos_trials_reported_missing", len(missing), "0", not missing),

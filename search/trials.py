@@ -58,12 +58,14 @@ def stopped_early(result: dict | None, max_t: int) -> bool:
     return epoch is not None and epoch < max_t
 
 
-def stop_reason(status: str, last: dict, max_t: int) -> str:
-    """finished | asha | diverged | error | time_budget, or interrupted while the search is unfinished."""
+def stop_reason(status: str, last: dict, max_t: int, budget_spent: bool = False) -> str:
+    """finished | asha | diverged | error | time_budget, or interrupted while the search is unfinished.
+
+    budget_spent: the search's time budget ran out, so a trial still pending will never run (time_budget)."""
     if status == "ERROR":
         return "error"
     if status not in FINAL_STATUSES:
-        return "interrupted"  # Ctrl-C: --resume continues it
+        return "time_budget" if budget_spent else "interrupted"  # Ctrl-C: --resume continues it
     if last.get("diverged"):
         return "diverged"
     if (last.get("epoch") or 0) >= max_t:

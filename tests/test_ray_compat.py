@@ -147,6 +147,19 @@ def test_a_failed_restore_is_recorded_not_raised():
     assert ray_compat.restore_failures(fresh=True).first is None
 
 
+def test_the_time_budgets_end_is_recorded_as_tunes_stopper_says_it():
+    from ray.tune.stopper import TimeoutStopper
+
+    recorder = ray_compat.time_budget_ends(fresh=True)
+    stopper = TimeoutStopper(0.001)
+    stopper.stop_all()
+    import time
+
+    time.sleep(0.01)
+    assert stopper.stop_all()
+    assert recorder.first.startswith(ray_compat.TIMEOUT_REACHED)
+
+
 def test_a_trials_pickled_error_is_never_unpickled(tmp_path):
     from ray.tune.experiment import Trial
     from ray.tune.result_grid import ResultGrid

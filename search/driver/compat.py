@@ -66,14 +66,18 @@ and the cluster and search tests, then widen the bound in pyproject.toml.
    (`journal_lock`, `journal_file`): search/driver/study.py appends to the journal without an fsync per
    line. Replacement: Optuna's own backend (an fsync per write).
 14. Tune logs "Failed to restore the run state" and then restarts a half-restored experiment, which can
-   hang (`RestoreFailures`, a filter on `TUNE_CONTROLLER_LOGGER`, records it; search/driver/callbacks.py's
-   `RestoreCheck` stops the run on it at setup, before any trial runs). Replacement:
+   hang (`restore_failures`, a `LogRecorder` filter on `TUNE_CONTROLLER_LOGGER`, records it;
+   search/driver/callbacks.py's `RestoreCheck` stops the run on it at setup, before any trial runs). Replacement:
    `FailureConfig(fail_fast=True)`, which also stops on every trial failure.
 
 15. `Trial.get_pickled_error`, replaced by `never_unpickle_trial_errors`: Tune's ResultGrid (built at the
    end of every `Tuner.fit`) reads a failed trial's error.pkl back from the storage with cloudpickle; on a
    shared storage whoever can write the experiment folder could put code there. The text traceback
    (error.txt, `get_error`) tells a user the same, and ResultGrid falls back to it. Replacement: none.
+
+16. The time budget's end, seen as `TimeoutStopper`'s "Reached timeout of ..." on the `ray` logger
+   (`time_budget_ends`): when it fires Tune stops the running trials and leaves the pending ones PENDING, which
+   would otherwise read as an interrupted search owing trials. Replacement: a `tune.Stopper` of our own.
 
 Nothing here imports ray at module level: `loopback_only` must run before ray is first imported, and
 the switches of entry 4 are read then.
@@ -94,6 +98,7 @@ LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 HEAD_NODE_RESOURCE = "node:__internal_head__"
 TUNE_CONTROLLER_LOGGER = "ray.tune.execution.tune_controller"
 RESTORE_FAILED = "Failed to restore the run state"
+TIMEOUT_REACHED = "Reached timeout of"
 QUIET_LOGGERS = {
     "ray._private.authentication.authentication_token_setup": logging.ERROR,  # search/driver/callbacks.py (token note)
     "ray._private.worker": logging.WARNING,  # search/driver/callbacks.py
@@ -285,34 +290,46 @@ def journal_file(backend) -> str:
 # 14. a failed restore
 
 
-class RestoreFailures(logging.Filter):
-    """On Tune's controller logger: records 'Failed to restore the run state' (`first`: the error's first line)
-    and keeps it, its traceback and the 'Restarting experiment.' after it off the console; the search's own
-    one-line error says it instead (callbacks.RestoreCheck). Filters only, never raises."""
+class LogRecorder(logging.Filter):
+    """Records the first record of a logger whose message starts with `prefix` (`first`: its error's first
+    line, or the message); hide=True keeps it, and the `hide_after` line that follows it, off the console.
+    Filters only, never raises: the search checks `first` where it decides."""
 
-    def __init__(self):
+    def __init__(self, prefix: str, hide: bool = False, hide_after: str | None = None):
         super().__init__()
+        self.prefix, self.hide, self.hide_after = prefix, hide, hide_after
         self.first: str | None = None
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = str(record.msg)
-        if message.startswith(RESTORE_FAILED):
+        if message.startswith(self.prefix):
             error = record.exc_info[1] if record.exc_info else None
-            self.first = self.first or (first_line(error) if error else "see the log")
-            return False
-        return not (self.first is not None and message.startswith("Restarting experiment"))
+            self.first = self.first or (first_line(error) if error else message)
+            return not self.hide
+        return not (self.first is not None and self.hide_after and message.startswith(self.hide_after))
 
 
-def restore_failures(fresh: bool = False) -> RestoreFailures:
-    """The recorder on Tune's controller logger, attached once; fresh=True forgets what it saw (before a restore)."""
-    logger = logging.getLogger(TUNE_CONTROLLER_LOGGER)
-    found = next((f for f in logger.filters if isinstance(f, RestoreFailures)), None)
+def _recorder(logger_name: str, prefix: str, fresh: bool, **options) -> LogRecorder:
+    logger = logging.getLogger(logger_name)
+    found = next((f for f in logger.filters if isinstance(f, LogRecorder) and f.prefix == prefix), None)
     if found is None:
-        found = RestoreFailures()
+        found = LogRecorder(prefix, **options)
         logger.addFilter(found)
     if fresh:
         found.first = None
     return found
+
+
+def restore_failures(fresh: bool = False) -> LogRecorder:
+    """Tune's 'Failed to restore the run state' on its controller logger, its traceback and 'Restarting
+    experiment' hidden (entry 14); fresh=True forgets what was seen (before a restore)."""
+    return _recorder(TUNE_CONTROLLER_LOGGER, RESTORE_FAILED, fresh, hide=True, hide_after="Restarting experiment")
+
+
+def time_budget_ends(fresh: bool = False) -> LogRecorder:
+    """Tune's TimeoutStopper logging 'Reached timeout' on the `ray` logger (entry 16): the search's time budget
+    is spent, so trials still pending will never run."""
+    return _recorder("ray", TIMEOUT_REACHED, fresh)
 
 
 # 15. a trial's pickled error

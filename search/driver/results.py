@@ -59,8 +59,9 @@ def _config_columns(config: dict, spec: SearchSpec) -> dict:
     return {f"config/{k}": v for k, v in values.items()}
 
 
-def build_table(experiment_path: str, spec: SearchSpec, storage_filesystem=None) -> pd.DataFrame:
-    """One row per trial of the experiment at `experiment_path` (local path or URI)."""
+def build_table(experiment_path: str, spec: SearchSpec, storage_filesystem=None, budget_spent=False) -> pd.DataFrame:
+    """One row per trial of the experiment at `experiment_path` (local path or URI); budget_spent: the time
+    budget ended the search, and trials that never ran are counted as ended by it."""
     analysis = ExperimentAnalysis(experiment_path, storage_filesystem=storage_filesystem)
     histories = analysis.trial_dataframes
     rows = []
@@ -76,7 +77,7 @@ def build_table(experiment_path: str, spec: SearchSpec, storage_filesystem=None)
             "trial_id": trial.trial_id,
             "run": Path(str(getattr(trial, "path", "") or "")).name,  # the trial folder = its TensorBoard run
             "status": trial.status,
-            "stop_reason": stop_reason(trial.status, last, spec.max_t),
+            "stop_reason": stop_reason(trial.status, last, spec.max_t, budget_spent),
             "epochs": int(last.get("epoch") or 0),
             "node": last.get("node") or last.get("node_ip") or "",
             "node_id": last.get("node_id") or "",
@@ -163,8 +164,10 @@ def _restore_search(experiment_dir):
 def trials_left(table: pd.DataFrame, experiment_dir=None) -> int:
     """Trials an interrupted search still owes: unfinished ones plus those never created.
 
-    A search that ran out of time budget is finished (Tune marks its generator so).
+    A search that ran out of time budget is finished: its trials' stop_reason says so.
     """
+    if not table.empty and (table["stop_reason"] == "time_budget").any():
+        return 0
     left = int((~table["status"].isin(FINAL_STATUSES)).sum()) if not table.empty else 0
     if experiment_dir is not None:
         generator = _restore_search(experiment_dir)

@@ -15,7 +15,7 @@ from ray import tune
 from ..spec import SearchError
 from . import results, trust
 from .callbacks import quiet_ray
-from .compat import never_unpickle_trial_errors, restore_failures
+from .compat import never_unpickle_trial_errors, restore_failures, time_budget_ends
 from .faults import RestoreFailed, is_no_space, search_error_in, storage_full
 from .files import BEST_CONFIG, JOURNAL, MANIFEST, RESULTS_CSV, RESULTS_PARQUET, SEARCH_CONFIG, TUNER_STATE
 from .preflight import Plan, is_local
@@ -34,8 +34,12 @@ def run(plan: Plan) -> Path:
     table = fit(plan)
     local = write_results(plan, result_files(table, plan))
     print(results.summary(table, plan.spec, plan.name, results.best_row(table, plan.spec)))
-    check_outcome(table, plan)
-    close_running(study_folder(plan.storage, plan.name))  # finished: no trial of it runs again
+    left = results.trials_left(table, None if plan.storage.is_uri else plan.storage.experiment(plan.name))
+    if not left:  # finished: no trial of it runs again
+        close_running(
+            study_folder(plan.storage, plan.name), errored=table.loc[table["stop_reason"] == "error", "trial_id"]
+        )
+    check_outcome(table, plan, left)
     print_next_steps(plan)
     return local
 
@@ -51,6 +55,7 @@ def fit(plan: Plan) -> pd.DataFrame:
         if is_local(plan.address):
             check_resources(plan.spec)
         tuner = restored_or_new_tuner(plan, make_trainable(plan.spec, plan.data))
+        budget = time_budget_ends(fresh=True)
         try:
             tuner.fit()
         except Exception as err:
@@ -61,7 +66,8 @@ def fit(plan: Plan) -> pd.DataFrame:
         sign_final_state(plan)
         storage = plan.storage
         fs = None if storage.is_uri else storage.fs
-        return results.build_table(storage.experiment(plan.name), plan.spec, storage_filesystem=fs)
+        spent = budget.first is not None
+        return results.build_table(storage.experiment(plan.name), plan.spec, storage_filesystem=fs, budget_spent=spent)
     finally:
         if stop is not None:
             stop()
@@ -127,11 +133,10 @@ def write_results(plan: Plan, files: dict[str, bytes | str]) -> Path:
     return local
 
 
-def check_outcome(table: pd.DataFrame, plan: Plan) -> None:
-    """A search whose every trial failed, or one interrupted with trials to go, ends in one line."""
+def check_outcome(table: pd.DataFrame, plan: Plan, left: int) -> None:
+    """A search whose every trial failed, or one interrupted with `left` trials to go, ends in one line."""
     if not table.empty and (table["stop_reason"] == "error").all():
         raise SearchError(f"every trial failed; the first: {table['error'].iloc[0]} (see trial_*/error.txt)")
-    left = results.trials_left(table, None if plan.storage.is_uri else plan.storage.experiment(plan.name))
     if left:
         raise SearchInterrupted(
             f"interrupted with {left} trials to go; rerun the same command with --resume to finish {plan.name}"

@@ -90,6 +90,8 @@ class PruningOptunaSearch(OptunaSearch):
                 told.add(trial_id)
                 return
             self._name(trial_id, result)
+            if error:  # kept RUNNING: a --resume runs it again (resume_errored); a finished search closes it FAIL
+                return None
         if error or trial_id in told or trial_id not in trials or not result:
             return super().on_trial_complete(trial_id, result=result, error=error)
         # The result that made the scheduler stop the trial never reached on_trial_result

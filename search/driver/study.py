@@ -94,16 +94,18 @@ def load_study(experiment_dir, name: str | None = None):
     return optuna.load_study(study_name=name, storage=storage)
 
 
-def close_running(experiment_dir) -> int:
-    """Close the trials a finished search left RUNNING in its journal: those the time budget ended before
-    they finished (Tune tells the searcher nothing of them). With epochs reported they are PRUNED at their
-    last one, as ASHA's early stops are; without, FAIL. Returns how many were closed."""
+def close_running(experiment_dir, errored=()) -> int:
+    """Close the trials a finished search left RUNNING in its journal: those that errored (Ray trial ids in
+    `errored`: FAIL; the searcher keeps them open while a --resume could run them again) and those the time
+    budget ended before they finished (Tune tells the searcher nothing of them: PRUNED at their last epoch,
+    as ASHA's early stops are, or FAIL without one). Returns how many were closed."""
     from optuna.trial import TrialState
 
     study = load_study(experiment_dir)
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     for trial in running:
-        study.tell(trial.number, state=TrialState.PRUNED if trial.intermediate_values else TrialState.FAIL)
+        failed = trial.user_attrs.get(RAY_TRIAL_ID) in set(errored) or not trial.intermediate_values
+        study.tell(trial.number, state=TrialState.FAIL if failed else TrialState.PRUNED)
     return len(running)
 
 
