@@ -7,7 +7,8 @@
 Checks, each a RESULT line: every trial Tune reported ended (the console's per-trial lines) is in results.csv
 and in the Optuna journal exactly once; no trial is left RUNNING in the journal; results.csv and the journal
 agree on the value of every trial that finished or ASHA stopped; TensorBoard has one run (event files) per
-trial that reported an epoch; trials lost (errored although only their process was killed, or reported and then missing) is 0.
+trial that reported an epoch; trials lost (errored although only their process was killed, or reported and
+then missing) is 0.
 """
 
 from __future__ import annotations
