@@ -1,12 +1,15 @@
 """Shared fixtures: one local Ray per test module (127.0.0.1, no dashboard), scripts run as a user
-runs them, a search experiment folder as the search writes it, and the challenge's reference files."""
+runs them (a subprocess) or in-process through their main(argv), a search experiment folder as the
+search writes it, and the challenge's reference files."""
 
+import importlib
 import math
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +33,12 @@ SHARED = REPO.parent / "shared" / "twobirds"  # the challenge's reference files,
 def repo() -> Path:
     """The checkout's root folder."""
     return REPO
+
+
+@pytest.fixture(scope="session")
+def smoke() -> Path:
+    """search/configs/smoke.yaml: the smallest real search (6 tiny trials)."""
+    return SMOKE
 
 
 def pytest_configure(config):
@@ -60,6 +69,82 @@ def run_script():
     """run_script(script, *args, timeout=120, env=None): scripts/<script>.py run as a user would, from
     the checkout; the result carries its wall time in .seconds."""
     return _run_script
+
+
+# what a user types -> the module whose main(argv) runs it, and the name its error lines start with
+COMMANDS = {
+    "tune": ("scripts.tune", "twobirds-tune"),  # scripts/tune.py: search.cli.main
+    "finalize": ("scripts.finalize", "twobirds-finalize"),
+    "generate": ("scripts.generate", "twobirds-generate"),
+    "score": ("scripts.score", "twobirds-score"),
+    "demo": ("scripts.demo", "twobirds-demo"),
+    "cluster": ("cluster.cli", "python -m cluster"),
+}
+RAY_STARTED = ("Started a local Ray instance", "Connecting to existing Ray cluster", "ray.init")
+
+
+@dataclass
+class Ran:
+    """What a command run in-process left: its exit status, its console, and the time main took."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+
+@pytest.fixture
+def run_main(capsys, monkeypatch):
+    """run_main(command, *args) -> Ran: `command` (scripts/<command>.py, or "cluster" for `python -m cluster`)
+    run in-process through its main(argv), from the checkout as the scripts are run: no interpreter to start.
+    An argparse error exits through SystemExit as in the script; its status is the returncode."""
+
+    def run(command: str, *args) -> Ran:
+        main = importlib.import_module(COMMANDS[command][0]).main
+        capsys.readouterr()
+        started = time.perf_counter()
+        with monkeypatch.context() as patch:
+            patch.chdir(REPO)
+            try:
+                code = main([str(a) for a in args])
+            except SystemExit as exit:
+                code = exit.code
+        seconds = time.perf_counter() - started
+        out, err = capsys.readouterr()
+        return Ran(code, out, err, seconds)
+
+    return run
+
+
+class OneLineError(str):
+    """The one stderr line of a failed command, with what else it left (.ran: its Ran)."""
+
+    ran: Ran
+
+
+@pytest.fixture
+def one_line_error(run_main):
+    """one_line_error(command, *args, message=...) -> the line: run_main(command, *args), then what a user
+    must see for bad input: exit status 2, exactly one stderr line `<prog>: error: ...` naming `message`,
+    no traceback, and no Ray started. The line (a str) carries the run as .ran (stdout, seconds)."""
+
+    def check(command: str, *args, message: str) -> OneLineError:
+        ran = run_main(command, *args)
+        out, err = ran.stdout, ran.stderr
+        assert ran.returncode == 2, (ran.returncode, out[-2000:], err[-2000:])
+        assert "Traceback" not in err, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1, err
+        assert lines[0].startswith(f"{COMMANDS[command][1]}: error: "), lines[0]
+        assert message in lines[0], lines[0]
+        assert not any(marker in out + err for marker in RAY_STARTED), err
+        ray = sys.modules.get("ray")
+        assert ray is None or not ray.is_initialized(), "the command started Ray"
+        line = OneLineError(lines[0])
+        line.ran = ran
+        return line
+
+    return check
 
 
 @pytest.fixture(scope="module")
