@@ -2,7 +2,9 @@
 runs them (a subprocess) or in-process through their main(argv), a search experiment folder as the
 search writes it, and the challenge's reference files."""
 
+import contextlib
 import importlib
+import io
 import math
 import os
 import subprocess
@@ -93,43 +95,44 @@ class Ran:
     seconds: float
 
 
-@pytest.fixture
-def run_main(capsys, monkeypatch):
-    """run_main(command, *args) -> Ran: `command` (scripts/<command>.py, or "cluster" for `python -m cluster`)
-    run in-process through its main(argv), from the checkout as the scripts are run: no interpreter to start.
-    An argparse error exits through SystemExit as in the script; its status is the returncode."""
-
-    def run(command: str, *args) -> Ran:
-        main = importlib.import_module(COMMANDS[command][0]).main
-        capsys.readouterr()
-        started = time.perf_counter()
-        with monkeypatch.context() as patch:
-            patch.chdir(REPO)
+def _run_main(command: str, *args) -> Ran:
+    main = importlib.import_module(COMMANDS[command][0]).main
+    out, err, here = io.StringIO(), io.StringIO(), os.getcwd()
+    started = time.perf_counter()
+    try:
+        os.chdir(REPO)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
                 code = main([str(a) for a in args])
-            except SystemExit as exit:
+            except SystemExit as exit:  # argparse: --help, a bad flag
                 code = exit.code
-        seconds = time.perf_counter() - started
-        out, err = capsys.readouterr()
-        return Ran(code, out, err, seconds)
+    finally:
+        os.chdir(here)
+    return Ran(code, out.getvalue(), err.getvalue(), time.perf_counter() - started)
 
-    return run
+
+@pytest.fixture(scope="session")
+def run_main():
+    """run_main(command, *args) -> Ran: `command` (scripts/<command>.py, or "cluster" for `python -m cluster`)
+    run in-process through its main(argv), from the checkout, its stdout and stderr captured: what the script
+    does, without an interpreter (and torch) to start. argparse's exits (--help, a bad flag) give the status."""
+    return _run_main
 
 
 class OneLineError(str):
-    """The one stderr line of a failed command, with what else it left (.ran: its Ran)."""
+    """The one stderr line of a failed command, with the whole run beside it (.ran: stdout, seconds)."""
 
     ran: Ran
 
 
-@pytest.fixture
-def one_line_error(run_main):
+@pytest.fixture(scope="session")
+def one_line_error():
     """one_line_error(command, *args, message=...) -> the line: run_main(command, *args), then what a user
     must see for bad input: exit status 2, exactly one stderr line `<prog>: error: ...` naming `message`,
-    no traceback, and no Ray started. The line (a str) carries the run as .ran (stdout, seconds)."""
+    no traceback, and no Ray started."""
 
     def check(command: str, *args, message: str) -> OneLineError:
-        ran = run_main(command, *args)
+        ran = _run_main(command, *args)
         out, err = ran.stdout, ran.stderr
         assert ran.returncode == 2, (ran.returncode, out[-2000:], err[-2000:])
         assert "Traceback" not in err, err
