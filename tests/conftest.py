@@ -38,6 +38,12 @@ def repo() -> Path:
 
 
 @pytest.fixture(scope="session")
+def shared() -> Path:
+    """../shared/twobirds beside the checkout: the challenge's reference files (absent outside the workspace)."""
+    return SHARED
+
+
+@pytest.fixture(scope="session")
 def smoke() -> Path:
     """search/configs/smoke.yaml: the smallest real search (6 tiny trials)."""
     return SMOKE

@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+import search
 from search.cli import main
 from search.driver.trainable import _metrics, image_epochs
 from search.spec import SearchConfigError, load_search_config, parse_search_config
 from search.trials import DIVERGED, stop_reason, stopped_early
 
-REPO = Path(__file__).resolve().parents[1]
-SMOKE = REPO / "search" / "configs" / "smoke.yaml"
-
-CONFIGS = sorted((REPO / "search" / "configs").glob("*.yaml"))
+CONFIGS_DIR = Path(search.__file__).parent / "configs"  # the checkout's search/configs (parametrizes below)
+CONFIGS = sorted(CONFIGS_DIR.glob("*.yaml"))
+SMOKE = CONFIGS_DIR / "smoke.yaml"
 
 
 def _smoke() -> dict:
@@ -130,9 +130,9 @@ def test_bad_file_errors_before_ray_starts(tmp_path, monkeypatch, capsys):
     assert "search.num_samples" in capsys.readouterr().err
 
 
-def test_cli_help_runs_from_the_repo_root():
+def test_cli_help_runs_from_the_repo_root(repo):
     out = subprocess.run(
-        [sys.executable, "scripts/tune.py", "--help"], cwd=REPO, capture_output=True, text=True, timeout=60
+        [sys.executable, "scripts/tune.py", "--help"], cwd=repo, capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 0, out.stderr
     for flag in (
