@@ -38,8 +38,9 @@ def run(run_main):
 
 @pytest.fixture(scope="module")
 def finalized(tmp_path_factory, make_experiment, run):
-    folder = make_experiment(tmp_path_factory.mktemp("storage") / "tiny")
-    done = run("finalize", "--experiment", folder)
+    """One finalize of a tiny experiment (its data section: 128 rows), with data options of its own."""
+    folder = make_experiment(tmp_path_factory.mktemp("storage") / "tiny", train_size=128)
+    done = run("finalize", "--experiment", folder, "--lines", "uniform", "--x-targets", "uniform_branch")
     return folder / "final", done
 
 
@@ -135,24 +136,12 @@ def test_finalize_writes_model_report_and_every_plot(finalized):
     assert all(f"]({name})" in markdown for name in PNGS)
 
 
-def test_finalize_data_options_choose_the_training_lines_and_targets(tmp_path, make_experiment, run):
-    folder = make_experiment(tmp_path / "storage" / "tiny", train_size=128)
-    run(
-        "finalize",
-        "--experiment",
-        folder,
-        "--out",
-        tmp_path / "final",
-        "--epochs",
-        "1",
-        "--quiet",
-        "--lines",
-        "uniform",
-        "--x-targets",
-        "uniform_branch",
-    )
-    data = json.loads((tmp_path / "final" / "report.json").read_text())["data"]
+def test_finalize_data_options_choose_the_training_lines_and_targets(finalized, make_experiment, tmp_path, run):
+    out, _ = finalized
+    data = json.loads((out / "report.json").read_text())["data"]
+    # the rows from the experiment's data section, the lines and targets from the options
     assert (data["train_rows"], data["lines"], data["x_targets"]) == (128, "uniform", "uniform_branch")
+    folder = make_experiment(tmp_path / "storage" / "tiny", study=False)
     assert "invalid choice" in run("finalize", "--experiment", folder, "--lines", "box", check=False).stderr
 
 
