@@ -14,15 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
-import yaml
 
-from cvae.config import Config
-from search.driver.compat import loopback_only
-
-loopback_only()  # before any test imports ray: every Ray the tests start listens on 127.0.0.1 only
 # The key that signs experiment folders (search/driver/trust.py): the tests' own, not the user's ~/.config/twobirds.
 os.environ.setdefault("TWOBIRDS_CONFIG_DIR", tempfile.mkdtemp(prefix="twobirds-test-config-"))
 
@@ -50,7 +43,23 @@ def smoke() -> Path:
 
 
 def pytest_configure(config):
+    if os.environ.get("PYTEST_XDIST_WORKER") or not config.getoption("numprocesses", default=None):
+        # in the process that runs the tests (not pytest-xdist's controller: importing search costs ~3 s, torch),
+        # before any test module imports ray: every Ray the tests start listens on 127.0.0.1 only
+        from search.driver.compat import loopback_only
+
+        loopback_only()
     config.addinivalue_line("markers", "needs_shared: needs ../shared/twobirds (skipped where it is absent)")
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups (--dist loadgroup, pyproject's addopts)
+def pytest_collection_modifyitems(config, items):
+    """xdist groups: each module's tests run in one worker (its module fixtures, e.g. a finalized model or a
+    local Ray, are made once), and every slow or cluster test in one more, one after another: two real
+    searches or a search beside the 3-node cluster would share the 2 cores and each other's timeouts."""
+    for item in items:
+        heavy = item.get_closest_marker("slow") or item.get_closest_marker("cluster")
+        item.add_marker(pytest.mark.xdist_group("real-searches" if heavy else item.nodeid.split("::")[0]))
 
 
 def pytest_runtest_setup(item):
@@ -192,6 +201,12 @@ def _make_experiment(
 
     objective refined_score adds val_refine_steps 2 to the fixed values (as search/configs/laptop.yaml does).
     """
+    import numpy as np  # here, not at the top: pytest-xdist's controller loads this file and runs no test
+    import pandas as pd
+    import yaml
+
+    from cvae.config import Config
+
     root.mkdir(parents=True, exist_ok=True)
     fixed = {k: v for k, v in TINY.items() if k != "epochs"}
     if objective == "refined_score":
