@@ -49,6 +49,13 @@ def pytest_configure(config):
         from search.driver.compat import loopback_only
 
         loopback_only()
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:  # pytest-xdist: torch's threads of all workers together no more than the cores
+        # (test_train, test_categorical and test_quality on 2 workers and 2 loaded cores: 42-72 s so, 221-255 s
+        # with torch's default of 2 threads a worker, whose OpenMP threads spin waiting for each other)
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
     config.addinivalue_line("markers", "needs_shared: needs ../shared/twobirds (skipped where it is absent)")
 
 
