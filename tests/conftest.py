@@ -59,16 +59,6 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "needs_shared: needs ../shared/twobirds (skipped where it is absent)")
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups (--dist loadgroup, pyproject's addopts)
-def pytest_collection_modifyitems(config, items):
-    """xdist groups: each module's tests run in one worker (its module fixtures, e.g. a finalized model or a
-    local Ray, are made once), and every slow or cluster test in one more, one after another: two real
-    searches or a search beside the 3-node cluster would share the 2 cores and each other's timeouts."""
-    for item in items:
-        heavy = item.get_closest_marker("slow") or item.get_closest_marker("cluster")
-        item.add_marker(pytest.mark.xdist_group("real-searches" if heavy else item.nodeid.split("::")[0]))
-
-
 def pytest_runtest_setup(item):
     if item.get_closest_marker("needs_shared") and not (SHARED / "validation_dataset.pt").is_file():
         pytest.skip(f"reference data absent: {SHARED} (only in the project's workspace)")
