@@ -24,7 +24,8 @@ lint: install
 	$(VENV)/bin/vulture cvae search scripts cluster bench --min-confidence 80
 
 test: install lint
-	$(PY) -m pytest -q -m ""  # every tier: fast, slow (real searches) and cluster
+	$(PY) -m pytest -q  # the fast tier, on 2 workers (pyproject.toml's addopts)
+	$(PY) -m pytest -q -n 0 -m "slow or cluster"  # real searches and the 3-node cluster, one at a time
 
 # The main job: the default laptop search on a local Ray, then finalize, generate and score (runs/demo/).
 search: install

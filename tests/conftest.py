@@ -1,24 +1,23 @@
 """Shared fixtures: one local Ray per test module (127.0.0.1, no dashboard), scripts run as a user
-runs them, a search experiment folder as the search writes it, and the challenge's reference files."""
+runs them (a subprocess) or in-process through their main(argv), a search experiment folder as the
+search writes it, and the challenge's reference files."""
 
+import contextlib
+import importlib
+import io
 import math
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 import yaml
 from hypothesis import settings
 
-from cvae.config import Config
-from search.driver.compat import loopback_only
-
-loopback_only()  # before any test imports ray: every Ray the tests start listens on 127.0.0.1 only
 # The key that signs experiment folders (search/driver/trust.py): the tests' own, not the user's ~/.config/twobirds.
 os.environ.setdefault("TWOBIRDS_CONFIG_DIR", tempfile.mkdtemp(prefix="twobirds-test-config-"))
 
@@ -39,7 +38,32 @@ def repo() -> Path:
     return REPO
 
 
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    """../shared/twobirds beside the checkout: the challenge's reference files (absent outside the workspace)."""
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def smoke() -> Path:
+    """search/configs/smoke.yaml: the smallest real search (6 tiny trials)."""
+    return SMOKE
+
+
 def pytest_configure(config):
+    if os.environ.get("PYTEST_XDIST_WORKER") or not config.getoption("numprocesses", default=None):
+        # in the process that runs the tests (not pytest-xdist's controller: importing search costs ~3 s, torch),
+        # before any test module imports ray: every Ray the tests start listens on 127.0.0.1 only
+        from search.driver.compat import loopback_only
+
+        loopback_only()
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:  # pytest-xdist: torch's threads of all workers together no more than the cores
+        # (test_train, test_categorical and test_quality on 2 workers and 2 loaded cores: 42-72 s so, 221-255 s
+        # with torch's default of 2 threads a worker, whose OpenMP threads spin waiting for each other)
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
     config.addinivalue_line("markers", "needs_shared: needs ../shared/twobirds (skipped where it is absent)")
 
 
@@ -67,6 +91,83 @@ def run_script():
     """run_script(script, *args, timeout=120, env=None): scripts/<script>.py run as a user would, from
     the checkout; the result carries its wall time in .seconds."""
     return _run_script
+
+
+# what a user types -> the module whose main(argv) runs it, and the name its error lines start with
+COMMANDS = {
+    "tune": ("scripts.tune", "twobirds-tune"),  # scripts/tune.py: search.cli.main
+    "finalize": ("scripts.finalize", "twobirds-finalize"),
+    "generate": ("scripts.generate", "twobirds-generate"),
+    "score": ("scripts.score", "twobirds-score"),
+    "demo": ("scripts.demo", "twobirds-demo"),
+    "cluster": ("cluster.cli", "python -m cluster"),
+}
+RAY_STARTED = ("Started a local Ray instance", "Connecting to existing Ray cluster", "ray.init")
+
+
+@dataclass
+class Ran:
+    """What a command run in-process left: its exit status, its console, and the time main took."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+
+def _run_main(command: str, *args) -> Ran:
+    main = importlib.import_module(COMMANDS[command][0]).main
+    out, err, here = io.StringIO(), io.StringIO(), os.getcwd()
+    started = time.perf_counter()
+    try:
+        os.chdir(REPO)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main([str(a) for a in args])
+            except SystemExit as exit:  # argparse: --help, a bad flag
+                code = exit.code
+    finally:
+        os.chdir(here)
+    return Ran(code, out.getvalue(), err.getvalue(), time.perf_counter() - started)
+
+
+@pytest.fixture(scope="session")
+def run_main():
+    """run_main(command, *args) -> Ran: `command` (scripts/<command>.py, or "cluster" for `python -m cluster`)
+    run in-process through its main(argv), from the checkout, its stdout and stderr captured: what the script
+    does, without an interpreter (and torch) to start. argparse's exits (--help, a bad flag) give the status."""
+    return _run_main
+
+
+class OneLineError(str):
+    """The one stderr line of a failed command, with the whole run beside it (.ran: stdout, seconds)."""
+
+    ran: Ran
+
+
+@pytest.fixture(scope="session")
+def one_line_error():
+    """one_line_error(command, *args, message=...) -> the line: run_main(command, *args), then what a user
+    must see for bad input: exit status 2, exactly one stderr line `<prog>: error: ...` naming `message`,
+    no traceback, and no Ray started."""
+
+    def check(command: str, *args, message: str) -> OneLineError:
+        ran = _run_main(command, *args)
+        out, err = ran.stdout, ran.stderr
+        assert ran.returncode == 2, (ran.returncode, out[-2000:], err[-2000:])
+        assert "Traceback" not in err, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1, err
+        assert lines[0].startswith(f"{COMMANDS[command][1]}: error: "), lines[0]
+        assert message in lines[0], lines[0]
+        assert not any(marker in out + err for marker in RAY_STARTED), err
+        ray = sys.modules.get("ray")
+        assert ray is None or not ray.is_initialized(), "the command started Ray"
+        line = OneLineError(lines[0])
+        line.ran = ran
+        return line
+
+    return check
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +206,11 @@ def _make_experiment(
 
     objective refined_score adds val_refine_steps 2 to the fixed values (as search/configs/laptop.yaml does).
     """
+    import numpy as np  # here, not at the top: pytest-xdist's controller loads this file and runs no test
+    import pandas as pd
+
+    from cvae.config import Config
+
     root.mkdir(parents=True, exist_ok=True)
     fixed = {k: v for k, v in TINY.items() if k != "epochs"}
     if objective == "refined_score":

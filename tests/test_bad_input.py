@@ -1,11 +1,11 @@
 """Bad input and faults (issue 14): each ends in one line, exit 2, no traceback, before heavy work.
 
-Every case runs the script as a user does (a subprocess from the repo root) and measures the time
-to fail. Items 1-12 of the issue need no running Ray: the checks all come before Ray starts.
+Every case runs the command in-process through its main(argv), as the script does (the
+`one_line_error` fixture), and measures the time to fail. Items 1-12 of the issue need no
+running Ray: the checks all come before Ray starts.
 """
 
 import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,32 +15,7 @@ from torch.utils.data import TensorDataset
 from cvae.data import make_dataset
 from cvae.functions import FunctionPair
 
-REPO = Path(__file__).resolve().parents[1]
-SMOKE = REPO / "search" / "configs" / "smoke.yaml"
 VARIANT = ["sin(30*x0 + 20*x1)", "cos(25*x0 + 35*x1)"]
-RAY_STARTED = ("Started a local Ray instance", "Connecting to existing Ray cluster", "ray.init")
-
-
-@pytest.fixture(scope="session")
-def run(run_script):
-    return run_script
-
-
-def assert_one_line(done, message, prefix="error: "):
-    """Exit 2, one stderr line naming the problem, no traceback, and no Ray started."""
-    assert done.returncode == 2, (done.returncode, done.stdout[-2000:], done.stderr[-2000:])
-    assert "Traceback" not in done.stderr, done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    assert prefix in lines[0], lines[0]
-    assert message in lines[0], lines[0]
-    assert not any(marker in done.stdout + done.stderr for marker in RAY_STARTED), done.stderr
-    return lines[0]
-
-
-@pytest.fixture(scope="session")
-def tune(run_script):
-    return lambda *args, **kwargs: run_script("tune", *args, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -84,40 +59,29 @@ def files(tmp_path_factory):
     ("flag", "value", "message"),
     [("--mix", "2", "--mix 2: must lie in [0, 1]"), ("--mix", "-0.5", "--mix -0.5"), ("--temperature", "0", "> 0")],
 )
-def test_generate_refuses_out_of_range_mix_and_temperature(files, tmp_path, flag, value, message, run):
+def test_generate_refuses_out_of_range_mix_and_temperature(files, tmp_path, flag, value, message, one_line_error):
     out = tmp_path / "result.pt"
-    done = run(
-        "generate",
-        "--model",
-        files["truncated"],
-        "--proposals-from",
-        "mixed",
-        "--scoring",
-        files["scoring"],
-        "--out",
-        out,
-        flag,
-        value,
-    )
-    assert_one_line(done, message)
+    model, scoring = files["truncated"], files["scoring"]
+    args = ("--model", model, "--proposals-from", "mixed", "--scoring", scoring, "--out", out, flag, value)
+    one_line_error("generate", *args, message=message)
     assert not out.exists()
 
 
-def test_score_refuses_a_submission_without_the_expected_samples_per_condition(files, run):
-    done = run("score", files["sub60"], "--scoring", files["scoring"])
-    assert_one_line(done, "60 samples per condition, expected 30")
-    assert run("score", files["sub60"], "--scoring", files["scoring"], "--samples", "60").returncode == 0
-    assert run("score", files["sub30"], "--scoring", files["scoring"]).returncode == 0
+def test_score_refuses_a_submission_without_the_expected_samples_per_condition(files, one_line_error, run_main):
+    one_line_error(
+        "score", files["sub60"], "--scoring", files["scoring"], message="60 samples per condition, expected 30"
+    )
+    assert run_main("score", files["sub60"], "--scoring", files["scoring"], "--samples", "60").returncode == 0
+    assert run_main("score", files["sub30"], "--scoring", files["scoring"]).returncode == 0
 
 
 # --- item 3: the experiment name is one folder name ---------------------------------------
 
 
 @pytest.mark.parametrize("name", ["../../escape", "a/b", "/tmp/abs", "..", ".hidden", ""])
-def test_tune_refuses_a_name_that_is_not_one_folder_and_writes_nothing(tmp_path, name, tune):
+def test_tune_refuses_a_name_that_is_not_one_folder_and_writes_nothing(tmp_path, name, smoke, one_line_error):
     storage = tmp_path / "a" / "b" / "storage"
-    done = tune("--config", SMOKE, "--name", name, "--storage", storage)
-    assert_one_line(done, "must be one folder name", prefix="twobirds-tune: error: ")
+    one_line_error("tune", "--config", smoke, "--name", name, "--storage", storage, message="must be one folder name")
     assert list(tmp_path.rglob("*")) == []  # nothing inside --storage, nothing beside or above it
 
 
@@ -125,15 +89,16 @@ def test_tune_refuses_a_name_that_is_not_one_folder_and_writes_nothing(tmp_path,
 
 
 @pytest.mark.parametrize(("kind", "message"), [("random", "not a torch file"), ("empty", "has no rows")])
-def test_tune_checks_the_search_files_data_files_before_ray_starts(files, tmp_path, kind, message, tune):
-    raw = yaml.safe_load(SMOKE.read_text())
+def test_tune_checks_the_search_files_data_files_before_ray_starts(
+    files, tmp_path, kind, message, smoke, one_line_error
+):
+    raw = yaml.safe_load(smoke.read_text())
     raw["data"]["val_file"] = str(files[kind])
     config = tmp_path / "search.yaml"
     config.write_text(yaml.safe_dump(raw))
-    done = tune("--config", config, "--name", "x", "--storage", tmp_path / "runs")
-    line = assert_one_line(done, message, prefix="twobirds-tune: error: ")
-    assert "data:" in line, (line, done.seconds)
-    assert done.seconds < 30, (line, done.seconds)
+    line = one_line_error("tune", "--config", config, "--name", "x", "--storage", tmp_path / "runs", message=message)
+    assert "data:" in line, (line, line.ran.seconds)
+    assert line.ran.seconds < 30, (line, line.ran.seconds)
     assert not (tmp_path / "runs" / "x").exists()
 
 
@@ -151,23 +116,23 @@ def test_tune_checks_the_search_files_data_files_before_ray_starts(files, tmp_pa
     ],
 )
 def test_function_expressions_that_overflow_or_nest_too_deep_end_in_one_line(
-    files, tmp_path, expression, message, run, tune
+    files, tmp_path, expression, message, smoke, one_line_error
 ):
-    assert_one_line(run("score", files["sub30"], "--functions", expression, "x1"), message)
-    raw = yaml.safe_load(SMOKE.read_text())
+    one_line_error("score", files["sub30"], "--functions", expression, "x1", message=message)
+    raw = yaml.safe_load(smoke.read_text())
     raw["functions"] = [expression, "x1"]
     config = tmp_path / "search.yaml"
     config.write_text(yaml.safe_dump(raw))
-    assert_one_line(tune("--config", config, "--name", "x", "--storage", tmp_path), message, "twobirds-tune: error: ")
+    one_line_error("tune", "--config", config, "--name", "x", "--storage", tmp_path, message=message)
 
 
 # --- item 7: not a torch file, an empty submission ---------------------------------------
 
 
-def test_random_bytes_are_not_a_torch_file_and_an_empty_submission_is_refused(files, run):
-    assert_one_line(run("score", files["random"]), "not a torch file")
-    assert_one_line(run("score", files["empty"]), "has no rows")
-    assert_one_line(run("score", files["sub30"], "--scoring", files["truncated"]), "damaged or truncated")
+def test_random_bytes_are_not_a_torch_file_and_an_empty_submission_is_refused(files, one_line_error):
+    one_line_error("score", files["random"], message="not a torch file")
+    one_line_error("score", files["empty"], message="has no rows")
+    one_line_error("score", files["sub30"], "--scoring", files["truncated"], message="damaged or truncated")
 
 
 # --- items 8 and 9: finalize checks every input before the training data is built ------------
@@ -177,56 +142,42 @@ def _unavailable_device():
     return "cuda:99" if torch.cuda.is_available() else "cuda"
 
 
-def test_finalize_checks_the_val_file_and_the_device_first(files, tmp_path, make_experiment, run):
+def test_finalize_checks_the_val_file_and_the_device_first(files, tmp_path, make_experiment, one_line_error):
     folder = make_experiment(tmp_path / "exp", train_size=200_000)  # building this would take many seconds
-    done = run("finalize", "--experiment", folder, "--val-file", files["random"])
-    assert_one_line(done, "not a torch file")
-    assert "finalizing" not in done.stdout, done.seconds
-    assert done.seconds < 30, done.seconds
-    done = run("finalize", "--experiment", folder, "--val-file", tmp_path / "missing.pt")
-    assert_one_line(done, "no such file")
+    line = one_line_error("finalize", "--experiment", folder, "--val-file", files["random"], message="not a torch file")
+    assert "finalizing" not in line.ran.stdout, line.ran.seconds
+    assert line.ran.seconds < 30, line.ran.seconds
+    one_line_error("finalize", "--experiment", folder, "--val-file", tmp_path / "missing.pt", message="no such file")
     device = _unavailable_device()
-    done = run("finalize", "--experiment", folder, "--device", device)
-    line = assert_one_line(done, f"--device {device}: not available here")
+    line = one_line_error(
+        "finalize", "--experiment", folder, "--device", device, message=f"--device {device}: not available here"
+    )
     assert "available: cpu" in line
-    assert "finalizing" not in done.stdout
+    assert "finalizing" not in line.ran.stdout
     assert not (folder / "final").exists()
 
 
-def test_generate_names_the_available_devices(files, tmp_path, run):
+def test_generate_names_the_available_devices(files, tmp_path, one_line_error):
     device = _unavailable_device()
-    done = run(
-        "generate",
-        "--model",
-        files["truncated"],
-        "--scoring",
-        files["scoring"],
-        "--out",
-        tmp_path / "r.pt",
-        "--device",
-        device,
-    )
-    assert "available: cpu" in assert_one_line(done, f"--device {device}")
-    assert_one_line(
-        run("generate", "--model", files["truncated"], "--scoring", files["scoring"], "--device", "gpu0"),
-        "not a device name",
-    )
+    model, scoring = files["truncated"], files["scoring"]
+    args = ("--model", model, "--scoring", scoring, "--out", tmp_path / "r.pt", "--device", device)
+    assert "available: cpu" in one_line_error("generate", *args, message=f"--device {device}")
+    args = ("--model", model, "--scoring", scoring, "--device", "gpu0")
+    one_line_error("generate", *args, message="not a device name")
 
 
 # --- item 10: an output folder, a truncated model, --storage a file --------------------------
 
 
-def test_generate_out_a_folder_and_a_truncated_model_and_storage_a_file(files, tmp_path, run, tune):
-    done = run("generate", "--model", files["truncated"], "--scoring", files["scoring"], "--out", tmp_path)
-    assert_one_line(done, "is a folder")
-    done = run("generate", "--model", files["truncated"], "--scoring", files["scoring"], "--out", tmp_path / "r.pt")
-    assert_one_line(done, "damaged or truncated")
-    done = run("generate", "--model", files["random"], "--scoring", files["scoring"], "--out", tmp_path / "r.pt")
-    assert_one_line(done, "not a torch file")
+def test_generate_out_a_folder_and_a_truncated_model_and_storage_a_file(files, tmp_path, smoke, one_line_error):
+    scoring = ("--scoring", files["scoring"])
+    one_line_error("generate", "--model", files["truncated"], *scoring, "--out", tmp_path, message="is a folder")
+    out = ("--out", tmp_path / "r.pt")
+    one_line_error("generate", "--model", files["truncated"], *scoring, *out, message="damaged or truncated")
+    one_line_error("generate", "--model", files["random"], *scoring, *out, message="not a torch file")
     afile = tmp_path / "afile"
     afile.write_text("")
-    done = tune("--config", SMOKE, "--name", "x", "--storage", afile)
-    assert_one_line(done, "is a file, not a folder", prefix="twobirds-tune: error: ")
+    one_line_error("tune", "--config", smoke, "--name", "x", "--storage", afile, message="is a file, not a folder")
     assert afile.read_text() == ""
 
 
@@ -234,25 +185,26 @@ def test_generate_out_a_folder_and_a_truncated_model_and_storage_a_file(files, t
 
 
 @pytest.mark.parametrize("address", ["127.0.0.1:1", "ray://127.0.0.1:1", "localhost:1"])
-def test_tune_fails_fast_when_nothing_listens_at_the_address(tmp_path, address, tune):
-    done = tune("--config", SMOKE, "--name", "x", "--storage", tmp_path, "--address", address, timeout=60)
-    line = assert_one_line(done, "nothing answers there", prefix="twobirds-tune: error: ")
+def test_tune_fails_fast_when_nothing_listens_at_the_address(tmp_path, address, smoke, one_line_error):
+    args = ("--config", smoke, "--name", "x", "--storage", tmp_path, "--address", address)
+    line = one_line_error("tune", *args, message="nothing answers there")
     assert f"--address {address}" in line
-    assert done.seconds < 15, done.seconds
+    assert line.ran.seconds < 15, line.ran.seconds
     assert not (tmp_path / "x").exists()
 
 
 # --- item 12: functions that do not reproduce the scoring file's own (x, y) -------------------
 
 
-def test_score_refuses_functions_that_do_not_reproduce_the_scoring_file(files, run):
-    line = assert_one_line(
-        run("score", files["sub30"], "--scoring", files["scoring"], "--functions", *VARIANT), "do not reproduce"
-    )
+def test_score_refuses_functions_that_do_not_reproduce_the_scoring_file(files, one_line_error, run_main):
+    args = (files["sub30"], "--scoring", files["scoring"], "--functions", *VARIANT)
+    line = one_line_error("score", *args, message="do not reproduce")
     assert VARIANT[0] in line
     assert "--functions" in line
     # the official default on a variant's file
-    assert_one_line(run("score", files["variant30"], "--scoring", files["variant"]), "do not reproduce")
+    one_line_error("score", files["variant30"], "--scoring", files["variant"], message="do not reproduce")
     # with its own functions the variant scores; a file without true x (zeros) is scored too
-    assert run("score", files["variant30"], "--scoring", files["variant"], "--functions", *VARIANT).returncode == 0
-    assert run("score", files["variant30"], "--scoring", files["no_true_x"], "--functions", *VARIANT).returncode == 0
+    assert run_main("score", files["variant30"], "--scoring", files["variant"], "--functions", *VARIANT).returncode == 0
+    assert (
+        run_main("score", files["variant30"], "--scoring", files["no_true_x"], "--functions", *VARIANT).returncode == 0
+    )

@@ -10,15 +10,20 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO
-
-BENCH = REPO / "bench"
 RESULT = re.compile(r"^RESULT (\w+) (\S+) goal (\S+) (met|missed)$")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def bench(repo):
+    """bench/ on sys.path, as when a benchmark runs as a script (they import bench/common.py)."""
+    folder = str(repo / "bench")
+    sys.path.insert(0, folder)
+    yield
+    sys.path.remove(folder)
+
+
 def run_quick(name, capsys, *extra):
-    if str(BENCH) not in sys.path:
-        sys.path.insert(0, str(BENCH))
+    """bench/<name>.py --quick through its main(argv); bench/ is on sys.path (the `bench` fixture)."""
     module = importlib.import_module(name)
     module.main(["--quick", *extra])
     out = capsys.readouterr().out

@@ -29,11 +29,8 @@ import yaml
 
 from cluster.local_cluster import LocalCluster, inspect
 
-REPO = Path(__file__).resolve().parents[1]
-
 pytestmark = pytest.mark.cluster
 
-SMOKE = REPO / "search" / "configs" / "smoke.yaml"
 # The GCS declares a dead node after ~4 s instead of ~18 s with the defaults (test speed only).
 FAST_FAILURE_DETECTION = {
     "RAY_health_check_initial_delay_ms": "1000",
@@ -52,7 +49,7 @@ DRIVER_TIMEOUT = 240
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def search_file(folder: Path, name: str, trials: int, epochs: int) -> Path:
+def search_file(smoke: Path, folder: Path, name: str, trials: int, epochs: int) -> Path:
     """smoke.yaml made into `trials` trials of exactly `epochs` epochs that each last ~10 s here.
 
     Long enough to outlast a trial process's start on a busy 2-core machine: the search reuses
@@ -60,7 +57,7 @@ def search_file(folder: Path, name: str, trials: int, epochs: int) -> Path:
     hands its own process the next trial, and the search would never leave the first node.
     grace_period = max_t: ASHA stops no trial early. max_concurrent_trials null: fill the cluster.
     """
-    raw = yaml.safe_load(SMOKE.read_text())
+    raw = yaml.safe_load(smoke.read_text())
     raw["search"].update(num_samples=trials, max_concurrent_trials=None)
     raw["asha"].update(max_t=epochs, grace_period=epochs)
     raw["data"].update(train_size=20000)
@@ -70,13 +67,15 @@ def search_file(folder: Path, name: str, trials: int, epochs: int) -> Path:
     return path
 
 
-def start_driver(cluster: LocalCluster, config: Path | None, name: str, storage: Path, *extra: str) -> subprocess.Popen:
-    """scripts/tune.py --address <cluster>, as a user runs it (its own process group, killable)."""
+def start_driver(
+    repo: Path, cluster: LocalCluster, config: Path | None, name: str, storage: Path, *extra: str
+) -> subprocess.Popen:
+    """scripts/tune.py --address <cluster>, as a user runs it from the checkout (its own process group, killable)."""
     log = open(cluster.root / f"driver-{name}-{time.monotonic_ns()}.log", "w")  # noqa: SIM115 (closed in finish_driver)
     command = [sys.executable, "scripts/tune.py", *(["--config", str(config)] if config else [])]
     command += ["--name", name, "--storage", str(storage), "--address", cluster.address, *extra]
     proc = subprocess.Popen(
-        command, cwd=REPO, env=cluster.env_for_driver(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        command, cwd=repo, env=cluster.env_for_driver(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     proc.log = log
     return proc
@@ -182,12 +181,12 @@ def cluster():
 
 
 @pytest.fixture
-def drivers():
+def drivers(repo):
     """Start drivers through this fixture: whatever still runs when the test ends is killed."""
     started = []
 
     def start(*args, **kwargs):
-        started.append(start_driver(*args, **kwargs))
+        started.append(start_driver(repo, *args, **kwargs))
         return started[-1]
 
     yield start
@@ -238,9 +237,9 @@ def test_nothing_listens_beyond_loopback_and_token_auth_is_on(cluster):
     assert "Authentication token is missing or incorrect" in done.stderr, done.stderr[-3000:]
 
 
-def test_search_places_trials_on_every_node(cluster, shared, tmp_path, drivers):
+def test_search_places_trials_on_every_node(cluster, shared, tmp_path, drivers, smoke):
     """Three trial slots (1 on the head, 2 on the worker) filled at once: both nodes must run trials."""
-    config = search_file(tmp_path, "spread", trials=3, epochs=6)
+    config = search_file(smoke, tmp_path, "spread", trials=3, epochs=6)
     started = time.monotonic()
     log = finish_driver(drivers(cluster, config, "spread", shared))
     wall = time.monotonic() - started
@@ -294,11 +293,11 @@ def saved_epochs(experiment: Path) -> dict[str, int]:
     return out
 
 
-def test_killed_driver_resumes_on_the_cluster(cluster, shared, tmp_path, drivers):
+def test_killed_driver_resumes_on_the_cluster(cluster, shared, tmp_path, drivers, smoke):
     """SIGKILL the driver once Tune has saved a trial's progress on the shared storage; `--resume`
     against the same cluster finishes every trial, continuing from the checkpoints."""
     max_t, trials = 6, 2
-    config = search_file(tmp_path, "resume", trials=trials, epochs=max_t)
+    config = search_file(smoke, tmp_path, "resume", trials=trials, epochs=max_t)
     experiment = shared / "resume"
     started = time.monotonic()
     first = drivers(cluster, config, "resume", shared)
@@ -332,11 +331,11 @@ def test_killed_driver_resumes_on_the_cluster(cluster, shared, tmp_path, drivers
     print(f"FIGURES driver-resume: trials={len(table)} killed_at_s={killed_at:.0f} saved={saved} wall_s={wall:.0f}")
 
 
-def test_worker_killed_mid_search_loses_no_trial(cluster, shared, tmp_path, drivers):
+def test_worker_killed_mid_search_loses_no_trial(cluster, shared, tmp_path, drivers, smoke):
     """SIGKILL the worker's raylet once a trial on it has reported 2 epochs: every trial still
     finishes, and the ones that ran there continue from their checkpoint on the head."""
     max_t, trials = 6, 2
-    config = search_file(tmp_path, "failover", trials=trials, epochs=max_t)
+    config = search_file(smoke, tmp_path, "failover", trials=trials, epochs=max_t)
     worker = cluster.workers[0]
     started = time.monotonic()
     driver = drivers(cluster, config, "failover", shared)

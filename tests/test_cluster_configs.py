@@ -8,6 +8,7 @@ import ipaddress
 import json
 import os
 import re
+import runpy
 import shlex
 import signal
 import subprocess
@@ -26,9 +27,7 @@ from cluster.processes import alive, descendants
 from cluster.run_search import command_line
 from search.driver.compat import validated_launcher_config
 
-REPO = Path(__file__).resolve().parents[1]
-
-CLUSTER = REPO / "cluster"
+CLUSTER = Path(local_cluster.__file__).parent  # the checkout's cluster/
 LAUNCHERS = {"aws": "s3://", "gcp": "gs://"}  # provider -> the scheme of its shared storage
 KUBERAY = CLUSTER / "kuberay"
 IMAGE_HOME = "/home/ray/twobirds"  # where cluster/Dockerfile puts the repo
@@ -54,7 +53,7 @@ def start_commands(config: dict) -> list[str]:
 # --- nothing binds all interfaces -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", cluster_files(), ids=lambda p: str(p.relative_to(REPO)))
+@pytest.mark.parametrize("path", cluster_files(), ids=lambda p: str(p.relative_to(CLUSTER.parent)))
 def test_no_unspecified_address(path):
     text = path.read_text()
     for address in IPV4.findall(text):
@@ -182,7 +181,7 @@ def test_raycluster_manifest():
     assert len(mounts) == 1, f"every Ray pod must mount the shared volume at one path: {mounts}"
 
 
-def test_rayjob_manifest_runs_the_search_on_that_cluster():
+def test_rayjob_manifest_runs_the_search_on_that_cluster(repo):
     (job,) = manifests("rayjob.yaml")
     (rc,) = [d for d in manifests("raycluster.yaml") if d["kind"] == "RayCluster"]
     assert job["apiVersion"] == "ray.io/v1"
@@ -196,16 +195,16 @@ def test_rayjob_manifest_runs_the_search_on_that_cluster():
     assert script == f"{IMAGE_HOME}/cluster/run_search.py"
     args = command_line(words[2:])  # parses as scripts/tune.py's command line
     option = {args[i]: args[i + 1] for i in range(len(args) - 1) if args[i].startswith("--")}
-    assert (REPO / option["--config"].removeprefix(IMAGE_HOME + "/")).is_file()
+    assert (repo / option["--config"].removeprefix(IMAGE_HOME + "/")).is_file()
     mount = rc["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["volumeMounts"][0]["mountPath"]
     assert option["--storage"].startswith(mount + "/"), "the storage must be the shared volume"
     assert option["--address"] == "auto"
 
 
-def test_dockerfile_pins_ray_and_torch_as_the_project_does():
+def test_dockerfile_pins_ray_and_torch_as_the_project_does(repo):
     text = (CLUSTER / "Dockerfile").read_text()
     assert f"ARG BASE=rayproject/ray:{ray.__version__}-" in text
-    torch_pin = re.search(r"TORCH_PIN := (\S+)", (REPO / "Makefile").read_text()).group(1)
+    torch_pin = re.search(r"TORCH_PIN := (\S+)", (repo / "Makefile").read_text()).group(1)
     assert f"pip install --no-cache-dir {torch_pin}" in text
     copied = re.findall(r"^COPY \S+ (\S+)", text, flags=re.M)
     assert ".venv" not in copied
@@ -230,32 +229,33 @@ def test_run_search_resumes_only_an_existing_experiment(tmp_path):
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["start", "--help"]])
-def test_local_cluster_cli_help(argv):
-    done = subprocess.run(
-        [sys.executable, "-m", "cluster", *argv], cwd=REPO, capture_output=True, text=True, timeout=60
-    )
+def test_local_cluster_cli_help(argv, run_main):
+    done = run_main("cluster", *argv)
     assert done.returncode == 0, done.stderr
     assert "usage:" in done.stdout, done.stderr
 
 
-def run_cli(*argv: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "cluster", *argv]
-    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=60)
+def test_python_dash_m_cluster_runs_the_cli(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["python -m cluster", "--help"])
+    with pytest.raises(SystemExit) as done:
+        runpy.run_module("cluster", run_name="__main__", alter_sys=True)  # cluster/__main__.py, as `python -m`
+    assert done.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: python -m cluster "), capsys.readouterr()
 
 
-def test_local_cluster_cli_errors_are_one_line(tmp_path):
-    done = run_cli("status", "--dir", str(tmp_path))
-    assert done.returncode == 2
-    assert done.stderr == f"python -m cluster: error: --dir {tmp_path}: no cluster.json; was a cluster started there?\n"
+def test_local_cluster_cli_errors_are_one_line(tmp_path, one_line_error):
+    line = one_line_error("cluster", "status", "--dir", tmp_path, message="no cluster.json")
+    assert (
+        line.ran.stderr
+        == f"python -m cluster: error: --dir {tmp_path}: no cluster.json; was a cluster started there?\n"
+    )
     state = {"address": "127.0.0.1:1", "port": 1, "root": str(tmp_path), "dashboard_port": None}
     state["nodes"] = [{"name": "head", "head": True, "cpus": 1}, {"name": "worker1", "head": False, "cpus": 2}]
     (tmp_path / "cluster.json").write_text(json.dumps(state))
-    done = run_cli("kill-worker", "--dir", str(tmp_path), "--index", "2")
-    assert done.returncode == 2
-    assert done.stderr.splitlines() == ["python -m cluster: error: --index 2: this cluster has workers 1 to 1"]
-    done = run_cli("kill-worker", "--dir", str(tmp_path))  # no process of that cluster is running
-    assert done.returncode == 2
-    assert done.stderr.splitlines() == ["python -m cluster: error: worker1: no raylet running"]
+    line = one_line_error("cluster", "kill-worker", "--dir", tmp_path, "--index", "2", message="--index 2")
+    assert line == "python -m cluster: error: --index 2: this cluster has workers 1 to 1"
+    line = one_line_error("cluster", "kill-worker", "--dir", tmp_path, message="worker1")  # no process of it runs
+    assert line == "python -m cluster: error: worker1: no raylet running"
 
 
 def test_processes_of_a_node_include_its_orphans_and_not_its_zombies():
@@ -297,11 +297,3 @@ def test_local_cluster_driver_env_has_token_auth_and_no_foreign_address(tmp_path
     assert "RAY_AUTH_TOKEN" not in env
     assert env["RAY_AUTH_TOKEN_PATH"].endswith("/auth_token")
     assert "RAY_ADDRESS" not in local.env_for_nodes()
-
-
-def test_readme_says_how_to_launch_submit_watch_and_tear_down():
-    text = (CLUSTER / "README.md").read_text()
-    needed = ["ray up", "ray job submit", "--address", "tensorboard", "ray dashboard", "port-forward", "ray down"]
-    needed += ["kubectl apply", "kubectl delete", "python -m cluster start", "python -m cluster stop"]
-    for phrase in needed:
-        assert phrase in text, phrase

@@ -1,5 +1,4 @@
 import pickle
-from pathlib import Path
 
 import pytest
 import torch
@@ -7,9 +6,6 @@ from torch.utils.data import TensorDataset
 
 from cvae.data import DataFileError, DataSpec, load_challenge, make_dataset, save_submission, synthetic_lines
 from cvae.functions import FunctionPair
-
-REPO = Path(__file__).resolve().parents[1]
-VALIDATION = REPO.parent / "shared" / "twobirds" / "validation_dataset.pt"
 
 
 def _endpoints(x):
@@ -42,10 +38,10 @@ def test_make_dataset_applies_the_functions():
 
 
 @pytest.mark.needs_shared
-def test_synthetic_endpoints_match_the_official_distribution():
+def test_synthetic_endpoints_match_the_official_distribution(shared):
     from scipy.stats import ks_2samp
 
-    real, _ = load_challenge(VALIDATION)
+    real, _ = load_challenge(shared / "validation_dataset.pt")
     fake = synthetic_lines(50_000, seed=0)
     for name, values in _endpoints(real).items():
         statistic = ks_2samp(values.numpy(), _endpoints(fake)[name].numpy()).statistic
@@ -53,8 +49,8 @@ def test_synthetic_endpoints_match_the_official_distribution():
 
 
 @pytest.mark.needs_shared
-def test_loads_the_official_validation_file():
-    x, y = load_challenge(VALIDATION)
+def test_loads_the_official_validation_file(shared):
+    x, y = load_challenge(shared / "validation_dataset.pt")
     assert x.shape == y.shape == (3000, 50, 2)
     assert torch.allclose(FunctionPair()(x.double()).float(), y, atol=1e-4)
 
@@ -83,15 +79,19 @@ def test_loads_the_list_of_pairs_variant(tmp_path):
 
 
 class _Exploit:
+    """A pickle that, when loaded, creates the marker file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
     def __reduce__(self):
-        return (open, ("/tmp/pwned_by_twobirds_test", "w"))
+        return (open, (self.marker, "w"))
 
 
 def test_refuses_a_pickle_carrying_a_callable_without_running_it(tmp_path):
-    marker = __import__("pathlib").Path("/tmp/pwned_by_twobirds_test")
-    marker.unlink(missing_ok=True)
+    marker = tmp_path / "pwned"  # the test's own folder: not a name in /tmp that other runs share
     path = tmp_path / "evil.pt"
-    torch.save({"x": _Exploit(), "y": torch.zeros(1)}, path, pickle_module=pickle)
+    torch.save({"x": _Exploit(marker), "y": torch.zeros(1)}, path, pickle_module=pickle)
     with pytest.raises(DataFileError, match="refused to load"):
         load_challenge(path)
     assert not marker.exists()

@@ -3,17 +3,14 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from cvae.data import load_challenge
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 @pytest.mark.slow
-def test_the_main_job_searches_finalizes_generates_and_scores(tmp_path):
+def test_the_main_job_searches_finalizes_generates_and_scores(tmp_path, repo):
     done = subprocess.run(
         [
             sys.executable,
@@ -31,7 +28,7 @@ def test_the_main_job_searches_finalizes_generates_and_scores(tmp_path):
             "--final-epochs",
             "3",
         ],
-        cwd=REPO,
+        cwd=repo,
         capture_output=True,
         text=True,
         timeout=600,

@@ -173,13 +173,11 @@ def test_the_study_plots_are_optunas_on_the_saved_study(tmp_path, make_experimen
         _decodes((tmp_path / "plots" / file).read_bytes())
 
 
-def test_the_search_and_finalize_choose_the_same_best_trial():
-    """One rule: a diverged trial's placeholder score never wins, full-length trials come first."""
-    import types
-
+def test_the_best_trial_rule():
+    """The one rule the search and finalize both use (search.trials.best_trial): a diverged trial's
+    placeholder score never wins, full-length trials come first."""
     import pandas as pd
 
-    from search.driver.results import best_row
     from search.trials import best_trial
 
     table = pd.DataFrame(
@@ -190,7 +188,6 @@ def test_the_search_and_finalize_choose_the_same_best_trial():
             "status": ["TERMINATED"] * 4,
         }
     )
-    assert best_row(table, types.SimpleNamespace(mode="max"))["trial_id"] == "full"
     assert best_trial(table, "max")["trial_id"] == "full"
     assert best_trial(table[table.trial_id != "full"], "max")["trial_id"] == "early"
     assert best_trial(table[table.trial_id.isin(["diverged", "unscored"])], "max") is None

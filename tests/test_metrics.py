@@ -1,5 +1,4 @@
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -10,12 +9,11 @@ from cvae.metrics import branches, coverage, diversity, evaluate, validity
 from cvae.solve import refine, rmse, uniform_starts
 
 OFFICIAL = FunctionPair()
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "twobirds"
 TRUE = torch.tensor([[0.83, 0.55, 0.54, 0.83]], dtype=torch.float64)  # a typical official pair
 
 
-def _load(name):
-    path = SHARED / name
+def _load(shared, name):
+    path = shared / name
     if not path.exists():
         pytest.skip(f"{path} is absent (the challenge's reference data lives outside the repository)")
     with torch.serialization.safe_globals([torch.utils.data.TensorDataset]):
@@ -93,8 +91,8 @@ def test_branches_reject_what_has_no_branches():
         branches(torch.full((1, 50, 2), 1.5), OFFICIAL)
 
 
-def test_branches_of_every_official_validation_row_from_y_alone():
-    x, y = _load("validation_dataset.pt")
+def test_branches_of_every_official_validation_row_from_y_alone(shared):
+    x, y = _load(shared, "validation_dataset.pt")
     found = branches(y, OFFICIAL)
     truth = endpoints_from_lines(x.double())
     assert max(_nearest(b, p) for b, p in zip(found, truth)) < 1e-3
@@ -168,8 +166,8 @@ def test_diversity_counts_distinct_valid_samples():
     assert result["mean_pairwise_distance"] > 0.01
 
 
-def test_evaluate_scores_the_official_sample_submission():
-    x, y = _load("sample_submission.pt")
+def test_evaluate_scores_the_official_sample_submission(shared):
+    x, y = _load(shared, "sample_submission.pt")
     x, y = x.view(50, 30, 50, 2), y.view(50, 30, 50, 2)
     assert (y == y[:, :1]).all()  # y holds the given condition, repeated
     result = evaluate(x, y[:, 0], OFFICIAL)

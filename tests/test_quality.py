@@ -5,9 +5,7 @@ Fast (seconds on one CPU thread); no test asserts a timing or a benchmark's qual
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
+import importlib.util
 
 import torch
 
@@ -20,7 +18,6 @@ from cvae.sampling import generate, select
 from cvae.solve import rmse, uniform_starts
 from cvae.train import Trainer
 
-REPO = Path(__file__).resolve().parents[1]
 OFFICIAL = FunctionPair()
 
 
@@ -108,16 +105,19 @@ def test_selection_never_returns_an_invalid_sample_when_valid_ones_exist():
     assert validity(picked, y, OFFICIAL)["valid"][0, :2].all()
 
 
-def test_quality_bench_quick_prints_its_result_lines():
-    done = subprocess.run(
-        [sys.executable, "bench/quality.py", "--quick"], cwd=REPO, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    names = [line.split()[1] for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+def test_quality_bench_quick_prints_its_result_lines(repo, capsys):
+    """bench/quality.py --quick, through its main(argv) (loaded from its file, as the script runs)."""
+    spec = importlib.util.spec_from_file_location("bench_quality", repo / "bench" / "quality.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    status = bench.main(["--quick"])
+    done = capsys.readouterr()
+    assert status == 0, done.err[-2000:]
+    names = [line.split()[1] for line in done.out.splitlines() if line.startswith("RESULT ")]
     expected = ("network_gates_pass", "network_valid_frac", "network_coverage_norm", "check_k300_valid_frac")
     for name in (*expected, "refined_k30_coverage_norm", "refined_k300_coverage_norm"):
-        assert name in names, done.stdout[-2000:]
-    for line in done.stdout.splitlines():
+        assert name in names, done.out[-2000:]
+    for line in done.out.splitlines():
         if line.startswith("RESULT "):
             parts = line.split()
             assert len(parts) == 6, line

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import inspect
 import re
-from pathlib import Path
 
 import optuna
 import pytest
@@ -17,11 +16,9 @@ from ray import tune
 
 from search.driver import compat as ray_compat
 
-REPO = Path(__file__).resolve().parents[1]
 
-
-def test_pyproject_allows_the_installed_ray_and_only_the_checked_minor():
-    lines = re.findall(r'^\s*"(ray\[[^"]*)",', (REPO / "pyproject.toml").read_text(), flags=re.M)
+def test_pyproject_allows_the_installed_ray_and_only_the_checked_minor(repo):
+    lines = re.findall(r'^\s*"(ray\[[^"]*)",', (repo / "pyproject.toml").read_text(), flags=re.M)
     (ray_req,) = [Requirement(line) for line in lines]
     assert ray_req.specifier.contains(ray.__version__), (ray_req, ray.__version__)
     assert ray_req.specifier.contains(ray_compat.RAY_CHECKED)

@@ -7,7 +7,6 @@
 - item 14: the local Ray's token lives in the run's own temporary folder (0600), never in ~/.ray.
 """
 
-import glob
 import os
 import pickle
 import shutil
@@ -21,9 +20,6 @@ import pandas as pd
 import pytest
 
 from search.driver import local_ray, trust
-
-REPO = Path(__file__).resolve().parents[1]
-SMOKE = REPO / "search" / "configs" / "smoke.yaml"
 
 MARKER_NAME = "MARKER"
 
@@ -52,7 +48,8 @@ def tune(run_script):
     return lambda *args, env, timeout=300: run_script("tune", *args, env=env, timeout=timeout)
 
 
-def assert_one_line(done, message):
+def assert_one_error_line(done, message):
+    """A search that fails once Ray has started: exit 2, one `error:` line among Ray's own output."""
     assert done.returncode == 2, (done.returncode, done.stdout[-3000:], done.stderr[-3000:])
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
     errors = [line for line in done.stderr.splitlines() if "error:" in line]
@@ -67,20 +64,46 @@ def ray_processes(folder: str) -> list[int]:
     return processes_of(folder)
 
 
-def _our_ray_folders() -> set:
-    return set(glob.glob("/tmp/twobirds-ray-*"))
+def ray_folders_of(driver_pid: int) -> set[str]:
+    """The local Ray temp folders of this driver: those its reapers watch (`reaper.py DRIVER_PID FOLDER`).
 
-
-def _folder_of(driver_pid: int, candidates: set) -> str:
-    """The local Ray folder of this driver: the one its reaper watches (other searches may run beside it)."""
+    Named by the driver's pid, not by listing /tmp/twobirds-ray-*: other searches on the machine (another
+    test, another checkout, a reaper still deleting an earlier run's folder) have folders there too.
+    """
+    folders = set()
     for entry in Path("/proc").iterdir():
         try:
             args = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
         except OSError:
             continue
-        if len(args) >= 4 and args[1].endswith("reaper.py") and args[2] == str(driver_pid) and args[3] in candidates:
-            return args[3]
-    raise AssertionError(f"no reaper watches driver {driver_pid} (folders {sorted(candidates)})")
+        if len(args) >= 4 and args[1].endswith("reaper.py") and args[2] == str(driver_pid):
+            folders.add(args[3])
+    return folders
+
+
+def run_watching_ray(command: list, cwd: Path, env: dict, logs: Path, timeout: float = 300):
+    """Run a search driver to its end, noting the local Ray folders it made (and their token's mode) while
+    it runs: -> (CompletedProcess, {folder: token mode or None})."""
+    out, err = logs.with_suffix(".out"), logs.with_suffix(".err")
+    with open(out, "w") as stdout, open(err, "w") as stderr:
+        driver = subprocess.Popen(command, cwd=cwd, env=env, stdout=stdout, stderr=stderr)
+        folders: dict = {}
+        deadline = time.monotonic() + timeout
+        try:
+            while driver.poll() is None and time.monotonic() < deadline:
+                for folder in ray_folders_of(driver.pid) - set(folders):
+                    token = Path(folder) / local_ray.TOKEN_FILE
+                    try:
+                        folders[folder] = token.stat().st_mode & 0o777
+                    except OSError:
+                        folders[folder] = None
+                time.sleep(0.1)
+        finally:
+            if driver.poll() is None:
+                driver.kill()
+            driver.wait()
+    done = subprocess.CompletedProcess(command, driver.returncode, out.read_text(), err.read_text())
+    return done, folders
 
 
 def test_private_token_is_0600(tmp_path):
@@ -112,61 +135,71 @@ def test_trust_key_is_0600_and_a_manifest_fails_under_another_key(tmp_path, monk
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory, tune):
-    """A small finished search, run with its own HOME: (tmp folder, experiment folder, env, result)."""
+def finished(tmp_path_factory, smoke, repo):
+    """A small finished search, run with its own HOME: (tmp folder, experiment folder, env, its Ray folders)."""
     tmp_path = tmp_path_factory.mktemp("search")
     env = _env(tmp_path)
-    before = _our_ray_folders()
-    done = tune("--config", SMOKE, "--name", "smoke", "--storage", tmp_path / "runs", "--num-samples", 2, env=env)
+    command = [sys.executable, "scripts/tune.py", "--config", str(smoke), "--name", "smoke"]
+    command += ["--storage", str(tmp_path / "runs"), "--num-samples", "2"]
+    done, ray_folders = run_watching_ray(command, repo, env, tmp_path / "search")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return tmp_path, tmp_path / "runs" / "smoke", env, before
+    return tmp_path, tmp_path / "runs" / "smoke", env, ray_folders
 
 
 @pytest.mark.slow
 def test_local_search_leaves_home_and_tmp_as_they_were(finished):
-    tmp_path, folder, _, before = finished
+    tmp_path, folder, _, ray_folders = finished
     assert not (tmp_path / "home" / ".ray").exists()  # no ~/.ray/auth_token
     assert (folder / trust.MANIFEST).is_file()
+    # one local Ray, in a private /tmp/twobirds-ray-* folder holding its token (0600)
+    assert len(ray_folders) == 1, ray_folders
+    ((ray_folder, token_mode),) = ray_folders.items()
+    assert Path(ray_folder).parent == Path("/tmp")
+    assert Path(ray_folder).name.startswith("twobirds-ray-"), ray_folder
+    assert token_mode == 0o600, (ray_folder, token_mode)
     deadline = time.monotonic() + 15
-    while _our_ray_folders() - before and time.monotonic() < deadline:
+    while Path(ray_folder).exists() and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert not (_our_ray_folders() - before), "the run's Ray temp folder (and token) outlived the search"
+    assert not Path(ray_folder).exists(), f"the run's Ray temp folder (and token) outlived the search: {ray_folder}"
 
 
 @pytest.mark.slow
-def test_a_replaced_searcher_pickle_never_runs_on_resume(finished, tmp_path, tune):
+def test_a_replaced_searcher_pickle_never_runs_on_resume(finished, tmp_path, tune, one_line_error, monkeypatch):
     _, folder, env, _ = finished
     copy = tmp_path / "runs" / "smoke"
     shutil.copytree(folder, copy)
     marker = tmp_path / MARKER_NAME
     (state,) = copy.glob("searcher-state-*.pkl")
     state.write_bytes(pickle.dumps(_Marker(marker)))
-    done = tune("--name", "smoke", "--storage", tmp_path / "runs", "--resume", env=env)
-    line = assert_one_line(done, "is not the file this project's search wrote")
+    # the refusals come before Ray starts: in-process, under the search's HOME and key
+    for key in local_ray.AUTH_VARIABLES:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("HOME", env["HOME"])
+    monkeypatch.setenv(trust.CONFIG_ENV, env[trust.CONFIG_ENV])
+    resume = ("--name", "smoke", "--storage", tmp_path / "runs", "--resume")
+    line = one_line_error("tune", *resume, message="is not the file this project's search wrote")
     assert state.name in line
     assert "--trust" in line
-    assert done.seconds < 30
-    assert "Started a local Ray" not in done.stderr
+    assert line.ran.seconds < 30
     assert not marker.exists()
     # a folder signed under another user's key: refused as well
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "trust.key").write_text(os.urandom(32).hex())
-    done = tune("--name", "smoke", "--storage", tmp_path / "runs", "--resume", env={**env, **_env(tmp_path, "x")})
-    assert_one_line(done, "does not match this machine's key")
+    monkeypatch.setenv(trust.CONFIG_ENV, str(tmp_path / "x"))
+    one_line_error("tune", *resume, message="does not match this machine's key")
     assert not marker.exists()
     # --trust is the explicit way to run it: the pickle runs, Tune's restore fails, in one line, no hang
     done = tune("--name", "smoke", "--storage", tmp_path / "runs", "--resume", "--trust", env=env, timeout=240)
-    assert_one_line(done, "could not restore")
+    assert_one_error_line(done, "could not restore")
     assert marker.exists()
 
 
 @pytest.mark.slow
-def test_sigkilled_driver_leaves_no_ray_process_and_the_signed_state_resumes(tmp_path):
+def test_sigkilled_driver_leaves_no_ray_process_and_the_signed_state_resumes(tmp_path, smoke, repo):
     env = _env(tmp_path)
-    before = _our_ray_folders()
-    command = [sys.executable, "scripts/tune.py", "--config", str(SMOKE), "--name", "k", "--storage", str(tmp_path)]
+    command = [sys.executable, "scripts/tune.py", "--config", str(smoke), "--name", "k", "--storage", str(tmp_path)]
     log = open(tmp_path / "first.log", "w")  # noqa: SIM115 (the driver writes it until killed)
-    driver = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    driver = subprocess.Popen(command, cwd=repo, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline and not (
@@ -176,7 +209,9 @@ def test_sigkilled_driver_leaves_no_ray_process_and_the_signed_state_resumes(tmp
             assert driver.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
             time.sleep(0.5)
         time.sleep(2)  # let Tune save the state that knows the checkpoint
-        folder = _folder_of(driver.pid, _our_ray_folders() - before)
+        folders = ray_folders_of(driver.pid)
+        assert len(folders) == 1, f"driver {driver.pid}: local Ray folders {folders}"  # the one Ray it started
+        (folder,) = folders
         assert ray_processes(folder), "no process of the local Ray found"
     finally:
         driver.send_signal(signal.SIGKILL)  # the driver alone, not its process group
@@ -191,7 +226,7 @@ def test_sigkilled_driver_leaves_no_ray_process_and_the_signed_state_resumes(tmp
     damaged = list((tmp_path / "k").glob("t*_*/checkpoint_*/trainer.pt"))
     for path in damaged:
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    resumed = subprocess.run([*command, "--resume"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run([*command, "--resume"], cwd=repo, env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     table = pd.read_csv(tmp_path / "k" / "results.csv")
     assert len(table) == 6, table[["trial_id", "status", "error"]]
@@ -201,11 +236,13 @@ def test_sigkilled_driver_leaves_no_ray_process_and_the_signed_state_resumes(tmp
 
 
 @pytest.mark.slow
-def test_a_full_disk_stops_the_search_in_one_line_and_resume_finishes_once_there_is_room(tmp_path, small_disk, tune):
+def test_a_full_disk_stops_the_search_in_one_line_and_resume_finishes_once_there_is_room(
+    tmp_path, small_disk, tune, smoke
+):
     env = _env(tmp_path)
-    command = ["--config", SMOKE, "--name", "full", "--storage", small_disk]
+    command = ["--config", smoke, "--name", "full", "--storage", small_disk]
     done = tune(*command, env=env)
-    line = assert_one_line(done, "no space left on the device")
+    line = assert_one_error_line(done, "no space left on the device")
     assert "--resume" in line
     assert done.seconds < 120
     finished = set()

@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import optuna
 import pandas as pd
@@ -16,9 +15,6 @@ from optuna.trial import TrialState
 from search.driver.study import open_storage
 
 pytestmark = pytest.mark.slow
-
-REPO = Path(__file__).resolve().parents[1]
-SMOKE = REPO / "search" / "configs" / "smoke.yaml"
 
 
 def _statuses(folder) -> dict:
@@ -39,20 +35,20 @@ def _reported(folder, trial_id) -> list:
     return (trial / "result.json").read_text().splitlines()
 
 
-def test_killed_search_resumes_without_rerunning_finished_trials(tmp_path):
+def test_killed_search_resumes_without_rerunning_finished_trials(tmp_path, smoke, repo):
     folder = tmp_path / "smoke"
     command = [
         sys.executable,
         "scripts/tune.py",
         "--config",
-        str(SMOKE),
+        str(smoke),
         "--name",
         "smoke",
         "--storage",
         str(tmp_path),
     ]
     log = open(tmp_path / "first.log", "w")  # noqa: SIM115 (the driver writes it until killed)
-    driver = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    driver = subprocess.Popen(command, cwd=repo, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline and driver.poll() is None:
@@ -72,7 +68,7 @@ def test_killed_search_resumes_without_rerunning_finished_trials(tmp_path):
     assert not (folder / "results.csv").exists()
 
     started = time.perf_counter()
-    resumed = subprocess.run([*command, "--resume"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run([*command, "--resume"], cwd=repo, capture_output=True, text=True, timeout=300)
     print(f"resume: {time.perf_counter() - started:.1f} s, {len(done)} trials were done before the kill")
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
 

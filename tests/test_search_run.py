@@ -23,20 +23,17 @@ pytestmark = pytest.mark.slow
 CONFIG_KEYS = list(Config.model_fields)
 BOXES = set("\u2500\u2502\u250c\u2510\u2514\u2518\u251c\u2524\u252c\u2534\u253c\u256d\u256e\u256f\u2570")
 
-REPO = Path(__file__).resolve().parents[1]
-SMOKE = REPO / "search" / "configs" / "smoke.yaml"
-
 
 @pytest.fixture(scope="module")
-def console(tmp_path_factory):
+def console(tmp_path_factory, smoke, repo):
     """The installed `twobirds-tune` command on the smoke search: its own local Ray, its console captured."""
     storage = tmp_path_factory.mktemp("runs")
     command = shutil.which("twobirds-tune", path=str(Path(sys.executable).parent))
     assert command, "twobirds-tune is not installed beside this Python (pip install -e .)"
     started = time.perf_counter()
     done = subprocess.run(
-        [command, "--config", str(SMOKE), "--name", "smoke", "--storage", str(storage)],
-        cwd=REPO,
+        [command, "--config", str(smoke), "--name", "smoke", "--storage", str(storage)],
+        cwd=repo,
         capture_output=True,
         text=True,
         timeout=600,
@@ -52,8 +49,8 @@ def experiment(console):
 
 
 @pytest.fixture(scope="module")
-def spec():
-    return load_search_config(SMOKE)
+def spec(smoke):
+    return load_search_config(smoke)
 
 
 @pytest.fixture(scope="module")
@@ -61,9 +58,9 @@ def table(experiment):
     return pd.read_csv(experiment / "results.csv")
 
 
-def test_every_trial_is_in_the_results_table(experiment, table, spec):
+def test_every_trial_is_in_the_results_table(experiment, table, spec, smoke):
     assert experiment.is_dir()
-    assert (experiment / "search_config.yaml").read_text() == SMOKE.read_text()
+    assert (experiment / "search_config.yaml").read_text() == smoke.read_text()
     parquet = pd.read_parquet(experiment / "results.parquet")
     assert len(table) == len(parquet) == spec.search.num_samples == 6
     assert table["trial_id"].is_unique

@@ -1,22 +1,22 @@
 """The search file is checked before Ray starts; small pieces of the search that need no Ray."""
 
 import math
-import subprocess
+import runpy
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+import search
 from search.cli import main
 from search.driver.trainable import _metrics, image_epochs
 from search.spec import SearchConfigError, load_search_config, parse_search_config
 from search.trials import DIVERGED, stop_reason, stopped_early
 
-REPO = Path(__file__).resolve().parents[1]
-SMOKE = REPO / "search" / "configs" / "smoke.yaml"
-
-CONFIGS = sorted((REPO / "search" / "configs").glob("*.yaml"))
+CONFIGS_DIR = Path(search.__file__).parent / "configs"  # the checkout's search/configs (parametrizes below)
+CONFIGS = sorted(CONFIGS_DIR.glob("*.yaml"))
+SMOKE = CONFIGS_DIR / "smoke.yaml"
 
 
 def _smoke() -> dict:
@@ -130,11 +130,14 @@ def test_bad_file_errors_before_ray_starts(tmp_path, monkeypatch, capsys):
     assert "search.num_samples" in capsys.readouterr().err
 
 
-def test_cli_help_runs_from_the_repo_root():
-    out = subprocess.run(
-        [sys.executable, "scripts/tune.py", "--help"], cwd=REPO, capture_output=True, text=True, timeout=60
-    )
-    assert out.returncode == 0, out.stderr
+def test_cli_help_runs_from_the_repo_root(repo, monkeypatch, capsys):
+    """`python scripts/tune.py --help` from the checkout: the file run as __main__ (in-process, runpy)."""
+    monkeypatch.chdir(repo)
+    monkeypatch.setattr(sys, "argv", ["scripts/tune.py", "--help"])
+    with pytest.raises(SystemExit) as done:
+        runpy.run_path("scripts/tune.py", run_name="__main__")
+    out = capsys.readouterr()
+    assert done.value.code == 0, out.err
     for flag in (
         "--config",
         "--name",
@@ -146,7 +149,7 @@ def test_cli_help_runs_from_the_repo_root():
         "--time-budget",
         "--resume",
     ):
-        assert flag in out.stdout
+        assert flag in out.out
 
 
 def test_image_epochs_cover_first_rungs_and_last():
