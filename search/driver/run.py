@@ -36,9 +36,7 @@ def run(plan: Plan) -> Path:
     print(results.summary(table, plan.spec, plan.name, results.best_row(table, plan.spec)))
     left = results.trials_left(table, None if plan.storage.is_uri else plan.storage.experiment(plan.name))
     if not left:  # finished: no trial of it runs again
-        close_running(
-            study_folder(plan.storage, plan.name), errored=table.loc[table["stop_reason"] == "error", "trial_id"]
-        )
+        close_journal(plan, table)
     check_outcome(table, plan, left)
     print_next_steps(plan)
     return local
@@ -131,6 +129,14 @@ def write_results(plan: Plan, files: dict[str, bytes | str]) -> Path:
     for file, content in {**files, SEARCH_CONFIG: plan.spec.text}.items():
         (local / file).write_bytes(content.encode() if isinstance(content, str) else content)
     return local
+
+
+def close_journal(plan: Plan, table: pd.DataFrame) -> None:
+    """A finished search's Optuna journal with no trial left RUNNING (search/driver/study.py)."""
+    if table.empty:
+        return
+    errored = table.loc[table["stop_reason"] == "error", "trial_id"]
+    close_running(study_folder(plan.storage, plan.name), known=table["trial_id"], errored=errored)
 
 
 def check_outcome(table: pd.DataFrame, plan: Plan, left: int) -> None:

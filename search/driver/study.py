@@ -94,17 +94,20 @@ def load_study(experiment_dir, name: str | None = None):
     return optuna.load_study(study_name=name, storage=storage)
 
 
-def close_running(experiment_dir, errored=()) -> int:
-    """Close the trials a finished search left RUNNING in its journal: those that errored (Ray trial ids in
-    `errored`: FAIL; the searcher keeps them open while a --resume could run them again) and those the time
-    budget ended before they finished (Tune tells the searcher nothing of them: PRUNED at their last epoch,
-    as ASHA's early stops are, or FAIL without one). Returns how many were closed."""
+def close_running(experiment_dir, known, errored=()) -> int:
+    """Close the trials a finished search left RUNNING in its journal: FAIL for those Tune does not know (Ray
+    trial ids not in `known`: suggested by a killed driver after Tune's last snapshot, never run since) and
+    those that errored (`errored`: the searcher keeps them open while a --resume could run them again);
+    those the time budget ended before they finished (Tune tells the searcher nothing of them) PRUNED at their
+    last epoch, as ASHA's early stops are, or FAIL without one. Returns how many were closed."""
     from optuna.trial import TrialState
 
     study = load_study(experiment_dir)
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    known, errored = set(known), set(errored)
     for trial in running:
-        failed = trial.user_attrs.get(RAY_TRIAL_ID) in set(errored) or not trial.intermediate_values
+        ray_id = trial.user_attrs.get(RAY_TRIAL_ID)
+        failed = ray_id not in known or ray_id in errored or not trial.intermediate_values
         study.tell(trial.number, state=TrialState.FAIL if failed else TrialState.PRUNED)
     return len(running)
 
