@@ -38,8 +38,10 @@ def alive(pid: int, started: float | None) -> bool:
         process = psutil.Process(pid)
         same = started is None or process.create_time() == started
         return same and process.is_running() and process.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
+    except psutil.NoSuchProcess:  # gone (a zombie too)
         return False
+    except psutil.Error:  # cannot tell: never stop a Ray whose driver may still run
+        return True
 
 
 def processes_of(folder: str) -> list[int]:
