@@ -8,6 +8,7 @@ Samples are judged by `cvae.submission.assess`, the same code `scripts/score.py`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import sys
@@ -32,17 +33,11 @@ from .experiment import VAL_SAMPLES, Experiment
 class Stopwatch(dict):
     """Seconds per named step: `with clock("train_s"): ...`."""
 
+    @contextlib.contextmanager
     def __call__(self, name: str):
-        watch = self
-
-        class _Step:
-            def __enter__(self):
-                self.started = time.perf_counter()
-
-            def __exit__(self, *_):
-                watch[name] = time.perf_counter() - self.started
-
-        return _Step()
+        started = time.perf_counter()
+        yield
+        self[name] = time.perf_counter() - started
 
 
 def _progress_callback(bar):
