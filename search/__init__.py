@@ -30,6 +30,8 @@ def run_search(
     time_budget: float | None = None,
     resume: bool = False,
     trust: bool = False,
+    warm_start=(),
+    more: int | None = None,
 ) -> Path:
     """Run (or with resume=True finish) the search `name` under `storage`; returns the experiment folder.
 
@@ -38,11 +40,15 @@ def run_search(
     The folder ends with search_config.yaml, results.csv, results.parquet, best_config.yaml and
     Tune's trial folders; for an s3:// or gs:// storage those files are also copied to ./runs/<name>/,
     which is returned. A resume unpickles Tune's state only if this project signed it, or with trust=True.
+    warm_start: earlier experiment folders whose finished trials the new study starts with (their journals only);
+    more: add that many trials to the finished experiment `name` (its study and numbering continue).
     """
     overrides = dict(
         num_samples=num_samples, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, time_budget_s=time_budget
     )
-    plan = preflight.prepare(config_path, name, storage, overrides, address=address, resume=resume, trust=trust)
+    plan = preflight.prepare(
+        config_path, name, storage, overrides, address=address, resume=resume, trust=trust, warm=warm_start, more=more
+    )
     from .driver.run import run  # the one import that brings in Ray: after preflight set the loopback switch
 
     return run(plan)

@@ -14,6 +14,8 @@ EPILOG = """examples:
   %(prog)s --config search/configs/cluster.yaml --name big --storage /nfs/runs --address auto \\
       --gpus-per-trial 0.25
   %(prog)s --config search/configs/laptop.yaml --name laptop --storage runs --resume   # after Ctrl-C
+  %(prog)s --name laptop --storage runs --more 20                    # 20 more trials, same study
+  %(prog)s --config narrower.yaml --name laptop2 --storage runs --warm-start runs/laptop
 then: tensorboard --logdir runs/laptop   (results.csv, results.parquet, best_config.yaml in that folder)"""
 
 
@@ -42,7 +44,7 @@ def parser() -> argparse.ArgumentParser:
         "--config",
         metavar="FILE",
         help="search file (YAML), e.g. search/configs/laptop.yaml; "
-        "optional with --resume, which uses the experiment's saved copy",
+        "optional with --resume and --more, which use the experiment's saved copy",
     )
     p.add_argument("--name", required=True, help="experiment name: the folder <storage>/<name>/")
     p.add_argument(
@@ -80,10 +82,35 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--trust",
         action="store_true",
-        help="with --resume: restore an experiment folder this project did not sign (another user's or "
+        help="with --resume or --more: read an experiment folder this project did not sign (another user's or "
         "machine's run, or one from before signing); Ray unpickles its state files, so only for folders you trust",
     )
+    p.add_argument(
+        "--warm-start",
+        nargs="+",
+        default=[],
+        metavar="DIR",
+        help="start a new experiment whose TPE already knows the finished trials of these earlier experiment "
+        "folders (read from their optuna.journal): those that fit the new space are taken, the others skipped",
+    )
+    p.add_argument(
+        "--more",
+        type=_count,
+        metavar="N",
+        help="run N more trials in the finished experiment --name (same search file, the study and the trial "
+        "numbering continue; with --time-budget S they stop after S seconds)",
+    )
     return p
+
+
+def _count(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of trials, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
 
 
 def main(argv=None) -> int:
@@ -101,6 +128,8 @@ def main(argv=None) -> int:
             time_budget=args.time_budget,
             resume=args.resume,
             trust=args.trust,
+            warm_start=args.warm_start,
+            more=args.more,
         )
         return 0
 

@@ -79,6 +79,17 @@ and the cluster and search tests, then widen the bound in pyproject.toml.
    (`time_budget_ends`): when it fires Tune stops the running trials and leaves the pending ones PENDING, which
    would otherwise read as an interrupted search owing trials. Replacement: a `tune.Stopper` of our own.
 
+17. `SearchGenerator.get_state()` / `set_state()` and their keys "counter" and "total_samples"
+   (`continue_numbering`): search/driver/extend.py's `ContinuedSearch` runs more trials in a finished experiment
+   (`--more`) as a new Tuner run whose trial numbers (experiment tags, trial folders, TensorBoard runs) go on after
+   the earlier trials instead of starting again at 1; the counter is the generator's own, the sample count must
+   cover it. Replacement: none (`Tuner.restore` cannot add trials to a finished experiment, ray-project/ray
+   #30223); a `trial_name_creator` alone would leave Tune's experiment tags (and the searcher's run names) at 1.
+18. The layout of Tune's `experiment_state-*.json` (`state_trial_ids`): JSON whose "trial_data" holds, per
+   trial, its JSON state (with "trial_id") first. search/driver/extend.py reads which trials each Tuner run of an
+   experiment holds without unpickling anything, so an extended experiment's results cover every run. Replacement:
+   `ExperimentAnalysis` of each file (which unpickles and reads every trial's results, for each snapshot).
+
 Nothing here imports ray at module level: `loopback_only` must run before ray is first imported, and
 the switches of entry 4 are read then.
 """
@@ -345,3 +356,44 @@ def never_unpickle_trial_errors() -> None:
 
 def _no_pickled_error(trial) -> None:
     return None
+
+
+# 17. the search generator's trial count
+
+
+def continue_numbering(generator, done: int) -> None:
+    """Move a new run's search generator past `done` earlier trials: its next trial is number done + 1, and its
+    sample count grows by as many (so is_finished still means the run's own trials were all created)."""
+    state = generator.get_state()
+    missing = {"counter", "total_samples"} - set(state)
+    if missing:
+        import ray
+
+        raise RayCompatError(
+            f"SearchGenerator state without {sorted(missing)} in Ray {ray.__version__} (checked with {RAY_CHECKED}): "
+            "see search/driver/compat.py entry 17"
+        )
+    state["counter"] += done
+    state["total_samples"] += done
+    generator.set_state(state)
+
+
+# 18. Tune's experiment state file
+
+
+def state_trial_ids(data: bytes) -> list[str] | None:
+    """The trial ids an experiment_state-*.json holds, read as plain JSON (its embedded pickles stay unread);
+    None for a file that is not JSON (cut short by a crash)."""
+    import json
+
+    try:
+        state = json.loads(data)
+    except ValueError:
+        return None
+    try:
+        return [json.loads(entry[0])["trial_id"] for entry in state["trial_data"]]
+    except (ValueError, KeyError, TypeError, IndexError) as err:
+        raise RayCompatError(
+            f"an experiment_state file this Ray wrote is not laid out as in Ray {RAY_CHECKED} ({first_line(err)}): "
+            "see search/driver/compat.py entry 18"
+        ) from None

@@ -9,6 +9,7 @@ SEARCH_CONFIG = "search_config.yaml"  # the search file as the user wrote it
 RESULTS_CSV, RESULTS_PARQUET = "results.csv", "results.parquet"  # one row per trial
 BEST_CONFIG = "best_config.yaml"  # the configuration finalize retrains
 JOURNAL = "optuna.journal"  # the Optuna study (search/driver/study.py)
+WARM_START = "warm_start.json"  # what a --warm-start took from earlier experiments (search/driver/warm_start.py)
 MANIFEST = "twobirds-trust.json"  # digests of Tune's state files, signed (search/driver/trust.py)
 TUNER_STATE = "tuner.pkl"  # Tune's own, written once
 SEARCHER_STATE = "searcher-state-*.pkl"  # Tune's snapshots of the searcher

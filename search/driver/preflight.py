@@ -22,7 +22,7 @@ from cvae.inputs import user_path
 from cvae.lines import POINTS
 
 from ..spec import SearchConfigError, SearchError, SearchSpec, load_search_config, parse_search_config
-from . import trust
+from . import trust, warm_start
 from .compat import loopback_only
 from .files import SEARCH_CONFIG, TUNER_STATE
 from .storage import Storage
@@ -161,13 +161,81 @@ def read_spec(config_path, name: str, storage: Storage, resume: bool) -> SearchS
         raise SearchConfigError(f"{storage.experiment(name)}/{SEARCH_CONFIG}: {err}") from None
 
 
-def check_trust(storage: Storage, name: str, trusted: bool) -> None:
+def check_trust(storage: Storage, name: str, trusted: bool, action: str = "--resume") -> None:
     """Before Tune unpickles anything of the folder: its state files must be this project's own, or vouched for."""
     if trusted:
-        print(f"note: --trust: resuming {storage.experiment(name)} without checking who wrote it", file=sys.stderr)
+        doing = "resuming" if action == "--resume" else "extending"
+        print(f"note: --trust: {doing} {storage.experiment(name)} without checking who wrote it", file=sys.stderr)
         trust.sign_folder(storage, name)
     else:
-        trust.verify(storage, name)
+        trust.verify(storage, name, action=action)
+
+
+# The parts of a search file that define its trials: a --more extension must not change them.
+TRIAL_PARTS = ("functions", "data", "asha", "fixed", "space")
+
+
+def search_changes(saved: SearchSpec, new: SearchSpec) -> list[str]:
+    """What `new` changes in the trials `saved` defines (objective, functions, data, budget, fixed, space), in
+    words; its run settings (samples, seed, resources, budget in seconds) and start points do not count."""
+    changes = []
+    if saved.search.objective != new.search.objective:
+        changes.append(f"search.objective {saved.search.objective} -> {new.search.objective}")
+    for part in TRIAL_PARTS:
+        before, after = _plain(getattr(saved, part)), _plain(getattr(new, part))
+        if not isinstance(before, dict):
+            changes += [f"{part} changed"] if before != after else []
+            continue
+        for key in [*before, *(k for k in after if k not in before)]:
+            if before.get(key) != after.get(key):
+                how = "added" if key not in before else "removed" if key not in after else "changed"
+                changes.append(f"{part}.{key} {how}")
+    return changes
+
+
+def _plain(value):
+    if hasattr(value, "model_dump"):
+        return value.model_dump()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def read_extended_spec(config_path, name: str, storage: Storage) -> SearchSpec:
+    """--more: the experiment's saved search file; a --config that changes its trials is refused."""
+    if not storage.exists(name, TUNER_STATE):
+        raise SearchError(
+            f"--more: {storage.experiment(name)} holds no finished search (no {TUNER_STATE}); "
+            "check --name and --storage, or start the search without --more"
+        )
+    saved = read_spec(None, name, storage, resume=True)
+    if config_path is None:
+        return saved
+    changes = search_changes(saved, load_search_config(config_path))
+    if changes:
+        shown = ", ".join(changes[:3]) + (f" and {len(changes) - 3} more" if len(changes) > 3 else "")
+        raise SearchConfigError(
+            f"--more: --config {config_path} changes the search of {name} ({shown}); --more adds trials to the same "
+            f"search: start a new experiment that learns from it with --config {config_path} --name NEW "
+            f"--warm-start {storage.experiment(name)}"
+        )
+    return saved
+
+
+def check_modes(resume: bool, more: int | None, warm: tuple, overrides: dict) -> None:
+    """Flags that do not go together: one line each."""
+    if more is not None and resume:
+        raise SearchError(
+            "--more with --resume: --resume finishes an interrupted search, --more adds trials to a "
+            "finished one; pass one"
+        )
+    if warm and (resume or more is not None):
+        raise SearchError(
+            f"--warm-start with {'--resume' if resume else '--more'}: --warm-start starts a new experiment; "
+            "drop one of them"
+        )
+    if more is not None and overrides.get("num_samples") is not None:
+        raise SearchError("--num-samples with --more: --more N is the number of trials added; drop --num-samples")
 
 
 @dataclass
@@ -180,25 +248,40 @@ class Plan:
     address: str | None
     resume: bool
     data: tuple
+    warm_start: warm_start.WarmStart | None = None  # earlier experiments' trials for the new study
+    more: int | None = None  # --more: trials added to a finished experiment
 
 
-def prepare(config_path, name: str, storage, overrides: dict, address=None, resume=False, trust=False) -> Plan:
-    """Check every input of a search, in the order a user would fix them, without importing Ray."""
+def prepare(
+    config_path, name: str, storage, overrides: dict, address=None, resume=False, trust=False, warm=(), more=None
+) -> Plan:
+    """Check every input of a search, in the order a user would fix them, without importing Ray.
+
+    warm: earlier experiment folders a new search learns from (--warm-start); more: trials to add to the
+    finished experiment `name` (--more)."""
     check_name(name)
     check_storage(storage)
+    check_modes(resume, more, tuple(warm), overrides)
     if is_local(address) or is_loopback(address):
         loopback_only()  # before ray is first imported: a local Ray (or a loopback address) stays on 127.0.0.1
     storage = Storage(storage)
-    spec = read_spec(config_path, name, storage, resume)
+    if more is not None:
+        spec = read_extended_spec(config_path, name, storage).with_overrides(**{**overrides, "num_samples": more})
+    else:
+        spec = read_spec(config_path, name, storage, resume)
     if resume and any(v is not None for v in overrides.values()):
         print("note: --resume continues with the original run's samples, resources and budget", file=sys.stderr)
-    spec = spec if resume else spec.with_overrides(**overrides)
-    if not resume and storage.exists(name):
+    spec = spec if resume or more is not None else spec.with_overrides(**overrides)
+    if not resume and more is None and storage.exists(name):
         raise SearchError(
-            f"--name {name}: {storage.experiment(name)} exists; pass --resume to finish it or pick a new name"
+            f"--name {name}: {storage.experiment(name)} exists; pass --resume to finish it, --more N to add trials "
+            "to it, or pick a new name"
         )
     if resume and storage.exists(name, TUNER_STATE):
         check_trust(storage, name, trust)
+    if more is not None:  # the earlier runs' Tune state is read (their trials, whether they finished): ours only
+        check_trust(storage, name, trust, action="--more")
+    fitted = warm_start.prepare(warm, spec) if warm else None
     probe_address(address)  # seconds, not Ray's minutes of retries, when no cluster is there
     # Built once, here on the driver (trials receive it through the object store).
-    return Plan(spec, name, storage, address, resume, build_data(spec))
+    return Plan(spec, name, storage, address, resume, build_data(spec), warm_start=fitted, more=more)

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
-from ray.tune import ExperimentAnalysis
 
 from cvae.config import Config
 
 from ..spec import SearchSpec
 from ..trials import FINAL_STATUSES, best_trial, counts_text, stop_reason, trial_counts
+from . import extend
 from .compat import restored_search, trial_error_text
 from .files import SEARCHER_STATE
 from .searcher import PruningOptunaSearch
@@ -62,40 +62,44 @@ def _config_columns(config: dict, spec: SearchSpec) -> dict:
 def build_table(experiment_path: str, spec: SearchSpec, storage_filesystem=None, budget_spent=False) -> pd.DataFrame:
     """One row per trial of the experiment at `experiment_path` (local path or URI); budget_spent: the time
     budget ended the search, and trials that never ran are counted as ended by it."""
-    analysis = ExperimentAnalysis(experiment_path, storage_filesystem=storage_filesystem)
-    histories = analysis.trial_dataframes
     rows = []
-    for trial in analysis.trials:
-        last = dict(trial.last_result or {})
-        history = histories.get(trial.trial_id)
-        best, best_epoch = _best(history, spec.metric, spec.mode)
-        error = ""
-        if trial.status == "ERROR":
-            text = trial_error_text(trial).strip().splitlines()
-            error = text[-1] if text else "the trial raised an error (see error.txt in its folder)"
-        row = {
-            "trial_id": trial.trial_id,
-            "run": Path(str(getattr(trial, "path", "") or "")).name,  # the trial folder = its TensorBoard run
-            "status": trial.status,
-            "stop_reason": stop_reason(trial.status, last, spec.max_t, budget_spent),
-            "epochs": int(last.get("epoch") or 0),
-            "node": last.get("node") or last.get("node_ip") or "",
-            "node_id": last.get("node_id") or "",
-            "score": float(last.get(spec.metric, math.nan)),
-            "best_score": best,
-            "best_epoch": best_epoch,
-            "metric": spec.metric,
-            **{m: float(last.get(m, math.nan)) for m in LAST_METRICS if m != spec.metric},
-            "time_total_s": float(last.get("time_total_s", math.nan)),
-            "error": error,
-            **_config_columns(trial.config, spec),
-        }
-        rows.append(row)
+    for analysis, ids in extend.runs(experiment_path, storage_filesystem):  # one Tuner run, or more after --more
+        histories = analysis.trial_dataframes
+        for trial in analysis.trials:
+            if ids is None or trial.trial_id in ids:
+                rows.append(_row(trial, histories.get(trial.trial_id), spec, budget_spent))
     table = pd.DataFrame(rows)
     if not table.empty:
         ascending = spec.mode == "min"
         table = table.sort_values(["score"], ascending=ascending, na_position="last").reset_index(drop=True)
     return table
+
+
+def _row(trial, history: pd.DataFrame | None, spec: SearchSpec, budget_spent: bool) -> dict:
+    """A trial's row of the results table."""
+    last = dict(trial.last_result or {})
+    best, best_epoch = _best(history, spec.metric, spec.mode)
+    error = ""
+    if trial.status == "ERROR":
+        text = trial_error_text(trial).strip().splitlines()
+        error = text[-1] if text else "the trial raised an error (see error.txt in its folder)"
+    return {
+        "trial_id": trial.trial_id,
+        "run": Path(str(getattr(trial, "path", "") or "")).name,  # the trial folder = its TensorBoard run
+        "status": trial.status,
+        "stop_reason": stop_reason(trial.status, last, spec.max_t, budget_spent),
+        "epochs": int(last.get("epoch") or 0),
+        "node": last.get("node") or last.get("node_ip") or "",
+        "node_id": last.get("node_id") or "",
+        "score": float(last.get(spec.metric, math.nan)),
+        "best_score": best,
+        "best_epoch": best_epoch,
+        "metric": spec.metric,
+        **{m: float(last.get(m, math.nan)) for m in LAST_METRICS if m != spec.metric},
+        "time_total_s": float(last.get("time_total_s", math.nan)),
+        "error": error,
+        **_config_columns(trial.config, spec),
+    }
 
 
 def best_row(table: pd.DataFrame, spec: SearchSpec) -> pd.Series | None:
@@ -164,9 +168,13 @@ def _restore_search(experiment_dir):
 def trials_left(table: pd.DataFrame, experiment_dir=None) -> int:
     """Trials an interrupted search still owes: unfinished ones plus those never created.
 
-    A search that ran out of time budget is finished: its trials' stop_reason says so.
+    A search that ran out of time budget is finished: its trials' stop_reason says so (those of its newest
+    Tuner run: an earlier run's budget says nothing of a --more extension's).
     """
-    if not table.empty and (table["stop_reason"] == "time_budget").any():
+    current = table
+    if experiment_dir is not None and not table.empty:
+        current = table[table["trial_id"].isin(extend.newest_trials(str(experiment_dir)))]
+    if not current.empty and (current["stop_reason"] == "time_budget").any():
         return 0
     left = int((~table["status"].isin(FINAL_STATUSES)).sum()) if not table.empty else 0
     if experiment_dir is not None:

@@ -6,6 +6,7 @@ experiment's own files (beside Tune's) are written in one place, `write_results`
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -17,7 +18,16 @@ from . import results, trust
 from .callbacks import quiet_ray
 from .compat import never_unpickle_trial_errors, restore_failures, time_budget_ends
 from .faults import RestoreFailed, is_no_space, search_error_in, storage_full
-from .files import BEST_CONFIG, JOURNAL, MANIFEST, RESULTS_CSV, RESULTS_PARQUET, SEARCH_CONFIG, TUNER_STATE
+from .files import (
+    BEST_CONFIG,
+    JOURNAL,
+    MANIFEST,
+    RESULTS_CSV,
+    RESULTS_PARQUET,
+    SEARCH_CONFIG,
+    TUNER_STATE,
+    WARM_START,
+)
 from .preflight import Plan, is_local
 from .study import close_running
 from .tuner import check_resources, connect, make_trainable, make_tuner, study_folder
@@ -31,6 +41,8 @@ class SearchInterrupted(SearchError):
 
 def run(plan: Plan) -> Path:
     """Run (or finish) the search of `plan`; returns the experiment folder (a local copy for s3:// / gs://)."""
+    if plan.warm_start is not None:
+        print("\n".join(plan.warm_start.lines()), flush=True)
     table = fit(plan)
     local = write_results(plan, result_files(table, plan))
     print(results.summary(table, plan.spec, plan.name, results.best_row(table, plan.spec)))
@@ -48,11 +60,12 @@ def fit(plan: Plan) -> pd.DataFrame:
     never_unpickle_trial_errors()  # a failed trial's error.pkl on a shared storage is nobody's code to run
     # Trials checkpoint often, so Tune snapshots its state often; that is wanted, its warning is not.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    done = earlier_trials(plan) if plan.more else 0  # before Ray starts: an unfinished one is one line
     stop = connect(plan.address)
     try:
         if is_local(plan.address):
             check_resources(plan.spec)
-        tuner = restored_or_new_tuner(plan, make_trainable(plan.spec, plan.data))
+        tuner = restored_or_new_tuner(plan, make_trainable(plan.spec, plan.data), done)
         budget = time_budget_ends(fresh=True)
         try:
             tuner.fit()
@@ -71,8 +84,21 @@ def fit(plan: Plan) -> pd.DataFrame:
             stop()
 
 
-def restored_or_new_tuner(plan: Plan, trainable) -> tune.Tuner:
-    """Tune's saved experiment on --resume, else a new Tuner (and the search file saved beside it)."""
+def earlier_trials(plan: Plan) -> int:
+    """--more: how many trials the experiment holds, once it is known to have finished (--resume finishes it)."""
+    storage, experiment = plan.storage, plan.storage.experiment(plan.name)
+    table = results.build_table(experiment, plan.spec, storage_filesystem=None if storage.is_uri else storage.fs)
+    left = results.trials_left(table, None if storage.is_uri else experiment)
+    if left:
+        raise SearchError(
+            f"--more: {experiment} is unfinished ({left} trials to go); finish it with --resume, then add trials"
+        )
+    return len(table)
+
+
+def restored_or_new_tuner(plan: Plan, trainable, done: int = 0) -> tune.Tuner:
+    """Tune's saved experiment on --resume, else a new Tuner (and the search file saved beside it); done: the
+    trials a --more extension follows (search/driver/extend.py)."""
     experiment = plan.storage.experiment(plan.name)
     if plan.resume and tune.Tuner.can_restore(experiment):
         restore_failures(fresh=True)  # read by callbacks.RestoreCheck once Tune has tried
@@ -81,10 +107,18 @@ def restored_or_new_tuner(plan: Plan, trainable) -> tune.Tuner:
         except Exception as err:  # a damaged (or, with --trust, foreign) tuner.pkl
             raise RestoreFailed(f"--resume: Tune could not restore {experiment} ({err!r:.200})") from None
     # a new search, or a resume of one killed before Tune saved any state: start it afresh
-    write_files(plan, {SEARCH_CONFIG: plan.spec.text})
-    tuner = make_tuner(plan.spec, trainable, plan.name, plan.storage)
+    if not plan.more:
+        write_files(plan, {SEARCH_CONFIG: plan.spec.text, **warm_start_file(plan)})
+    tuner = make_tuner(plan.spec, trainable, plan.name, plan.storage, warm_start=plan.warm_start, done=done)
     trust.sign_folder(plan.storage, plan.name, only=(TUNER_STATE,))
     return tuner
+
+
+def warm_start_file(plan: Plan) -> dict[str, str]:
+    """warm_start.json: what a --warm-start took from earlier experiments (finalize's report shows it)."""
+    if plan.warm_start is None:
+        return {}
+    return {WARM_START: json.dumps(plan.warm_start.record(), indent=1) + "\n"}
 
 
 def sign_final_state(plan: Plan) -> None:

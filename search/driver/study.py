@@ -19,7 +19,7 @@ from pathlib import Path
 import optuna
 from optuna.exceptions import ExperimentalWarning
 from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal import BaseJournalBackend, JournalFileBackend
 
 from cvae.errors import UserError
 
@@ -39,17 +39,35 @@ def journal_path(experiment_dir) -> Path:
     return Path(experiment_dir).expanduser() / JOURNAL
 
 
-def open_storage(experiment_dir, create: bool = False, fsync: bool = True):
+def open_storage(experiment_dir, create: bool = False, fsync: bool = True, read_only: bool = False):
     """Optuna's JournalStorage on the experiment's journal file.
 
     create=False refuses a folder without one (JournalFileBackend would create an empty file).
     fsync=False: the search's driver, which writes ~20 lines a trial (see `AppendOnlyJournal`).
+    read_only=True: another experiment's journal, only read (see `ReadOnlyJournal`).
     """
     path = journal_path(experiment_dir)
     if not create and not path.is_file():
         raise StudyError(f"{Path(experiment_dir)}: no {JOURNAL}; is it a search's experiment folder?")
+    if read_only:
+        return JournalStorage(ReadOnlyJournal(str(path)))
     path.parent.mkdir(parents=True, exist_ok=True)
     return JournalStorage((JournalFileBackend if fsync else AppendOnlyJournal)(str(path)))
+
+
+class ReadOnlyJournal(BaseJournalBackend):
+    """An experiment's journal opened to be read only: a warm start or a comparison reads earlier experiments,
+    which belong to their own searches. Any write is refused (a StudyError), so nothing in their folder changes:
+    reading takes no lock and creates no file."""
+
+    def __init__(self, file_path: str):
+        self._path, self._file = file_path, JournalFileBackend(file_path)  # the file exists: nothing created
+
+    def read_logs(self, log_number_from: int):
+        return self._file.read_logs(log_number_from)
+
+    def append_logs(self, logs):
+        raise StudyError(f"{self._path}: opened read-only; this command does not write another experiment's study")
 
 
 class AppendOnlyJournal(JournalFileBackend):
@@ -80,12 +98,13 @@ class AppendOnlyJournal(JournalFileBackend):
                 os.close(fd)
 
 
-def load_study(experiment_dir, name: str | None = None):
+def load_study(experiment_dir, name: str | None = None, read_only: bool = False):
     """The experiment's Optuna study (read through optuna.load_study).
 
     name: the study name, by default the only study in the journal (the experiment's name).
+    read_only: for another experiment's study, which must not change (`ReadOnlyJournal`).
     """
-    storage = open_storage(experiment_dir)
+    storage = open_storage(experiment_dir, read_only=read_only)
     if name is None:
         names = optuna.get_all_study_names(storage)
         if len(names) != 1:

@@ -152,8 +152,9 @@ def verify(storage, name: str, action: str = "--resume") -> None:
     folder = storage_folder(storage, name)
     where = storage.experiment(name)
     fix = (
-        "pass --trust to resume it anyway if you trust whoever wrote the folder (its pickles will run)"
-        if action == "--resume"
+        f"pass --trust to {'resume' if action == '--resume' else 'extend'} it anyway if you trust whoever wrote "
+        "the folder (its pickles will run)"
+        if action in ("--resume", "--more")
         else "only folders this project signed with your key are unpickled"
     )
     key = load_key()

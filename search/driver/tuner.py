@@ -19,6 +19,7 @@ from ..trials import trial_name
 from . import local_ray
 from .callbacks import RestoreCheck, SigningCallback, StorageFullCallback, TrialBoard, TrialLines
 from .compat import set_progress_metrics
+from .extend import continued_search
 from .preflight import is_local
 from .searcher import PruningOptunaSearch
 from .storage import Storage
@@ -107,7 +108,15 @@ def study_folder(storage: Storage, name: str) -> Path:
 
 
 def make_tuner(
-    spec: SearchSpec, trainable, name: str, storage: Storage, reuse_actors: bool = True, out=None, sampler=None
+    spec: SearchSpec,
+    trainable,
+    name: str,
+    storage: Storage,
+    reuse_actors: bool = True,
+    out=None,
+    sampler=None,
+    warm_start=None,
+    done: int = 0,
 ):
     """The Tuner: OptunaSearch (TPE, study in the experiment's Optuna journal) + ASHA, quiet console.
 
@@ -115,6 +124,9 @@ def make_tuner(
     resources), saving each trial a fresh process start (~3 s on 2 cores; see docs/benchmarks.md).
     out: where the one-line-per-trial console goes (default stdout).
     sampler: an Optuna sampler in place of the TPE one (benchmarks compare e.g. RandomSampler).
+    warm_start: earlier experiments' trials for the new study (search/driver/warm_start.py).
+    done: trials the experiment already holds (--more, search/driver/extend.py): the study and the trial
+    numbers continue after them.
     """
     scheduler = ASHAScheduler(
         time_attr="epoch",  # the trainer's own epoch count: unaffected by restores
@@ -122,13 +134,17 @@ def make_tuner(
         grace_period=spec.asha.grace_period,
         reduction_factor=spec.asha.reduction_factor,
     )
+    searcher = make_searcher(spec, name, storage, sampler, warm_start=warm_start, continued=done > 0)
+    limit = concurrency(spec)
+    if done:  # wrapped as Tune wraps it for max_concurrent_trials, counting on from the earlier trials
+        searcher, limit = continued_search(searcher, done, limit), None
     tune_config = tune.TuneConfig(
         metric=spec.metric,
         mode=spec.mode,
-        search_alg=make_searcher(spec, name, storage, sampler),
+        search_alg=searcher,
         scheduler=scheduler,
         num_samples=spec.search.num_samples,
-        max_concurrent_trials=concurrency(spec),
+        max_concurrent_trials=limit,
         reuse_actors=reuse_actors,
         time_budget_s=spec.search.time_budget_s,
         trial_name_creator=trial_name,
@@ -155,11 +171,22 @@ def make_tuner(
     return tune.Tuner(trainable, tune_config=tune_config, run_config=run_config)
 
 
-def make_searcher(spec: SearchSpec, name: str, storage: Storage, sampler=None) -> PruningOptunaSearch:
-    """OptunaSearch with TPE (or `sampler`), its study in the experiment's Optuna journal, named and labelled."""
+def start_points(spec: SearchSpec, warm_start=None) -> list[dict]:
+    """The file's start points, less those a warm start's trials have tried already."""
+    return spec.start_points if warm_start is None else warm_start.untried(spec.start_points)
+
+
+def make_searcher(
+    spec: SearchSpec, name: str, storage: Storage, sampler=None, warm_start=None, continued: bool = False
+) -> PruningOptunaSearch:
+    """OptunaSearch with TPE (or `sampler`), its study in the experiment's Optuna journal, named and labelled.
+
+    warm_start: earlier experiments' trials, added before the first suggestion. continued: the experiment's
+    study goes on (--more): its journal is kept and the start points, tried already, are not queued again.
+    """
     quiet_optuna()
     stale = journal_path(study_folder(storage, name))
-    if stale.is_file():  # a resume of a search killed before Tune saved any state: its suggestions start over too
+    if stale.is_file() and not continued:  # a resume of a search killed before Tune saved any state: it starts over
         stale.replace(stale.with_name(f"{stale.name}.before-restart"))
     space = spec.optuna_space()
     with warnings.catch_warnings():  # `group` is marked experimental; it is what a conditional space needs
@@ -174,11 +201,13 @@ def make_searcher(spec: SearchSpec, name: str, storage: Storage, sampler=None) -
         # the scheduler gets them from TuneConfig only.
         metric=spec.metric,
         mode=spec.mode,
-        points_to_evaluate=spec.start_points or None,
+        points_to_evaluate=None if continued else start_points(spec, warm_start) or None,
         sampler=sampler,  # Optuna 5's TPE defaults (multivariate, constant liar); the seed lives here
         storage=open_storage(study_folder(storage, name), create=True, fsync=False),  # the driver: its one writer
         study_name=name,
         max_t=spec.max_t,
     )
     label_study(searcher.study, spec, storage.experiment(name))
+    if warm_start is not None:
+        warm_start.add_to(searcher.study)
     return searcher

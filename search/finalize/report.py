@@ -10,6 +10,7 @@ from __future__ import annotations
 from cvae.regimes import Regime, submission_regime
 from cvae.scorecard import as_markdown, fmt, pct
 
+from ..driver.warm_start import summary_lines
 from ..trials import counts_text, objective_regime
 
 DEFAULT_REFINE_STEPS = 10  # the laptop search's val_refine_steps, for experiments that did not refine
@@ -103,6 +104,7 @@ def report_markdown(report: dict) -> str:
         {"key": "objective", "label": "network only", "role": "", "validation": report["validation"]}
     ]
     lines = [*_summary(report, regimes[0]), *_regime_sections(regimes), *_differences(report.get("differences"))]
+    lines += _warm_start(report.get("warm_start"))
     lines += _training_lines(report["training"], report.get("objective") or {})
     lines += ["", "## Configuration", "", "| key | value |", "| --- | --- |"]
     lines += [f"| {k} | `{value}` |" for k, value in report["config"].items()]
@@ -175,6 +177,14 @@ def _regime_sections(regimes: list[dict]) -> list[str]:
         suffix = " (the search objective's regime)" if entry is first else ""
         lines += [f"## Validation: {entry['label']}{suffix}", "", *as_markdown(entry["validation"])]
     return lines
+
+
+def _warm_start(record: dict | None) -> list[str]:
+    """What the search took from earlier experiments (--warm-start), as the search's console said it."""
+    if not record:
+        return []
+    intro = "The search's study started with the finished trials of earlier experiments (`warm_start.json`):"
+    return ["", "## Warm start", "", intro, "", "```text", *summary_lines(record), "```"]
 
 
 def _differences(diffs: list[dict] | None) -> list[str]:

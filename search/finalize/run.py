@@ -24,6 +24,7 @@ from cvae.submission import assess, exact_x, plain
 from cvae.train import Trainer
 
 from ..driver.files import MODEL, REPORT_JSON, REPORT_MD
+from ..driver.warm_start import read_record
 from ..trials import OBJECTIVES, trial_counts
 from . import plots
 from . import report as reporting
@@ -185,6 +186,7 @@ def build_report(experiment: Experiment, trainer: Trainer, train, val, samples: 
             "final": {k: plain(final[k]) for k in ("loss", "kld", "x_loss", "y_loss", metric) if k in final},
             "history": [{k: plain(v) for k, v in row.items()} for row in trainer.history],
         },
+        "warm_start": read_record(experiment.path),  # what the search took from earlier experiments, if anything
         "validation": regimes[0]["validation"],
         "regimes": regimes,
         "timings": {k: round(v, 3) for k, v in timings.items()},
