@@ -100,6 +100,7 @@ COMMANDS = {
     "generate": ("scripts.generate", "twobirds-generate"),
     "score": ("scripts.score", "twobirds-score"),
     "demo": ("scripts.demo", "twobirds-demo"),
+    "compare": ("scripts.compare", "twobirds-compare"),
     "cluster": ("cluster.cli", "python -m cluster"),
 }
 RAY_STARTED = ("Started a local Ray instance", "Connecting to existing Ray cluster", "ray.init")

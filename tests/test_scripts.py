@@ -53,7 +53,14 @@ def conditions(tmp_path_factory):
     return path
 
 
-COMMANDS = ("twobirds-tune", "twobirds-finalize", "twobirds-generate", "twobirds-score", "twobirds-demo")
+COMMANDS = (
+    "twobirds-tune",
+    "twobirds-finalize",
+    "twobirds-generate",
+    "twobirds-score",
+    "twobirds-demo",
+    "twobirds-compare",
+)
 
 
 @pytest.fixture(scope="session")

@@ -225,7 +225,7 @@ def differences(source: Source, spec: SearchSpec) -> list[str]:
     changes = []
     if source.spec.max_t != spec.max_t:
         changes.append(f"asha.max_t {source.spec.max_t} (now {spec.max_t})")
-    for key in sorted((set(source.spec.fixed) | set(spec.fixed)) - set(spec.space)):
+    for key in sorted((set(source.spec.fixed) | set(spec.fixed)) - set(spec.space) - set(source.spec.space)):
         before, now = trained_with(source.spec, key), trained_with(spec, key)
         if before != now:
             changes.append(f"{key} {before} (now {now})")

@@ -100,6 +100,7 @@ def importances(trials, maximize: bool) -> tuple[dict | None, str]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)
+            warnings.simplefilter("ignore", UserWarning)  # e.g. "quantiles select the same set of trials"
             found = get_param_importances(study, evaluator=PedAnovaImportanceEvaluator(target_quantile=quantile))
     except (ValueError, RuntimeError, ZeroDivisionError) as err:
         return None, f"Optuna could not compute them: {first_line(err)}"

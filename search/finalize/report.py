@@ -184,7 +184,7 @@ def _warm_start(record: dict | None) -> list[str]:
     if not record:
         return []
     intro = "The search's study started with the finished trials of earlier experiments (`warm_start.json`):"
-    return ["", "## Warm start", "", intro, "", "```text", *summary_lines(record), "```"]
+    return ["## Warm start", "", intro, "", "```text", *summary_lines(record), "```", ""]
 
 
 def _differences(diffs: list[dict] | None) -> list[str]:
