@@ -135,9 +135,8 @@ def search_pick(folder: Path, mode: str) -> dict | None:
     row = best_trial(table, mode)
     if row is None:
         return None
-    return {
-        k: (row[k].item() if hasattr(row[k], "item") else row[k]) for k in ("trial_id", "run", "score", "stop_reason")
-    }
+    keys = [k for k in ("trial_id", "run", "score", "stop_reason") if k in row]
+    return {k: (row[k].item() if hasattr(row[k], "item") else row[k]) for k in keys}
 
 
 def best_values(folder: Path, space: list[str]) -> dict | None:
@@ -273,7 +272,7 @@ def markdown(summary: dict) -> str:
     lines += ["|---|---|---|---|---|---|---|"]
     for e in entries:
         at, pick = e["best_at"] or {}, e["search_pick"] or {}
-        picked = f"{pick.get('run', '')} {_number(pick.get('score'))}" if pick else "n/a"
+        picked = f"{pick.get('run') or pick.get('trial_id', '')} {_number(pick.get('score'))}" if pick else "n/a"
         lines.append(
             f"| {e['name']} | {e['trials']} ({e['complete']}) | {e['warm_started']} | {_number(e['best'])} | "
             f"{_number(at.get('trial'))} | {_number(at.get('seconds'))} | {picked} |"
