@@ -175,6 +175,15 @@ def test_the_new_study_holds_them_with_their_origin_and_the_earlier_journal_is_u
     with pytest.raises(warm_start.StudyError, match="read-only"):
         load_study(earlier, read_only=True).set_user_attr("x", 1)
 
+    # a --resume of B killed before Tune saved any state starts it again: the copied trials come along
+    (tmp_path / "B" / "warm_start.json").write_text(json.dumps(warm.record()))
+    carried = warm_start.carried_over(tmp_path / "B")
+    make_searcher(spec, "B", Storage(tmp_path), warm_start=carried)
+    assert (tmp_path / "B" / "optuna.journal.before-restart").is_file()
+    restarted = optuna.load_study(study_name="B", storage=open_storage(tmp_path / "B"))
+    assert [t.user_attrs[warm_start.TRIAL] for t in restarted.trials if warm_start.FROM in t.user_attrs] == [0, 1, 2, 3]
+    assert restarted.user_attrs["warm_start"] == study.user_attrs["warm_start"]
+
     # B in turn read beside A: A's trials, reached twice, go in once
     (tmp_path / "B" / "search_config.yaml").write_text(yaml.safe_dump(raw))
     again = warm_start.prepare([earlier, tmp_path / "B"], spec)

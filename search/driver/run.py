@@ -31,6 +31,7 @@ from .files import (
 from .preflight import Plan, is_local
 from .study import close_running
 from .tuner import check_resources, connect, make_trainable, make_tuner, study_folder
+from .warm_start import carried_over
 
 
 class SearchInterrupted(SearchError):
@@ -109,7 +110,8 @@ def restored_or_new_tuner(plan: Plan, trainable, done: int = 0) -> tune.Tuner:
     # a new search, or a resume of one killed before Tune saved any state: start it afresh
     if not plan.more:
         write_files(plan, {SEARCH_CONFIG: plan.spec.text, **warm_start_file(plan)})
-    tuner = make_tuner(plan.spec, trainable, plan.name, plan.storage, warm_start=plan.warm_start, done=done)
+    warm = plan.warm_start or (carried_over(study_folder(plan.storage, plan.name)) if plan.resume else None)
+    tuner = make_tuner(plan.spec, trainable, plan.name, plan.storage, warm_start=warm, done=done)
     trust.sign_folder(plan.storage, plan.name, only=(TUNER_STATE,))
     return tuner
 

@@ -173,6 +173,25 @@ def summary_lines(record: dict) -> list[str]:
     return lines + [f"  note: {note}" for note in record.get("notes") or []]
 
 
+def carried_over(experiment_dir) -> WarmStart | None:
+    """The warm start of an experiment whose search is started again from scratch (a --resume of one killed
+    before Tune saved any state, whose journal is set aside): its copied trials, read back from that journal."""
+    record = read_record(experiment_dir)
+    if record is None or not Path(experiment_dir, JOURNAL).is_file():
+        return None
+    trials = [t for t in load_study(experiment_dir, read_only=True).trials if FROM in t.user_attrs]
+    return WarmStart(
+        sources=list(record.get("sources") or []),
+        trials=trials,
+        taken=Counter(record.get("taken_from") or {}),
+        skipped=Counter(record.get("skipped_by_reason") or {}),
+        dropped=Counter(record.get("dropped_keys") or {}),
+        shortened=record.get("complete_taken_as_pruned", 0),
+        points_tried=record.get("start_points_tried_already", 0),
+        notes=list(record.get("notes") or []),
+    )
+
+
 def read_record(experiment_dir) -> dict | None:
     """An experiment's warm_start.json (what its --warm-start took), or None when it started cold."""
     path = Path(experiment_dir) / WARM_START if experiment_dir else None
