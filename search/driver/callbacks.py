@@ -24,6 +24,7 @@ from ray import tune
 from ray.tune.logger import TBXLoggerCallback
 from tensorboardX.summary import hparams
 
+from ..spec import SearchError
 from ..trials import ended, is_better, stop_reason
 from . import compat, trust
 from .faults import RestoreFailed, StorageFull, is_no_space, quiet_no_space, storage_full
@@ -291,6 +292,9 @@ class RestoreCheck(tune.Callback):
     restarted experiment Tune goes on with, which can hang). Tune restores before it sets callbacks up."""
 
     def setup(self, **info):
-        failure = compat.restore_failures().first
+        recorded = compat.restore_failures()
+        if isinstance(recorded.error, SearchError):  # ours, one line already: a state file that is not signed
+            raise recorded.error
+        failure = recorded.first
         if failure is not None:
             raise RestoreFailed(f"--resume: Tune could not restore the experiment's state ({failure[:200]})")
