@@ -222,3 +222,15 @@ def test_state_files_are_checked_as_tune_reads_them(tmp_path):
     assert search_generator._load_newest_checkpoint is util._load_newest_checkpoint
     assert tuner_internal.pickle.loads(pickle.dumps(_Ran())) is None
     assert LOADED == ["ran"]
+
+
+def test_a_forgiven_failure_is_one_less_for_tunes_retry_rule():
+    from ray.tune.experiment import Trial
+
+    trial = Trial("__fake", stub=True, max_failures=1)
+    trial.run_metadata.num_failures = 2  # what Trial.handle_error counts, one per failure
+    assert "self.run_metadata.num_failures += 1" in inspect.getsource(Trial.handle_error)
+    assert not trial.should_recover()
+    ray_compat.forgive_failure(trial)
+    assert trial.num_failures == 1
+    assert trial.should_recover()
