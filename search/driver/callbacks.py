@@ -18,7 +18,6 @@ import os
 import shutil
 import sys
 import time
-from pathlib import Path
 
 from ray import tune
 from ray.tune.logger import TBXLoggerCallback
@@ -189,6 +188,13 @@ def quiet_ray() -> None:
         logging.getLogger(name).setLevel(level)
 
 
+def staging_folder(name: str) -> str | None:
+    """Tune's driver staging folder of the experiment `name`, found before any trial has started (Tune saves
+    then too)."""
+    found = glob.glob(os.path.join(compat.train_session_dir(), "*", name, "driver_artifacts"))
+    return max(found, key=os.path.getmtime) if found else None
+
+
 class SigningCallback(tune.Callback):
     """Signs Tune's state files each time Tune saves them, before they are copied to the storage.
 
@@ -242,22 +248,12 @@ class SigningCallback(tune.Callback):
         if free < 2 * size + 64 * 1024:
             raise storage_full(self.storage_path, f"the experiment state ({size} bytes, {free} free)")
 
-    def _find_staging(self) -> str | None:
-        """Tune's driver staging folder of this experiment, before any trial has started (Tune saves then too)."""
-        found = glob.glob(os.path.join(compat.train_session_dir(), "*", self.name, "driver_artifacts"))
-        return max(found, key=os.path.getmtime) if found else None
-
     def _sign_staging(self) -> None:
         if self._staging is None:
-            self._staging = self._find_staging()
+            self._staging = staging_folder(self.name)
         if self._staging is None or self._key is None:
             return
-        new, size = {}, 0
-        staging = Path(self._staging)
-        for path in staging.iterdir() if staging.is_dir() else []:
-            if path.is_file() and trust.is_state_file(path.name):
-                data = path.read_bytes()
-                new[path.name], size = trust.digest(data), size + len(data)
+        new, size = trust.staged_digests(self._staging)
         self._check_room(size)
         folder = self._folder()
         tuner = folder.read(TUNER_STATE)

@@ -14,7 +14,7 @@ from ray import tune
 
 from ..spec import SearchError
 from . import results, trust
-from .callbacks import quiet_ray
+from .callbacks import quiet_ray, staging_folder
 from .compat import checked_state_reads, never_unpickle_trial_errors, restore_failures, time_budget_ends
 from .faults import RestoreFailed, is_no_space, search_error_in, storage_full
 from .files import BEST_CONFIG, JOURNAL, MANIFEST, RESULTS_CSV, RESULTS_PARQUET, SEARCH_CONFIG, TUNER_STATE
@@ -95,9 +95,11 @@ def restored_or_new_tuner(plan: Plan, trainable) -> tune.Tuner:
 
 
 def sign_final_state(plan: Plan) -> None:
-    """Sign Tune's state as this process left it, for a later --resume."""
+    """Sign Tune's state as this process wrote it, for a later --resume: its staging copies, so that a file
+    someone replaced on the storage meanwhile is not signed (the signing callback did this at every save;
+    this is the last one's, in case that failed)."""
     try:
-        trust.sign_folder(plan.storage, plan.name)
+        trust.sign_staged(plan.storage, plan.name, staging_folder(plan.name))
     except OSError as err:
         if not is_no_space(err):
             raise

@@ -140,6 +140,28 @@ def sign_folder(storage, name: str, only: tuple[str, ...] | None = None) -> None
     record(folder, new, key, known)
 
 
+def staged_digests(staging) -> tuple[dict[str, str], int]:
+    """{file: digest} of the state files in Tune's driver staging folder, and their total size in bytes.
+
+    The staging folder is local and private to this process (Tune writes its state there, then copies
+    it to the storage), so what it holds is what this process wrote, whatever the storage holds now."""
+    digests, size = {}, 0
+    folder = Path(staging) if staging else None
+    for path in folder.iterdir() if folder is not None and folder.is_dir() else []:
+        if path.is_file() and is_state_file(path.name):
+            data = path.read_bytes()
+            digests[path.name], size = digest(data), size + len(data)
+    return digests, size
+
+
+def sign_staged(storage, name: str, staging) -> None:
+    """Sign the state files this process wrote (its staging copies), never the storage's own files."""
+    new, _ = staged_digests(staging)
+    if new:
+        folder, key = storage_folder(storage, name), load_key(create=True)
+        record(folder, new, key, read_manifest(folder, key) or {})
+
+
 def verify(storage, name: str, action: str = "--resume") -> None:
     """Refuse (UntrustedExperiment, one line) unless every state file of the folder is one this project signed."""
     folder, refuse = storage_folder(storage, name), _Refusal(storage, name, action)
