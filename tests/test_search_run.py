@@ -260,14 +260,14 @@ def _fit(spec, tmp_path, name: str, crashes: _Crashes, checkpoint_every: int):
 
 
 def test_only_failures_without_progress_use_up_the_retries(ray_local, spec, tmp_path):
-    # three failures, each after a new checkpoint: max_failures=1 does not end the trial
+    # three failures, each further on than the last: max_failures=1 does not end the trial
     crashes = _Crashes(tmp_path / "progressing", epochs=(1, 2, 3))
     result = _fit(spec, tmp_path, "progressing", crashes, checkpoint_every=1)
     assert crashes.count() == 3
     assert result.error is None
     assert list(result.metrics_dataframe["epoch"]) == [1, 2, 3, 4]
-    # a crash loop at epoch 3, whose newest checkpoint is epoch 2's every time: the first failure followed
-    # progress, the next two did not, and the second of those is beyond max_failures=1
+    # a crash loop at epoch 3 (restarted from epoch 2 each time): the first failure followed
+    # progress, the next two got no further, and the second of those is beyond max_failures=1
     crashes = _Crashes(tmp_path / "loop", epochs=(3,), every_time=True)
     result = _fit(spec, tmp_path, "loop", crashes, checkpoint_every=2)
     assert crashes.count() == 3

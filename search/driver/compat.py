@@ -89,7 +89,7 @@ and the cluster and search tests, then widen the bound in pyproject.toml.
    signed manifest are the very bytes unpickled. Replacement: none (Tune has no hook between reading a
    state file and unpickling it).
 18. A trial's failure count, `trial.run_metadata.num_failures` (`forgive_failure`): search/driver/retries.py
-   takes back a failure that came after progress (a newer checkpoint), so `max_failures` counts only
+   takes back a failure that came after progress (a later epoch than at the previous one), so `max_failures` counts only
    failures without progress. Tune exempts preempted nodes the same way (`RayActorError.preempted`).
    Replacement: none (FailureConfig counts every failure).
 
