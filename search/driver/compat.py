@@ -79,13 +79,26 @@ and the cluster and search tests, then widen the bound in pyproject.toml.
    (`time_budget_ends`): when it fires Tune stops the running trials and leaves the pending ones PENDING, which
    would otherwise read as an interrupted search owing trials. Replacement: a `tune.Stopper` of our own.
 
-17. `SearchGenerator.get_state()` / `set_state()` and their keys "counter" and "total_samples"
+17. The readers that unpickle Tune's state files, wrapped by `checked_state_reads`: `ray.cloudpickle` as
+   `tuner_internal.pickle` (tuner.pkl), `pickle` as `optuna_search` uses it (searcher-state-*.pkl, read by
+   OptunaSearch.restore), `_loads_with_cloudpickle` in `tune_controller` and
+   `experiment_analysis` (experiment_state-*.json), and `_load_newest_checkpoint` as imported by
+   `search_generator`, `basic_variant` and `callback` (searcher-state-*.pkl, search_gen_state-*.json,
+   callback-states-*). Checking a folder and then letting Tune read it again leaves a window in which
+   whoever can write the folder swaps a file; wrapped, the bytes checked against search/driver/trust.py's
+   signed manifest are the very bytes unpickled. Replacement: none (Tune has no hook between reading a
+   state file and unpickling it).
+18. A trial's failure count, `trial.run_metadata.num_failures` (`forgive_failure`): search/driver/retries.py
+   takes back a failure that came after progress (a later epoch than at the previous one), so `max_failures` counts only
+   failures without progress. Tune exempts preempted nodes the same way (`RayActorError.preempted`).
+   Replacement: none (FailureConfig counts every failure).
+19. `SearchGenerator.get_state()` / `set_state()` and their keys "counter" and "total_samples"
    (`continue_numbering`): search/driver/extend.py's `ContinuedSearch` runs more trials in a finished experiment
    (`--more`) as a new Tuner run whose trial numbers (experiment tags, trial folders, TensorBoard runs) go on after
    the earlier trials instead of starting again at 1; the counter is the generator's own, the sample count must
    cover it. Replacement: none (`Tuner.restore` cannot add trials to a finished experiment, ray-project/ray
    #30223); a `trial_name_creator` alone would leave Tune's experiment tags (and the searcher's run names) at 1.
-18. The layout of Tune's `experiment_state-*.json` (`state_trial_ids`): JSON whose "trial_data" holds, per
+20. The layout of Tune's `experiment_state-*.json` (`state_trial_ids`): JSON whose "trial_data" holds, per
    trial, its JSON state (with "trial_id") first. search/driver/extend.py reads which trials each Tuner run of an
    experiment holds without unpickling anything, so an extended experiment's results cover every run. Replacement:
    `ExperimentAnalysis` of each file (which unpickles and reads every trial's results, for each snapshot).
@@ -96,8 +109,12 @@ the switches of entry 4 are read then.
 
 from __future__ import annotations
 
+import functools
+import glob
 import logging
 import os
+from contextlib import contextmanager
+from pathlib import Path
 
 from cvae.errors import UserError, first_line
 
@@ -310,12 +327,14 @@ class LogRecorder(logging.Filter):
         super().__init__()
         self.prefix, self.hide, self.hide_after = prefix, hide, hide_after
         self.first: str | None = None
+        self.error: BaseException | None = None  # the exception behind `first`, if the record had one
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = str(record.msg)
         if message.startswith(self.prefix):
             error = record.exc_info[1] if record.exc_info else None
-            self.first = self.first or (first_line(error) if error else message)
+            if self.first is None:
+                self.first, self.error = (first_line(error) if error else message), error
             return not self.hide
         return not (self.first is not None and self.hide_after and message.startswith(self.hide_after))
 
@@ -327,7 +346,7 @@ def _recorder(logger_name: str, prefix: str, fresh: bool, **options) -> LogRecor
         found = LogRecorder(prefix, **options)
         logger.addFilter(found)
     if fresh:
-        found.first = None
+        found.first = found.error = None
     return found
 
 
@@ -358,7 +377,96 @@ def _no_pickled_error(trial) -> None:
     return None
 
 
-# 17. the search generator's trial count
+# 17. the readers of Tune's state files
+
+
+@contextmanager
+def checked_state_reads(check):
+    """While inside, each state file Tune unpickles is first passed to `check(file, data)`, which raises to
+    refuse it: the bytes checked are the bytes unpickled (entry 17). `file` is the file's name, or for the
+    two readers that see only bytes its pattern (`tuner.pkl`, `experiment_state-*.json`)."""
+    import ray.cloudpickle as cloudpickle
+    from ray.tune import callback
+    from ray.tune.analysis import experiment_analysis
+    from ray.tune.execution import tune_controller
+    from ray.tune.impl import tuner_internal
+    from ray.tune.search import basic_variant, search_generator
+    from ray.tune.search.optuna import optuna_search
+
+    def checked_loads(pattern: str, loads):
+        def load(data):
+            check(pattern, data.encode() if isinstance(data, str) else bytes(data))
+            return loads(data)
+
+        return load
+
+    def newest_checkpoint(dirpath: str, pattern: str):
+        paths = glob.glob(os.path.join(dirpath, pattern))
+        if not paths:
+            return None
+        newest = Path(max(paths))
+        data = newest.read_bytes()
+        check(newest.name, data)
+        return cloudpickle.loads(data)
+
+    readers = {
+        (tuner_internal, "pickle"): lambda pickle: _CheckedPickle(pickle, check, "tuner.pkl"),
+        (optuna_search, "pickle"): lambda pickle: _CheckedPickle(pickle, check),  # searcher-state-*.pkl
+        (tune_controller, "_loads_with_cloudpickle"): lambda loads: checked_loads("experiment_state-*.json", loads),
+        (experiment_analysis, "_loads_with_cloudpickle"): lambda loads: checked_loads("experiment_state-*.json", loads),
+        (search_generator, "_load_newest_checkpoint"): lambda _: newest_checkpoint,  # search_gen_state-*.json
+        (basic_variant, "_load_newest_checkpoint"): lambda _: newest_checkpoint,
+        (callback, "_load_newest_checkpoint"): lambda _: newest_checkpoint,  # callback-states-*
+    }
+    saved = {(module, name): _attribute(module, name, owner=module.__name__) for module, name in readers}
+    try:
+        for (module, name), checked in readers.items():
+            ray_own = getattr(saved[module, name], "__wrapped__", saved[module, name])  # inside another check: Ray's
+            replacement = checked(ray_own)
+            if not isinstance(replacement, _CheckedPickle):
+                replacement = functools.wraps(ray_own)(replacement)
+            setattr(module, name, replacement)
+        yield
+    finally:
+        for (module, name), original in saved.items():
+            setattr(module, name, original)
+
+
+class _CheckedPickle:
+    """A pickle module whose `loads` and `load` check the bytes first: Ray's modules that import one use it
+    for dumps too. `file`: the name checked (else that of the file `load` reads)."""
+
+    def __init__(self, module, check, file: str | None = None):
+        self._module, self._check, self._file = module, check, file
+
+    def loads(self, data, *args, **kwargs):
+        self._check(self._file, bytes(data))
+        return self._module.loads(data, *args, **kwargs)
+
+    def load(self, stream, *args, **kwargs):
+        data = stream.read()
+        self._check(self._file or Path(stream.name).name, data)
+        return self._module.loads(data, *args, **kwargs)
+
+    @property
+    def __wrapped__(self):
+        return self._module
+
+    def __getattr__(self, name):
+        return getattr(self._module, name)
+
+
+# 18. a trial's failure count
+
+
+def forgive_failure(trial) -> None:
+    """Take back the trial's last counted failure (entry 18)."""
+    metadata = _attribute(trial, "run_metadata", owner="ray.tune.experiment.Trial")
+    metadata.num_failures = max(0, metadata.num_failures - 1)
+    metadata.invalidate_cache()
+
+
+# 19. the search generator's trial count
 
 
 def continue_numbering(generator, done: int) -> None:
@@ -371,14 +479,14 @@ def continue_numbering(generator, done: int) -> None:
 
         raise RayCompatError(
             f"SearchGenerator state without {sorted(missing)} in Ray {ray.__version__} (checked with {RAY_CHECKED}): "
-            "see search/driver/compat.py entry 17"
+            "see search/driver/compat.py entry 19"
         )
     state["counter"] += done
     state["total_samples"] += done
     generator.set_state(state)
 
 
-# 18. Tune's experiment state file
+# 20. Tune's experiment state file
 
 
 def state_trial_ids(data: bytes) -> list[str] | None:
@@ -395,5 +503,5 @@ def state_trial_ids(data: bytes) -> list[str] | None:
     except (ValueError, KeyError, TypeError, IndexError) as err:
         raise RayCompatError(
             f"an experiment_state file this Ray wrote is not laid out as in Ray {RAY_CHECKED} ({first_line(err)}): "
-            "see search/driver/compat.py entry 18"
+            "see search/driver/compat.py entry 20"
         ) from None

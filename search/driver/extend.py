@@ -8,7 +8,7 @@ state would mean rewriting Tune's pickles. Instead an extension is a Tuner run o
 - the Optuna study continues: the searcher opens the same journal and OptunaSearch creates its study with
   `load_if_exists=True` (public behaviour), so TPE sees every earlier trial and Optuna's numbers go on;
 - trial numbers continue: `ContinuedSearch` is Tune's search generator counting from the trials already in the
-  folder (compat entry 17), so experiment tags, trial folders and TensorBoard runs go on from t<N+1>, and its
+  folder (compat entry 19), so experiment tags, trial folders and TensorBoard runs go on from t<N+1>, and its
   sample count covers them (a later --resume's count of trials left stays right);
 - Tune writes its own `experiment_state-<time>.json` beside the earlier runs'; `runs` reads each run's trials
   once, newest first, and search/driver/results.py builds results.csv from all of them.

@@ -74,6 +74,9 @@ class PruningOptunaSearch(OptunaSearch):
         if trial_id in optuna_trials(self) and self._finished_in_storage(trial_id):
             completed_trials(self).add(trial_id)
             return
+        step = result.get("training_iteration")
+        if step is not None and step <= self._last_step.get(trial_id, 0):
+            return  # a retry from an older checkpoint repeats epochs Optuna holds (it would ignore them, warning)
         super().on_trial_result(trial_id, result)
         self._last_step[trial_id] = result.get("training_iteration")
 
@@ -97,7 +100,7 @@ class PruningOptunaSearch(OptunaSearch):
         # The result that made the scheduler stop the trial never reached on_trial_result
         # (Tune skips the searcher on STOP): record it so the history has every epoch.
         value, step = result.get(self.metric), result.get("training_iteration")
-        if value is not None and step is not None and step != self._last_step.get(trial_id) and math.isfinite(value):
+        if value is not None and step is not None and step > self._last_step.get(trial_id, 0) and math.isfinite(value):
             trials[trial_id].report(value, step)
         if not stopped_early(result, self._max_t):
             return super().on_trial_complete(trial_id, result=result, error=error)
