@@ -234,3 +234,39 @@ def test_a_forgiven_failure_is_one_less_for_tunes_retry_rule():
     ray_compat.forgive_failure(trial)
     assert trial.num_failures == 1
     assert trial.should_recover()
+
+
+def test_a_new_search_generator_numbers_on_after_the_earlier_trials():
+    from ray.tune.experiment import Experiment
+    from ray.tune.search import SearchGenerator
+    from ray.tune.search.optuna import OptunaSearch
+
+    from search.driver.extend import ContinuedSearch
+
+    space = {"lr": optuna.distributions.FloatDistribution(1e-4, 1e-1)}
+    searcher = OptunaSearch(space=space, metric="l", mode="min", sampler=optuna.samplers.RandomSampler(seed=0))
+    assert {"counter", "total_samples"} <= set(SearchGenerator(searcher).get_state())  # the keys entry 19 moves
+    generator = ContinuedSearch(searcher, done=5)
+    generator.add_configurations(Experiment("x", tune.with_parameters(lambda config: None), num_samples=2))
+    assert generator.total_samples == 7
+    tags = [generator.next_trial().experiment_tag.split("_", 1)[0] for _ in range(2)]
+    assert tags == ["6", "7"]  # trial numbers go on after the five earlier ones
+    assert generator.is_finished()
+    assert generator.next_trial() is None
+
+
+def test_experiment_state_trial_ids_are_read_as_json_not_unpickled():
+    import json
+
+    from ray.tune.execution.tune_controller import TuneController
+    from ray.tune.experiment import Trial
+
+    # the layout entry 20 reads is the one TuneController writes: one Trial.get_json_state() per trial
+    assert '"trial_data": list(self._get_trial_checkpoints().values())' in inspect.getsource(TuneController.save_to_dir)
+    assert "trial.get_json_state()" in inspect.getsource(TuneController._get_trial_checkpoints)
+    trials = [Trial("__fake", stub=True, trial_id=tid) for tid in ("aaaa0001", "aaaa0002")]
+    state = json.dumps({"trial_data": [t.get_json_state() for t in trials], "runner_data": {}}).encode()
+    assert ray_compat.state_trial_ids(state) == ["aaaa0001", "aaaa0002"]
+    assert ray_compat.state_trial_ids(state[:40]) is None  # cut short by a crash: passed over
+    with pytest.raises(ray_compat.RayCompatError, match="entry 20"):
+        ray_compat.state_trial_ids(b'{"trial_data": [["{}"]]}')
