@@ -29,7 +29,9 @@ def parse_args(argv=None):
         epilog="example: twobirds-compare runs/laptop runs/laptop2 --out runs/compare",
     )
     parser.add_argument("experiments", nargs="+", metavar="DIR", help="experiment folders <storage>/<name>")
-    parser.add_argument("--out", type=Path, default=Path("compare"), help="where the files go (default ./compare)")
+    parser.add_argument(
+        "--out", type=Path, default=Path("compare"), metavar="DIR", help="where the files go (default ./compare)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the text summary")
     return parser.parse_args(argv)
 
