@@ -1,6 +1,11 @@
 """Does a warm start pay? Search A (budget T trials), then search B warm-started from A's journal (budget T),
 against a cold search of budget 2T and the cold search of budget T that A itself is.
 
+The cold 2T search has A's TPE seed, so its first T trials are A's (as near as the timing of two concurrent
+trials allows): B and the cold search's second half start from the same history, and the comparison is
+between warm-starting a new search and having run the first one twice as long. (With another seed the target
+would mostly measure where each seed's random start-up landed: docs/benchmarks.md, "Warm start".)
+
 The smoke search file's space (latent family, lr, beta, wy, optimizer, and components for the categorical
 family: a conditional space), with data and epochs large enough to learn; no start points; 2 concurrent
 1-CPU trials; the project's Tuner (TPE + ASHA) for every search, B through `--warm-start`'s own code
@@ -77,7 +82,7 @@ def one_seed(args, seed: int, data, root: Path) -> dict:
     """A, B warm-started from A, and the cold 2T search for one seed: their entries and B's time to target."""
     a = search(make_spec(args, seed, args.trials), data, root, f"A{seed}")
     b = search(make_spec(args, seed + 1000, args.trials), data, root, f"B{seed}", warm_from=root / f"A{seed}")
-    cold = search(make_spec(args, seed + 2000, 2 * args.trials), data, root, f"cold2T{seed}")
+    cold = search(make_spec(args, seed + args.cold_seed, 2 * args.trials), data, root, f"cold2T{seed}")
     maximize = a["mode"] == "max"
     target = cold["best"] if cold["best"] is not None else -math.inf
     return {"A": a, "B": b, "cold2T": cold, "target": target, "B_to_target": reached(b, target, maximize)}
@@ -90,6 +95,9 @@ def main(argv=None):
     parser.add_argument("--trials", type=int, default=30, help="T: the budget of A and of B, in trials")
     parser.add_argument("--epochs", type=int, default=27)
     parser.add_argument("--rows", type=int, default=20000)
+    parser.add_argument(
+        "--cold-seed", type=int, default=0, help="the cold 2T search's TPE seed, less A's (default 0: A's own)"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.trials, args.epochs, args.rows = 1, 2, 1, 256
@@ -126,6 +134,9 @@ def report(args, runs: list[dict], loads: list[str], ray_s: float) -> None:
             best = "n/a" if e["best"] is None else f"{e['best']:.4f}"
             at = "n/a" if math.isnan(at) else str(at)
             rows.append([str(seed), label, str(e["trials"]), str(e["taken"]), best, at, e["wall_s"]])
+        first = [p["best"] for p in run["cold2T"]["curve"] if p["trial"] <= args.trials and p["best"] is not None]
+        best_first = f"{first[-1]:.4f}" if first else "n/a"
+        rows.append([str(seed), "cold 2T, its first T trials", str(args.trials), "0", best_first, "", ""])
         trials, seconds = run["B_to_target"]
         shown = "never" if math.isinf(trials) else f"{trials:.0f}"
         rows.append(

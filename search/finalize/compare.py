@@ -32,7 +32,7 @@ from cvae.errors import UserError, first_line
 from cvae.inputs import user_path
 
 from ..driver.files import BEST_CONFIG, FINAL, JOURNAL, REPORT_JSON, RESULTS_CSV
-from ..driver.study import StudyError, load_study
+from ..driver.study import StudyError, load_study, quiet_optuna
 from ..driver.warm_start import FROM
 from ..trials import best_trial
 from .plots import write_png
@@ -199,6 +199,7 @@ def compare(paths, out) -> dict:
         shown = ", ".join(f"{e['name']} {e['objective']} ({e['mode']})" for e in entries)
         raise CompareError(f"the experiments optimise different objectives ({shown}); compare experiments of one")
     out.mkdir(parents=True, exist_ok=True)
+    quiet_optuna()  # the importances' in-memory studies: no INFO line each
     files = {"plot": plot_curves(entries, out / PLOT), "importances": plot_importances(entries, out / IMPORTANCES)}
     summary = {"out": str(out), "files": {k: v for k, v in files.items() if v}, "experiments": entries}
     summary["files"]["markdown"] = MARKDOWN
