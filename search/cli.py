@@ -19,14 +19,16 @@ EPILOG = """examples:
 then: tensorboard --logdir runs/laptop   (results.csv, results.parquet, best_config.yaml in that folder)"""
 
 
-def _positive(kind):
+def _positive(kind, minimum=0):
     def parse(text):
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+            raise argparse.ArgumentTypeError(
+                f"expected {'a whole' if kind is int else 'a'} number, got {text!r}"
+            ) from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text}")
         return value
 
     return parse
@@ -95,22 +97,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--more",
-        type=_count,
+        type=_positive(int, minimum=1),
         metavar="N",
         help="run N more trials in the finished experiment --name (same search file, the study and the trial "
         "numbering continue; with --time-budget S they stop after S seconds)",
     )
     return p
-
-
-def _count(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of trials, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
 
 
 def main(argv=None) -> int:

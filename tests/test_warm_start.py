@@ -243,7 +243,7 @@ def test_iterated_search_flags_that_do_not_go_together(one_line_error, run_main,
     one_line_error("tune", *new, "--more", "2", "--num-samples", "3", message="drop --num-samples")
     refused = run_main("tune", *new, "--more", "0")  # argparse's own error, after its usage line
     assert refused.returncode == 2
-    assert "argument --more: must be at least 1, got 0" in refused.stderr
+    assert "argument --more: must be >= 1, got 0" in refused.stderr
 
 
 @pytest.fixture
