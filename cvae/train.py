@@ -25,7 +25,7 @@ from .losses import beta_at, categorical_loss, cvae_loss, sigma_at, wv_at, wy_at
 from .metrics import branches, evaluate
 from .model import build_model
 from .sampling import prior_valid_mass, refine_samples, sample
-from .signals import failure_signals
+from .signals import condition_gap, failure_signals
 
 OPTIMIZERS = {"Adam": torch.optim.Adam, "RMSprop": torch.optim.RMSprop, "SGD": torch.optim.SGD}
 
@@ -127,6 +127,8 @@ class Trainer:
             refined = refine_samples(x, y_val, self.functions, self.config.val_refine_steps)
             metrics = evaluate(refined.cpu(), y_val.cpu(), self.functions, branch_sets=self._val_branches)
             row.update({f"val_refined_{k}": v for k, v in metrics.items()})
+            gap, gap_se = condition_gap(refined, y_val, self.functions)  # does the refined set still depend on y
+            row.update(val_refined_condition_gap=gap, val_refined_condition_gap_se=gap_se)
         return row
 
     def fit(self, epochs: int | None = None, callback: Callable[[dict], bool | None] | None = None) -> dict:

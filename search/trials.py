@@ -36,7 +36,7 @@ REASONS = {
 ALWAYS_COUNTED = ("finished", "asha", "diverged", "error")  # shown even at 0
 FAILURE = "failure"  # the result key (and Optuna user attr) naming the failure that stopped a trial
 FAILURE_DETAIL = "failure_detail"  # the signal and threshold behind it, in words
-CONDITION_GAP_SE = 2.0  # standard errors added to the condition gap before it is compared with its threshold
+CONDITION_GAP_SE = 3.0  # standard errors added to the condition gap before it is compared with its threshold
 # a stop_reason that makes a trial no candidate: no real score (error, diverged), or a failed model
 FAILED = {"error", "diverged", "collapsed", "ignores_condition"}
 UNFINISHED = {"error", "errored", "failed", "running", "pending", "paused"}  # Tune statuses without a score
@@ -90,27 +90,33 @@ def ended(status: str, last: dict, max_t: int) -> str:
     return f"{words} ({last[FAILURE_DETAIL]})" if last.get(FAILURE) and last.get(FAILURE_DETAIL) else words
 
 
-def failure(row: dict, limits: dict | None, wy_delay: int = 0) -> tuple[str, str] | None:
+def failure(row: dict, limits: dict | None, wy_delay: int = 0, metric: str = "val_score") -> tuple[str, str] | None:
     """(stop_reason, detail) when an epoch's failure signals (cvae/signals.py) cross `limits`, else None.
 
     limits: the `failures:` section's values (search/spec/sections.py); None or prune false: never.
     A non-finite loss is `diverged` at once; the signals are judged from limits["from_epoch"] on and only once
     the trial's whole loss applies (after its `wy_delay` epochs): until then neither the y-term nor the validity
-    term acts, and they can still spread a collapsed prior (docs/search.md, failure-aware pruning).
-    A threshold of 0 (1 for min_components) switches its check off.
+    term acts, and they can still spread a collapsed prior (docs/search.md, failure-aware pruning). The condition
+    gap waits limits["condition_epochs"] epochs of the whole loss: an untrained model ignores y too.
+    A threshold of 0 (1 for min_components) switches its check off. The condition gap is the one of the
+    objective's samples (`metric`): network only, or refined for refined_score.
     """
     if not limits or not limits.get("prune"):
         return None
     if row.get("diverged") or not math.isfinite(row.get("loss", math.nan)):
         return "diverged", "non-finite loss"
-    if int(row.get("epoch") or 0) < max(limits["from_epoch"], wy_delay + 1):
+    epoch = int(row.get("epoch") or 0)
+    if epoch < max(limits["from_epoch"], wy_delay + 1):
         return None
-    gap, se = row.get("val_condition_gap", math.nan), row.get("val_condition_gap_se", math.nan)
+    prefix = "val_refined_" if metric == "val_refined_score" else "val_"
+    gap, se = row.get(f"{prefix}condition_gap", math.nan), row.get(f"{prefix}condition_gap_se", math.nan)
+    if epoch < wy_delay + limits["condition_epochs"]:  # a model needs a few epochs to learn to use y at all
+        gap = math.nan
     checks = (
         ("collapsed", row.get("val_prior_components"), "min_components", "effective components"),
         ("collapsed", row.get("val_kl_max_dim"), "min_kl_per_dim", "largest KL of a latent dimension"),
-        # the gap's upper bound (2 standard errors): a gap measured on a few conditions stops nothing by chance
-        ("ignores_condition", gap + CONDITION_GAP_SE * se, "min_condition_gap", "own-condition gap + 2 s.e."),
+        # the gap's upper bound (3 standard errors): a gap measured on a few conditions stops nothing by chance
+        ("ignores_condition", gap + CONDITION_GAP_SE * se, "min_condition_gap", "own-condition gap + 3 s.e."),
     )
     for reason, value, limit, words in checks:
         if isinstance(value, (int, float)) and math.isfinite(value) and value < limits[limit]:

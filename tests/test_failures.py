@@ -85,6 +85,7 @@ def test_a_trial_stops_when_a_signal_crosses_its_threshold():
     assert failure(posterior, LIMITS)[0] == "collapsed"
     blind = {**healthy, "val_condition_gap": 0.001, "val_condition_gap_se": 0.001}
     assert failure(blind, LIMITS)[0] == "ignores_condition"
+    assert failure({**blind, "epoch": 1}, LIMITS) is None  # an untrained model ignores y too: judged from epoch 2
     noisy = {**blind, "val_condition_gap_se": 0.02}  # a gap measured on few conditions: no evidence either way
     assert failure(noisy, LIMITS) is None
     assert failure({"epoch": 1, "loss": math.inf, "diverged": 1}, LIMITS) == ("diverged", "non-finite loss")
@@ -133,7 +134,7 @@ def test_a_collapsing_configuration_is_stopped_and_told_to_tpe_as_infeasible(tmp
     raw = yaml.safe_load(smoke.read_text())
     raw["search"].update(num_samples=2, images="none")
     raw["asha"]["grace_period"] = 2  # no rung before the collapse shows
-    raw["failures"] = {"from_epoch": 2, "min_components": 2.0}
+    raw["failures"] = {"prune": True, "from_epoch": 2, "min_components": 2.0}  # off in smoke.yaml
     raw["start_points"] = [COLLAPSES, raw["start_points"][1]]  # the collapse, and the smoke space's own categorical
     path = tmp_path / "collapse.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))

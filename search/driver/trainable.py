@@ -183,7 +183,7 @@ def train_trial(config: dict, data=None, settings=None, after_report=None) -> No
     every, last_report = settings["checkpoint_every"], [0.0]
 
     def report(row: dict) -> bool:
-        failed = failure(row, settings.get("failures"), trainer.config.wy_delay)  # stop with a named reason
+        failed = failure(row, settings.get("failures"), trainer.config.wy_delay, settings["metric"])
         if failed:
             row = {**row, FAILURE: failed[0], FAILURE_DETAIL: failed[1]}
         started = time.perf_counter()

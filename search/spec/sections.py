@@ -62,9 +62,11 @@ class Failures(Section):
 
     prune: bool = True
     from_epoch: Int = Field(1, gt=0)  # the first epoch checked
+    condition_epochs: Int = Field(2, gt=0)  # epochs of its whole loss a trial has to learn to use its condition
     min_components: Float = Field(1.5, ge=1)  # categorical: collapsed below this exp(entropy of p(c | y))
-    min_kl_per_dim: Float = Field(1e-3, ge=0)  # gaussian: collapsed when every latent dimension's KL (nats) is below
-    min_condition_gap: Float = Field(0.005, ge=0, le=1)  # ignores the condition below this RMSE(shuffled) - RMSE(own)
+    min_kl_per_dim: Float = Field(5e-4, ge=0)  # gaussian: collapsed when every latent dimension's KL (nats) is below
+    # ignores the condition below this RMSE of f(x) on the other conditions minus on their own (+ 3 s.e.)
+    min_condition_gap: Float = Field(0.025, ge=0, le=1)
 
 
 class SearchData(DataSpec):
