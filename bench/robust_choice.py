@@ -159,24 +159,24 @@ def crossed(row: pd.Series, history: pd.DataFrame, limits: dict) -> str:
     return ""
 
 
-def signals(row: pd.Series, history: pd.DataFrame, reason: str) -> list:
-    """A trial's closest approach to each threshold over the epochs judged (after its wy_delay)."""
-    judged = history[history["epoch"] > int(row.get("config/wy_delay", 0) or 0)] if len(history) else history
+def signals(row: pd.Series, history: pd.DataFrame, reason: str, limits: dict) -> list:
+    """A trial's closest approach to each threshold over the epochs judged (search.trials.failure's rule)."""
+    delay = int(row.get("config/wy_delay", 0) or 0)
+    epochs = history["epoch"] if len(history) else pd.Series(dtype=float)
 
-    def low(key):
-        return float(judged[key].min()) if key in judged and judged[key].notna().any() else math.nan
+    def low(values, first: int) -> str:
+        values = values[epochs >= first] if len(history) else values
+        return f"{values.min():.3g}" if len(values) and values.notna().any() else "-"
 
-    if "val_condition_gap" in judged:
-        bound = (
-            low("val_condition_gap")
-            if judged.empty
-            else float((judged["val_condition_gap"] + 3 * judged["val_condition_gap_se"]).min())
-        )
-    else:
-        bound = math.nan
-    family = str(row.get("config/latent", ""))
-    return [str(row["trial_id"]), family, str(int(row["epochs"])), float(history["val_score"].max()),
-            low("val_prior_components"), low("val_kl_max_dim"), bound, reason or "-"]  # fmt: skip
+    def column(key):
+        return history[key] if key in history else pd.Series(math.nan, index=history.index)
+
+    first = max(limits["from_epoch"], delay + 1)
+    gap = column("val_condition_gap") + 3 * column("val_condition_gap_se")
+    return [str(row["trial_id"]), str(row.get("config/latent", "")), str(int(row["epochs"])),
+            float(history["val_score"].max()), low(column("val_prior_components"), first),
+            low(column("val_kl_max_dim"), first), low(gap, max(first, delay + limits["condition_epochs"])),
+            reason or "-"]  # fmt: skip
 
 
 def arm(folder: Path, started: float, limits: dict) -> dict:
@@ -194,7 +194,7 @@ def arm(folder: Path, started: float, limits: dict) -> dict:
         "failed_seconds": sum(s for s, b in zip(seconds, bad) if b),
         "best": float(epochs["val_score"].max()),
         "epochs": epochs,
-        "signals": [signals(r, h, reason) for (r, h), reason in zip(trials, reasons)],
+        "signals": [signals(r, h, reason, limits) for (r, h), reason in zip(trials, reasons)],
     }
 
 
@@ -252,11 +252,11 @@ def main(argv=None):
     parser.add_argument("--pruning-seeds", type=int, default=2, help="search pairs of part (b)")
     parser.add_argument("--budget", type=float, default=240, help="seconds per search")
     parser.add_argument("--trials", type=int, default=40, help="trials per search (the budget ends it first)")
-    parser.add_argument("--rows", type=int, default=5000, help="training rows of the searches and re-runs")
+    parser.add_argument("--rows", type=int, default=8000, help="training rows of the searches and re-runs")
     parser.add_argument("--max-t", type=int, default=9, help="epochs of a full-length trial and of a re-run")
     parser.add_argument("--top-k", type=int, default=3)
     parser.add_argument("--seeds", type=int, default=3, help="re-runs per configuration")
-    parser.add_argument("--final-rows", type=int, default=10000)
+    parser.add_argument("--final-rows", type=int, default=16000)
     parser.add_argument("--final-epochs", type=int, default=18)
     args = parser.parse_args(argv)
     if args.quick:
