@@ -126,7 +126,7 @@ def test_a_bad_threshold_is_one_line_naming_the_key(smoke, section, message):
 
 
 @pytest.mark.slow
-def test_a_collapsing_configuration_is_stopped_and_told_to_tpe_as_infeasible(tmp_path, smoke, run_main):
+def test_a_collapsing_configuration_is_stopped_and_told_to_tpe_as_infeasible(tmp_path, smoke, run_script):
     from optuna.trial import TrialState
 
     from search.driver.study import FAILURE_CONSTRAINT, load_study
@@ -138,7 +138,8 @@ def test_a_collapsing_configuration_is_stopped_and_told_to_tpe_as_infeasible(tmp
     raw["start_points"] = [COLLAPSES, raw["start_points"][1]]  # the collapse, and the smoke space's own categorical
     path = tmp_path / "collapse.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    ran = run_main("tune", "--config", path, "--name", "collapse", "--storage", tmp_path / "runs")
+    # a process, as a user runs it: a search in this one would leave its local Ray's settings behind for other tests
+    ran = run_script("tune", "--config", path, "--name", "collapse", "--storage", tmp_path / "runs", timeout=600)
     assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
     experiment = tmp_path / "runs" / "collapse"
     table = pd.read_csv(experiment / "results.csv")
