@@ -3,6 +3,7 @@
 
     python scripts/finalize.py --experiment runs/my-search
     python scripts/finalize.py --config runs/my-search/best_config.yaml --out final/
+    python scripts/finalize.py --experiment runs/my-search --top-k 3 --seeds 3   # the surest of the top 3
 
 Writes model.pt, report.md, report.json, training_curves.png, samples.png, coverage.png and
 (for an experiment) the Optuna study's search_*.png into --out (default: <experiment>/final).
@@ -72,6 +73,13 @@ def parse_args(argv=None):
         help="train on each line as drawn, on a uniformly drawn exact solution of its condition, or on all "
         "of its solutions (all_branches: the categorical latent averages its loss over them)",
     )
+    choice_arguments(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser.parse_args(argv)
+
+
+def choice_arguments(parser) -> None:
+    """--top-k, --seeds, --pick: re-run the search's top configurations before retraining one."""
     robust = parser.add_argument_group(
         "a choice you can trust (re-run the search's top configurations before retraining one; --experiment only)"
     )
@@ -90,8 +98,6 @@ def parse_args(argv=None):
         help="which configuration to retrain: lcb (the best lower end of the interval; the default when K > 1), "
         "mean (the best re-run mean) or best (the search's best trial; the default when K = 1)",
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    return parser.parse_args(argv)
 
 
 def check_choice(args) -> str | None:
@@ -112,10 +118,21 @@ def check_choice(args) -> str | None:
     return args.pick or ("lcb" if args.top_k > 1 else "best")
 
 
+def picked(experiment, args, rule: str) -> dict:
+    """The re-runs of the search's top configurations; `experiment` then retrains the one `rule` picks."""
+    from search.finalize.choice import choose
+
+    choice = choose(experiment, args.top_k, args.seeds, rule, args.device, lambda line: print(line, flush=True))
+    experiment.config = choice["config"]
+    runs = f"{len(choice['candidates'])} x {args.seeds} re-runs"
+    experiment.source = f"trial {choice['picked']} of {args.experiment} (picked by {rule} from {runs})"
+    print(f"picked trial {choice['picked']} by {rule}; optimism of best-of-N {choice['optimism']:.4g}", flush=True)
+    return choice
+
+
 def run_finalize(args) -> int:
     from cvae.inputs import InputError, check_data_files, check_device, check_output_folder
     from search.finalize import finalize, load_config_file, load_experiment, with_data
-    from search.finalize.choice import choose
 
     rule = check_choice(args)
 
@@ -142,13 +159,7 @@ def run_finalize(args) -> int:
     check_data_files(experiment.data)  # every input is checked before the training data is built
     check_device(args.device)
     check_output_folder(out, "--out")
-    choice = None
-    if rule is not None:
-        choice = choose(experiment, args.top_k, args.seeds, rule, device=args.device)
-        experiment.config = choice["config"]
-        runs = f"{len(choice['candidates'])} x {args.seeds} re-runs"
-        experiment.source = f"trial {choice['picked']} of {args.experiment} (picked by {rule} from {runs})"
-        print(f"picked trial {choice['picked']} by {rule}; optimism of best-of-N {choice['optimism']:.4g}")
+    choice = None if rule is None else picked(experiment, args, rule)
     print(f"finalizing {experiment.source} -> {out}", flush=True)
     report = finalize(
         experiment,
