@@ -10,10 +10,11 @@
     epochs, or diverged). Goal: >= 30% less compute on failed trials at an equal or better best score.
 
 Reduced fidelity (say so where the numbers go): the laptop space and start points, --rows training rows,
-max_t --max-t epochs (ASHA grace 1, factor 3), --budget seconds a search; finalize's retrain --final-rows rows
+max_t --max-t epochs (ASHA grace 1, factor 3), --budget / --pruning-budget seconds a search of (a) / (b);
+finalize's retrain --final-rows rows
 for --final-epochs epochs, scored on the search's validation conditions.
 
-    .venv/bin/python bench/robust_choice.py [--quick] [--searches 3] [--budget 240] [--pruning-seeds 2]
+    .venv/bin/python bench/robust_choice.py [--quick] [--searches 3] [--budget 180] [--pruning-seeds 2]
 """
 
 from __future__ import annotations
@@ -34,11 +35,12 @@ SAVING_GOAL = 0.30
 FAILED_REASONS = {"collapsed", "ignores_condition", "diverged"}
 
 
-def search_file(args, folder: Path, seed: int, prune: bool = True) -> Path:
+def search_file(args, folder: Path, seed: int, prune: bool = True, budget: float | None = None) -> Path:
     """The bench's search file: the laptop space (or the smoke space with --quick) at the reduced fidelity."""
     raw = yaml.safe_load((common.SMOKE if args.quick else LAPTOP).read_text())
     raw["data"]["train_size"] = args.rows
-    raw["search"].update(seed=seed, time_budget_s=args.budget, num_samples=args.trials, images="none")
+    budget = args.budget if budget is None else budget
+    raw["search"].update(seed=seed, time_budget_s=budget, num_samples=args.trials, images="none")
     raw["search"]["max_concurrent_trials"] = 2
     raw["asha"] = {"max_t": args.max_t, "grace_period": 1, "reduction_factor": 3}
     raw["failures"] = {"prune": prune}
@@ -212,7 +214,7 @@ def pruning(args, storage: Path) -> tuple[list, list[str]]:
     for seed in range(100, 100 + args.pruning_seeds):
         arms = {}
         for prune in (False, True):
-            path = search_file(args, storage, seed, prune)
+            path = search_file(args, storage, seed, prune, args.pruning_budget)
             folder, started = run_one(path, storage, f"pruning-{seed}-{prune}")
             arms[prune] = arm(folder, started, load_search_config(path).failures.model_dump())
         target = min(a["best"] for a in arms.values())
@@ -250,17 +252,18 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="the smoke space, one tiny search per part (tests)")
     parser.add_argument("--searches", type=int, default=3, help="searches of part (a)")
     parser.add_argument("--pruning-seeds", type=int, default=2, help="search pairs of part (b)")
-    parser.add_argument("--budget", type=float, default=240, help="seconds per search")
+    parser.add_argument("--budget", type=float, default=180, help="seconds per search of part (a)")
+    parser.add_argument("--pruning-budget", type=float, default=240, help="seconds per search of part (b)")
     parser.add_argument("--trials", type=int, default=40, help="trials per search (the budget ends it first)")
-    parser.add_argument("--rows", type=int, default=8000, help="training rows of the searches and re-runs")
+    parser.add_argument("--rows", type=int, default=4000, help="training rows of the searches and re-runs")
     parser.add_argument("--max-t", type=int, default=9, help="epochs of a full-length trial and of a re-run")
     parser.add_argument("--top-k", type=int, default=3)
     parser.add_argument("--seeds", type=int, default=3, help="re-runs per configuration")
-    parser.add_argument("--final-rows", type=int, default=16000)
+    parser.add_argument("--final-rows", type=int, default=8000)
     parser.add_argument("--final-epochs", type=int, default=18)
     args = parser.parse_args(argv)
     if args.quick:
-        args.searches, args.pruning_seeds, args.budget, args.trials = 1, 1, None, 3
+        args.searches, args.pruning_seeds, args.budget, args.pruning_budget, args.trials = 1, 1, None, None, 3
         args.rows, args.max_t, args.top_k, args.seeds, args.final_rows, args.final_epochs = 384, 2, 2, 2, 384, 2
     loads = [common.load()]
     common.start_ray(2)
@@ -274,8 +277,9 @@ def main(argv=None):
     print(
         common.machine(
             f"{'smoke' if args.quick else 'laptop'} space, {args.rows} rows, max_t {args.max_t}, "
-            f"{args.budget} s a search, top {args.top_k} x {args.seeds} re-runs, final {args.final_rows} rows x "
-            f"{args.final_epochs} epochs; {time.perf_counter() - started:.0f} s in all"
+            f"{args.budget} / {args.pruning_budget} s a search of (a) / (b), top {args.top_k} x {args.seeds} "
+            f"re-runs, final {args.final_rows} rows x {args.final_epochs} epochs; "
+            f"{time.perf_counter() - started:.0f} s in all"
         )
     )
     print(f"# loads: {'; '.join(loads)}")
