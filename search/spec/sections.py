@@ -66,7 +66,7 @@ class Failures(Section):
     min_components: Float = Field(1.5, ge=1)  # categorical: collapsed below this exp(entropy of p(c | y))
     min_kl_per_dim: Float = Field(5e-4, ge=0)  # gaussian: collapsed when every latent dimension's KL (nats) is below
     # ignores the condition below this RMSE of f(x) on the other conditions minus on their own (+ 3 s.e.)
-    min_condition_gap: Float = Field(0.025, ge=0, le=1)
+    min_condition_gap: Float = Field(0.02, ge=0, le=1)
 
 
 class SearchData(DataSpec):
