@@ -197,7 +197,7 @@ def choice_markdown(choice: dict | None) -> list[str]:
         f"{', '.join(map(str, choice['seeds']))} (seeds the search never used) at the search's fidelity: "
         + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in choice["fidelity"].items())
         + f". Interval: {choice['interval']}; prediction: {choice['prediction']}. "
-        f"Retrained: trial `{choice['picked']}`, picked by `{choice['rule']}` ({choice['rule_words']}).",
+        f"Retrained: trial `{choice['picked']}`, picked by `{choice['rule']}`: {choice['rule_words']}.",
         "",
         f"- search's best: trial `{best['trial_id']}`, {metric} {fmt(best['score'])} in the search; its re-runs' "
         f"mean {fmt(best['score'] - choice['optimism'])}: **optimism of best-of-N {fmt(choice['optimism'])}**",
