@@ -111,3 +111,25 @@ def test_top_k_needs_an_experiment(tmp_path, one_line_error, tiny_config):
     path = tmp_path / "best.yaml"
     path.write_text(yaml.safe_dump(tiny_config))
     one_line_error("finalize", "--config", path, "--top-k", "2", message="pass --experiment")
+
+
+def test_a_diverged_rerun_leaves_no_interval_and_the_report_stays_valid_json():
+    from search.finalize.choice import choice_markdown, landed
+
+    stats = interval([0.4, float("nan")])
+    row = {"trial_id": "t1", "rank": 1, "search_score": 0.5, "search_epochs": 2, "stop_reason": "finished",
+           "params": {}, "scores": [0.4, -1.0], **stats, "picked": True}  # fmt: skip
+    fidelity = {"train_rows": 256, "lines": "official", "x_targets": "given", "epochs": 2, "val": "6", "val_samples": 4}
+    choice = {"rule": "best", "rule_words": "", "interval": "", "prediction": "", "metric": "val_score", "mode": "max",
+              "seeds": [1, 2], "fidelity": fidelity, "search_best": {"trial_id": "t1", "score": 0.5},
+              "optimism": 0.5 - stats["mean"], "candidates": [row], "picked": "t1", "seconds": 1.0}  # fmt: skip
+    report = {"training": {"final": {"val_score": 0.3}, "epochs": 2}, "config": {"val_samples": 4},
+              "data": {"train_rows": 256, "train_file": None, "lines": "official", "x_targets": "given",
+                       "val_file": None, "val_conditions": 6}}  # fmt: skip
+    section = landed(choice, report)
+    json.dumps(section, allow_nan=False)  # report.json is written without NaN
+    assert section["candidates"][0]["ci"] == [None, None]
+    assert section["final"]["where"] == "unknown"
+    markdown = "\n".join(choice_markdown(section))
+    assert "cannot be checked against the re-runs" in markdown
+    assert "| n/a | n/a |" in markdown

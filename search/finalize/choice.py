@@ -171,12 +171,12 @@ def _row(candidate: Candidate, stats: dict, picked: bool, params: list[str]) -> 
 def landed(choice: dict, report: dict) -> dict:
     """The choice section for report.json: the final model's score against the prediction for the picked
     configuration (inside, above or below), and whether both were measured at the same fidelity."""
-    section = {k: plain(v) if not isinstance(v, (list, dict)) else v for k, v in choice.items() if k != "config"}
+    section = plain({k: v for k, v in choice.items() if k != "config"})  # JSON: NaN (a diverged re-run) is null
     picked = next(c for c in choice["candidates"] if c["picked"])
     score = report["training"]["final"].get(choice["metric"])
     low, high = picked["prediction"]
     where = "unknown"
-    if isinstance(score, (int, float)) and math.isfinite(low):
+    if isinstance(score, (int, float)) and math.isfinite(score) and math.isfinite(low) and math.isfinite(high):
         where = "inside" if low <= score <= high else "above" if score > high else "below"
     final = fidelity(report["data"], report["training"]["epochs"], report["config"]["val_samples"])
     differs = [k for k in final if str(final[k]) != str(choice["fidelity"][k])]
@@ -200,7 +200,7 @@ def choice_markdown(choice: dict | None) -> list[str]:
         f"Retrained: trial `{choice['picked']}`, picked by `{choice['rule']}`: {choice['rule_words']}.",
         "",
         f"- search's best: trial `{best['trial_id']}`, {metric} {fmt(best['score'])} in the search; its re-runs' "
-        f"mean {fmt(best['score'] - choice['optimism'])}: **optimism of best-of-N {fmt(choice['optimism'])}**",
+        f"mean {fmt(choice['candidates'][0]['mean'])}: **optimism of best-of-N {fmt(choice['optimism'])}**",
         "",
         f"| rank | trial | search {metric} (epochs) | re-runs | mean | std | 90% interval on the mean "
         "| 90% prediction | picked |",
@@ -220,7 +220,8 @@ def choice_markdown(choice: dict | None) -> list[str]:
 
 def _span(bounds) -> str:
     low, high = bounds
-    return "n/a" if not (math.isfinite(low) and math.isfinite(high)) else f"[{fmt(low)}, {fmt(high)}]"
+    known = all(isinstance(b, (int, float)) and math.isfinite(b) for b in bounds)
+    return f"[{fmt(low)}, {fmt(high)}]" if known else "n/a"
 
 
 def _landed_line(final: dict, metric: str) -> str:
