@@ -250,6 +250,7 @@ def pruning(args, storage: Path) -> tuple[list, list[str]]:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="the smoke space, one tiny search per part (tests)")
+    parser.add_argument("--parts", default="ab", help="which parts to run: a, b or ab (default)")
     parser.add_argument("--searches", type=int, default=3, help="searches of part (a)")
     parser.add_argument("--pruning-seeds", type=int, default=2, help="search pairs of part (b)")
     parser.add_argument("--budget", type=float, default=180, help="seconds per search of part (a)")
@@ -268,11 +269,14 @@ def main(argv=None):
     loads = [common.load()]
     common.start_ray(2)
     started = time.perf_counter()
+    choice_results, pruning_results = [], []
     with tempfile.TemporaryDirectory(prefix="bench-robust-") as folder:
-        _, choice_results = robust_choice(args, Path(folder))
-        loads.append(common.load())
-        _, pruning_results = pruning(args, Path(folder))
-        loads.append(common.load())
+        if "a" in args.parts:
+            _, choice_results = robust_choice(args, Path(folder))
+            loads.append(common.load())
+        if "b" in args.parts:
+            _, pruning_results = pruning(args, Path(folder))
+            loads.append(common.load())
     common.stop_ray()
     print(
         common.machine(
