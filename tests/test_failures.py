@@ -151,6 +151,8 @@ def test_a_collapsing_configuration_is_stopped_and_told_to_tpe_as_infeasible(tmp
     assert healthy["stop_reason"] == "finished"
     assert f"collapsed at epoch 2 (effective components {collapsed['val_prior_components']:.3g} < 2)" in ran.stdout
     assert "1 collapsed" in ran.stdout  # the summary's count
+    hparams = _hparams(experiment / collapsed["run"])  # TensorBoard's own reader
+    assert hparams["stop_reason"].string_value == "collapsed"
     study = load_study(experiment)  # through optuna.load_study
     by_ray_id = {t.user_attrs["ray_trial_id"]: t for t in study.trials}
     told = by_ray_id[collapsed["trial_id"]]
@@ -159,3 +161,13 @@ def test_a_collapsing_configuration_is_stopped_and_told_to_tpe_as_infeasible(tmp
     assert told.constraints == {FAILURE_CONSTRAINT: 1.0}  # > 0: infeasible, what TPE's split reads
     assert by_ray_id[healthy["trial_id"]].constraints == {}
     assert study.best_trial.number == by_ray_id[healthy["trial_id"]].number  # Optuna skips infeasible trials
+
+
+def _hparams(run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import metadata
+
+    events = EventAccumulator(str(run), size_guidance={"scalars": 0})
+    events.Reload()
+    start = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    return metadata.parse_session_start_info_plugin_data(start).hparams
