@@ -25,6 +25,7 @@ from .losses import beta_at, categorical_loss, cvae_loss, sigma_at, wv_at, wy_at
 from .metrics import branches, evaluate
 from .model import build_model
 from .sampling import prior_valid_mass, refine_samples, sample
+from .signals import condition_gap, failure_signals
 
 OPTIMIZERS = {"Adam": torch.optim.Adam, "RMSprop": torch.optim.RMSprop, "SGD": torch.optim.SGD}
 
@@ -116,6 +117,9 @@ class Trainer:
         x = sample(self.model, y_val, self.config.val_samples, generator, self.config.noise)
         metrics = evaluate(x.cpu(), y_val.cpu(), self.functions, branch_sets=self._val_branches)
         row = {f"val_{k}": v for k, v in metrics.items()}
+        # how the model fails, if it does (cvae/signals.py): the search may stop a trial on them
+        signals = failure_signals(self.model, self.val, x, self.functions)
+        row.update({f"val_{k}": v for k, v in signals.items()})
         if self.config.latent == "categorical":
             row["val_prior_valid"] = prior_valid_mass(self.model, y_val, self.functions)
         if self.config.val_refine_steps > 0:
@@ -123,6 +127,8 @@ class Trainer:
             refined = refine_samples(x, y_val, self.functions, self.config.val_refine_steps)
             metrics = evaluate(refined.cpu(), y_val.cpu(), self.functions, branch_sets=self._val_branches)
             row.update({f"val_refined_{k}": v for k, v in metrics.items()})
+            gap, gap_se = condition_gap(refined, y_val, self.functions)  # does the refined set still depend on y
+            row.update(val_refined_condition_gap=gap, val_refined_condition_gap_se=gap_se)
         return row
 
     def fit(self, epochs: int | None = None, callback: Callable[[dict], bool | None] | None = None) -> dict:

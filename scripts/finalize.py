@@ -3,6 +3,7 @@
 
     python scripts/finalize.py --experiment runs/my-search
     python scripts/finalize.py --config runs/my-search/best_config.yaml --out final/
+    python scripts/finalize.py --experiment runs/my-search --top-k 3 --seeds 3   # the surest of the top 3
 
 Writes model.pt, report.md, report.json, training_curves.png, samples.png, coverage.png and
 (for an experiment) the Optuna study's search_*.png into --out (default: <experiment>/final).
@@ -16,6 +17,7 @@ import sys
 from pathlib import Path
 
 from search.driver.files import FINAL
+from search.trials import PICKS
 
 PROG = "twobirds-finalize"
 
@@ -71,13 +73,68 @@ def parse_args(argv=None):
         help="train on each line as drawn, on a uniformly drawn exact solution of its condition, or on all "
         "of its solutions (all_branches: the categorical latent averages its loss over them)",
     )
+    choice_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
+
+
+def choice_arguments(parser) -> None:
+    """--top-k, --seeds, --pick: re-run the search's top configurations before retraining one."""
+    robust = parser.add_argument_group(
+        "a choice you can trust (re-run the search's top configurations before retraining one; --experiment only)"
+    )
+    robust.add_argument(
+        "--top-k",
+        type=int,
+        metavar="K",
+        help="re-run the search's K best configurations with --seeds fresh seeds each at the search's fidelity "
+        "(its data and max_t epochs), report each one's mean and a Student-t 90%% interval, and retrain the one "
+        "--pick chooses; report.md says how sure the choice is (default: no re-runs, retrain the best trial)",
+    )
+    robust.add_argument("--seeds", type=int, metavar="R", help="re-runs per configuration (default 3, >= 2)")
+    robust.add_argument(
+        "--pick",
+        choices=list(PICKS),
+        help="which configuration to retrain: lcb (the best lower end of the interval; the default when K > 1), "
+        "mean (the best re-run mean) or best (the search's best trial; the default when K = 1)",
+    )
+
+
+def check_choice(args) -> str | None:
+    """The pick rule of --top-k/--seeds/--pick (None: no re-runs); one line for a bad combination."""
+    from cvae.inputs import InputError
+
+    if args.top_k is None:
+        for flag, value in (("--pick", args.pick), ("--seeds", args.seeds)):
+            if value is not None:
+                raise InputError(f"{flag} {value} needs --top-k K: the search's top configurations to re-run")
+        return None
+    args.seeds = 3 if args.seeds is None else args.seeds
+    if args.top_k < 1 or args.seeds < 2:
+        flag, value = ("--top-k", args.top_k) if args.top_k < 1 else ("--seeds", args.seeds)
+        raise InputError(f"{flag} must be >= {1 if flag == '--top-k' else 2} (an interval needs 2 runs), got {value}")
+    if args.experiment is None:
+        raise InputError("--top-k re-runs a search's top trials: pass --experiment <storage>/<name>, not --config")
+    return args.pick or ("lcb" if args.top_k > 1 else "best")
+
+
+def picked(experiment, args, rule: str) -> dict:
+    """The re-runs of the search's top configurations; `experiment` then retrains the one `rule` picks."""
+    from search.finalize.choice import choose
+
+    choice = choose(experiment, args.top_k, args.seeds, rule, args.device, lambda line: print(line, flush=True))
+    experiment.config = choice["config"]
+    runs = f"{len(choice['candidates'])} x {args.seeds} re-runs"
+    experiment.source = f"trial {choice['picked']} of {args.experiment} (picked by {rule} from {runs})"
+    print(f"picked trial {choice['picked']} by {rule}; optimism of best-of-N {choice['optimism']:.4g}", flush=True)
+    return choice
 
 
 def run_finalize(args) -> int:
     from cvae.inputs import InputError, check_data_files, check_device, check_output_folder
     from search.finalize import finalize, load_config_file, load_experiment, with_data
+
+    rule = check_choice(args)
 
     overrides = {
         "train_size": args.train_size,
@@ -102,9 +159,16 @@ def run_finalize(args) -> int:
     check_data_files(experiment.data)  # every input is checked before the training data is built
     check_device(args.device)
     check_output_folder(out, "--out")
+    choice = None if rule is None else picked(experiment, args, rule)
     print(f"finalizing {experiment.source} -> {out}", flush=True)
     report = finalize(
-        experiment, out, epochs=args.epochs, device=args.device, samples=args.samples, progress=not args.quiet
+        experiment,
+        out,
+        epochs=args.epochs,
+        device=args.device,
+        samples=args.samples,
+        progress=not args.quiet,
+        choice=choice,
     )
     v, objective = report["validation"], report["objective"]
     gates = "PASS" if v["gates_pass"] else "FAIL"

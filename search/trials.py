@@ -29,9 +29,16 @@ REASONS = {
     "error": ("errored", "errored after {epoch} epochs"),
     "time_budget": ("ended by the time budget", "ended by the time budget at epoch {epoch}"),
     "interrupted": ("interrupted", "interrupted at epoch {epoch}"),
+    # failure-aware pruning (the `failures:` section): the trial's own signals stopped it
+    "collapsed": ("collapsed", "collapsed at epoch {epoch}"),
+    "ignores_condition": ("ignored the condition", "ignores the condition at epoch {epoch}"),
 }
 ALWAYS_COUNTED = ("finished", "asha", "diverged", "error")  # shown even at 0
-FAILED = {"error", "diverged"}  # a stop_reason without a real score
+FAILURE = "failure"  # the result key (and Optuna user attr) naming the failure that stopped a trial
+FAILURE_DETAIL = "failure_detail"  # the signal and threshold behind it, in words
+CONDITION_GAP_SE = 3.0  # standard errors added to the condition gap before it is compared with its threshold
+# a stop_reason that makes a trial no candidate: no real score (error, diverged), or a failed model
+FAILED = {"error", "diverged", "collapsed", "ignores_condition"}
 UNFINISHED = {"error", "errored", "failed", "running", "pending", "paused"}  # Tune statuses without a score
 # Parameters a run name shows first (when searched), then the others in the space's order.
 KEY_PARAMS = ("model", "latent", "head", "lr", "beta", "latent_dim", "components", "hidden", "optimizer", "wy")
@@ -68,6 +75,8 @@ def stop_reason(status: str, last: dict, max_t: int, budget_spent: bool = False)
         return "time_budget" if budget_spent else "interrupted"  # Ctrl-C: --resume continues it
     if last.get("diverged"):
         return "diverged"
+    if last.get(FAILURE) in REASONS:
+        return last[FAILURE]
     if (last.get("epoch") or 0) >= max_t:
         return "finished"
     if stopped_early(last, max_t):
@@ -76,8 +85,43 @@ def stop_reason(status: str, last: dict, max_t: int, budget_spent: bool = False)
 
 
 def ended(status: str, last: dict, max_t: int) -> str:
-    """How a trial ended, in words: 'finished 30 epochs', 'stopped by ASHA at epoch 3', ..."""
-    return REASONS[stop_reason(status, last, max_t)][1].format(epoch=int(last.get("epoch") or 0))
+    """How a trial ended, in words: 'finished 30 epochs', 'collapsed at epoch 2 (effective components 1.1 < 1.5)'."""
+    words = REASONS[stop_reason(status, last, max_t)][1].format(epoch=int(last.get("epoch") or 0))
+    return f"{words} ({last[FAILURE_DETAIL]})" if last.get(FAILURE) and last.get(FAILURE_DETAIL) else words
+
+
+def failure(row: dict, limits: dict | None, wy_delay: int = 0, metric: str = "val_score") -> tuple[str, str] | None:
+    """(stop_reason, detail) when an epoch's failure signals (cvae/signals.py) cross `limits`, else None.
+
+    limits: the `failures:` section's values (search/spec/sections.py); None or prune false: never.
+    A non-finite loss is `diverged` at once; the signals are judged from limits["from_epoch"] on and only once
+    the trial's whole loss applies (after its `wy_delay` epochs): until then neither the y-term nor the validity
+    term acts, and they can still spread a collapsed prior (docs/search.md, failure-aware pruning). The condition
+    gap waits limits["condition_epochs"] epochs of the whole loss: an untrained model ignores y too.
+    A threshold of 0 (1 for min_components) switches its check off. The condition gap is the one of the
+    objective's samples (`metric`): network only, or refined for refined_score.
+    """
+    if not limits or not limits.get("prune"):
+        return None
+    if row.get("diverged") or not math.isfinite(row.get("loss", math.nan)):
+        return "diverged", "non-finite loss"
+    epoch = int(row.get("epoch") or 0)
+    if epoch < max(limits["from_epoch"], wy_delay + 1):
+        return None
+    prefix = "val_refined_" if metric == "val_refined_score" else "val_"
+    gap, se = row.get(f"{prefix}condition_gap", math.nan), row.get(f"{prefix}condition_gap_se", math.nan)
+    if epoch < wy_delay + limits["condition_epochs"]:  # a model needs a few epochs to learn to use y at all
+        gap = math.nan
+    checks = (
+        ("collapsed", row.get("val_prior_components"), "min_components", "effective components"),
+        ("collapsed", row.get("val_kl_max_dim"), "min_kl_per_dim", "largest KL of a latent dimension"),
+        # the gap's upper bound (3 standard errors): a gap measured on a few conditions stops nothing by chance
+        ("ignores_condition", gap + CONDITION_GAP_SE * se, "min_condition_gap", "own-condition gap + 3 s.e."),
+    )
+    for reason, value, limit, words in checks:
+        if isinstance(value, (int, float)) and math.isfinite(value) and value < limits[limit]:
+            return reason, f"{words} {value:.3g} < {limits[limit]:g}"
+    return None
 
 
 def trial_counts(results) -> dict | None:
@@ -128,18 +172,34 @@ def finished_trials(results):
     return results[keep]
 
 
-def best_trial(results, mode: str):
-    """The search's pick: the best trial that ran its full budget (ASHA's survivors), else the best
-    finished one; None when no trial finished. The search and finalize both use this rule."""
+# finalize --pick: which of the re-run top configurations to retrain (search/finalize/choice.py)
+PICKS = {
+    "lcb": "the best pessimistic end of the interval (the lower bound of a maximised objective)",
+    "mean": "the best re-run mean",
+    "best": "the search's best trial, as finalize does without re-runs",
+}
+
+
+def ranked_trials(results, mode: str):
+    """Finished trials in the order the search prefers them: those that ran the full budget (ASHA's
+    survivors) best first, then the others best first. The search, finalize and its re-runs use this rule."""
     import pandas as pd
 
     finished = finished_trials(results)
-    if finished.empty:
-        return None
-    full = finished[finished["stop_reason"].astype(str) == "finished"] if "stop_reason" in finished else finished
-    pool = full if not full.empty else finished
-    scores = pd.to_numeric(pool["score"], errors="coerce")
-    return pool.loc[scores.idxmax() if mode == "max" else scores.idxmin()]
+    if "stop_reason" in finished:
+        full = finished["stop_reason"].astype(str) == "finished"
+        pools = [finished[full], finished[~full]]
+    else:
+        pools = [finished]
+    ordered = [p.assign(_s=pd.to_numeric(p["score"], errors="coerce")) for p in pools]
+    ordered = [p.sort_values("_s", ascending=mode == "min", kind="stable").drop(columns="_s") for p in ordered]
+    return pd.concat(ordered) if ordered else finished
+
+
+def best_trial(results, mode: str):
+    """The search's pick: the first of `ranked_trials`; None when no trial finished."""
+    ranked = ranked_trials(results, mode)
+    return None if ranked.empty else ranked.iloc[0]
 
 
 def objective_regime(metric: str, config, samples: int):

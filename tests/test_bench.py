@@ -100,3 +100,14 @@ def test_driver_scaling(capsys):
     out, result = run_quick("driver_scaling", capsys)
     assert result.group(1) == "driver_results_fraction_at_8"
     assert "| 8 |" in out
+
+
+@pytest.mark.slow
+def test_robust_choice(ray_local, capsys):
+    out, result = run_quick("robust_choice", capsys)
+    assert result.group(1) == "pruning_failed_compute_saving"
+    for name in ("best_of_n_optimism", "lcb_beats_best", "lcb_final_minus_best", "pruning_best_minus_plain"):
+        assert f"RESULT {name} " in out, name
+    assert "| search seed | trials | best: search score | its re-run mean | optimism |" in out
+    assert "| search seed | pruning | trials | failed trials | failed trials' s |" in out
+    assert "| trial | latent | epochs | best val_score | min components |" in out

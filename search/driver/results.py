@@ -41,6 +41,11 @@ LAST_METRICS = (
     "kld",
     "x_loss",
     "y_loss",
+    # failure signals (cvae/signals.py), at the trial's last epoch
+    "val_prior_components",
+    "val_kl_max_dim",
+    "val_condition_gap",
+    "val_condition_gap_se",
 )
 
 

@@ -18,9 +18,9 @@ import math
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from ..trials import run_name, stopped_early
+from ..trials import FAILURE, run_name, stopped_early
 from .compat import completed_trials, optuna_study, optuna_trials
-from .study import RAY_TRIAL_ID, TENSORBOARD_RUN
+from .study import RAY_TRIAL_ID, TENSORBOARD_RUN, mark_infeasible
 
 
 class PruningOptunaSearch(OptunaSearch):
@@ -93,6 +93,8 @@ class PruningOptunaSearch(OptunaSearch):
                 told.add(trial_id)
                 return
             self._name(trial_id, result)
+            if not error and (result or {}).get(FAILURE):  # failure-aware pruning stopped it: TPE avoids it
+                mark_infeasible(trials[trial_id], result[FAILURE])
             if error:  # kept RUNNING: a --resume runs it again (resume_errored); a finished search closes it FAIL
                 return None
         if error or trial_id in told or trial_id not in trials or not result:

@@ -23,11 +23,13 @@ from optuna.storages.journal import BaseJournalBackend, JournalFileBackend
 
 from cvae.errors import UserError
 
+from ..trials import FAILURE
 from .compat import journal_file, journal_lock
 from .files import JOURNAL
 
 # User attributes of each Optuna trial.
 RAY_TRIAL_ID, TENSORBOARD_RUN = "ray_trial_id", "tensorboard_run"
+FAILURE_CONSTRAINT = "failure"  # the constraint a failed trial violates (> 0: infeasible)
 
 
 class StudyError(UserError):
@@ -129,6 +131,19 @@ def close_running(experiment_dir, known, errored=()) -> int:
         failed = ray_id not in known or ray_id in errored or not trial.intermediate_values
         study.tell(trial.number, state=TrialState.FAIL if failed else TrialState.PRUNED)
     return len(running)
+
+
+def mark_infeasible(trial, reason: str) -> None:
+    """Record a trial that failure-aware pruning stopped as infeasible, before it is told.
+
+    TPE puts a trial with a positive constraint below every feasible one, complete or pruned, whatever its
+    value (optuna/samplers/_tpe/sampler.py: _split_trials reads trial.constraints), so it learns to avoid the
+    region; study.best_trial skips it. `Trial.set_constraint` is Optuna 5's replacement of the sampler's
+    deprecated `constraints_func`, and holds for PRUNED trials too (constraints_func is called after COMPLETE
+    and PRUNED ones only). The reason is a user attribute (search.trials.FAILURE) for people and dashboards.
+    """
+    trial.set_user_attr(FAILURE, reason)
+    trial.set_constraint(FAILURE_CONSTRAINT, 1.0)
 
 
 def label_study(study, spec, experiment: str) -> None:

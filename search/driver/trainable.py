@@ -28,7 +28,7 @@ from cvae.plots import PLOT_CONDITIONS, figure_to_array, plot_samples
 from cvae.regimes import Regime
 from cvae.train import Trainer
 
-from ..trials import DIVERGED, objective_regime
+from ..trials import DIVERGED, FAILURE, FAILURE_DETAIL, failure, objective_regime
 from .compat import QUIET_LOGGERS
 
 CHECKPOINT_FILE = "trainer.pt"
@@ -161,8 +161,8 @@ def train_trial(config: dict, data=None, settings=None, after_report=None) -> No
     config: the searched values (Tune's trial config, so HParams and the console show only those);
     data: ((x_train, y_train), (x_val, y_val)) tensors, or numpy arrays from `shareable`;
     settings: search.driver.tuner.trial_settings ({'base': fixed Config values, 'metric', 'max_t',
-    'image_epochs', 'checkpoint_every'}); after_report(row), if given, runs after each epoch's report (a test
-    makes a trial fail there).
+    'image_epochs', 'checkpoint_every', 'failures'}); after_report(row), if given, runs after each epoch's report
+    (a test makes a trial fail there).
 
     Each result also says what the trial spent beside training (TensorBoard `time/`): image_seconds
     (this epoch's sample plots), checkpoint_seconds (saving this epoch's checkpoint, 0 without one) and
@@ -182,7 +182,10 @@ def train_trial(config: dict, data=None, settings=None, after_report=None) -> No
     images = _Images(trainer, settings.get("image_epochs", []), settings["metric"])
     every, last_report = settings["checkpoint_every"], [0.0]
 
-    def report(row: dict) -> None:
+    def report(row: dict) -> bool:
+        failed = failure(row, settings.get("failures"), trainer.config.wy_delay, settings["metric"])
+        if failed:
+            row = {**row, FAILURE: failed[0], FAILURE_DETAIL: failed[1]}
         started = time.perf_counter()
         images.maybe_write(row["epoch"])
         drawn = time.perf_counter()
@@ -194,6 +197,7 @@ def train_trial(config: dict, data=None, settings=None, after_report=None) -> No
             _report_with_checkpoint(row, costs, drawn)
         if after_report is not None:
             after_report(row)
+        return failed is not None
 
     def _report_with_checkpoint(row: dict, costs: dict, drawn: float) -> None:
         with tempfile.TemporaryDirectory() as folder:

@@ -88,6 +88,7 @@ def trial_settings(spec: SearchSpec) -> dict:
         "max_t": spec.max_t,
         "image_epochs": trial_images(spec),
         "checkpoint_every": spec.search.checkpoint_every,
+        "failures": spec.failures.model_dump(),  # failure-aware pruning's thresholds (search.trials.failure)
     }
 
 

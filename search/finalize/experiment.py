@@ -43,6 +43,7 @@ class Experiment:
     mode: str = "max"
     best_trial: dict | None = None  # the best finished trial's row (trial_id, score, ...)
     finished_trials: int = 0
+    search_data: DataSpec | None = None  # the search's own data (command-line overrides change `data` only)
 
     @property
     def objective(self) -> str:
@@ -124,9 +125,11 @@ def load_experiment(path) -> Experiment:
     mode = OBJECTIVES[objective_name(search)][1]
     best = best_trial(finished, mode)
     keys = ("trial_id", "status", "stop_reason", "epochs", "node", "score", "best_score", "metric")
+    data = _data_spec(search.get("data"), folder / SEARCH_CONFIG, folder)
     return Experiment(
         config=_best_config(best_file, search.get("functions")),
-        data=_data_spec(search.get("data"), folder / SEARCH_CONFIG, folder),
+        data=data,
+        search_data=data,
         path=folder,
         source=str(best_file),
         search=search,

@@ -12,6 +12,7 @@ from cvae.scorecard import as_markdown, fmt, pct
 
 from ..driver.warm_start import summary_lines
 from ..trials import counts_text, objective_regime
+from .choice import choice_markdown
 
 DEFAULT_REFINE_STEPS = 10  # the laptop search's val_refine_steps, for experiments that did not refine
 
@@ -103,7 +104,8 @@ def report_markdown(report: dict) -> str:
     regimes = report.get("regimes") or [
         {"key": "objective", "label": "network only", "role": "", "validation": report["validation"]}
     ]
-    lines = [*_summary(report, regimes[0]), *_regime_sections(regimes), *_differences(report.get("differences"))]
+    lines = [*_summary(report, regimes[0]), *choice_markdown(report.get("choice"))]
+    lines += [*_regime_sections(regimes), *_differences(report.get("differences"))]
     lines += _warm_start(report.get("warm_start"))
     lines += _training_lines(report["training"], report.get("objective") or {})
     lines += ["", "## Configuration", "", "| key | value |", "| --- | --- |"]

@@ -28,6 +28,7 @@ from ..driver.warm_start import read_record
 from ..trials import OBJECTIVES, trial_counts
 from . import plots
 from . import report as reporting
+from .choice import landed
 from .experiment import VAL_SAMPLES, Experiment
 
 
@@ -76,8 +77,12 @@ def finalize(
     samples: int = VAL_SAMPLES,
     progress: bool = True,
     log=print,
+    choice: dict | None = None,
 ) -> dict:
-    """Retrain, validate, save model.pt, plots and report.json/report.md in `out`; returns the report."""
+    """Retrain, validate, save model.pt, plots and report.json/report.md in `out`; returns the report.
+
+    choice: search/finalize/choice.py's re-runs of the top configurations (experiment.config is the picked
+    one): the report says how sure the choice is and where the final model landed."""
     clock, out = Stopwatch(), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     config = experiment.config if epochs is None else experiment.config.replace(epochs=epochs)
@@ -101,6 +106,8 @@ def finalize(
     timings = {k: clock[k] for k in ("data_s", "train_s", "epoch_mean_s", "evaluate_s", "plots_s", "total_s")}
     report = build_report(experiment, trainer, train, val, samples, regimes, timings)
     report.update(files={"model": MODEL, **files}, skipped_plots=skipped)
+    if choice is not None:
+        report["choice"] = landed(choice, report)
     (out / REPORT_JSON).write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
     (out / REPORT_MD).write_text(reporting.report_markdown(report))
     return report

@@ -1,6 +1,6 @@
 """The search file: load the YAML, validate every part before Ray starts, build the Optuna space.
 
-A search file has the sections `functions`, `data`, `search`, `asha`, `fixed`, `space` and
+A search file has the sections `functions`, `data`, `search`, `asha`, `failures`, `fixed`, `space` and
 optional `start_points` (search/spec/sections.py, search/spec/params.py). Every mistake ends in one
 `SearchConfigError` line that names the key (e.g. ``space.lr.low``) and says how to fix it, so a typo
 costs seconds, not a cluster start.
@@ -19,7 +19,7 @@ from cvae.errors import UserError
 
 from ..trials import OBJECTIVES
 from .params import OptunaSpace, Param
-from .sections import Asha, Run, SearchConfigError, SearchData
+from .sections import Asha, Failures, Run, SearchConfigError, SearchData
 
 NOT_SEARCHABLE = {
     "functions": "set the top-level `functions:` list instead",
@@ -35,6 +35,7 @@ class SearchSpec(Model):
     data: SearchData = Field(default_factory=SearchData)
     search: Run = Field(default_factory=Run)
     asha: Asha = Field(default_factory=Asha)
+    failures: Failures = Field(default_factory=Failures)  # failure-aware pruning's thresholds
     fixed: dict[str, Any] = Field(default_factory=dict)  # Config keys held constant
     space: dict[str, Param] = Field(min_length=1)  # Config keys searched
     start_points: list[dict[str, Any]] = Field(

@@ -1,4 +1,4 @@
-"""The sections of a search file that stand alone (`search:`, `asha:`, `data:`) and the search's errors."""
+"""The sections of a search file that stand alone (`search:`, `asha:`, `failures:`, `data:`) and the search's errors."""
 
 from __future__ import annotations
 
@@ -50,6 +50,23 @@ class Asha(Section):
     max_t: Int = Field(Config.model_fields["epochs"].default, gt=0)
     grace_period: Int = Field(1, gt=0)
     reduction_factor: Float = Field(3, gt=1)
+
+
+class Failures(Section):
+    """The `failures:` section: failure-aware pruning. A trial whose signals (cvae/signals.py) cross a threshold
+    at an epoch >= from_epoch stops with the reason (search.trials.failure) and goes to TPE as infeasible.
+
+    The defaults sit below every healthy laptop-space trial measured (docs/search.md); 0 (1 for min_components)
+    switches one check off, prune: false all of them (the signals are still recorded).
+    """
+
+    prune: bool = True
+    from_epoch: Int = Field(1, gt=0)  # the first epoch checked
+    condition_epochs: Int = Field(2, gt=0)  # epochs of its whole loss a trial has to learn to use its condition
+    min_components: Float = Field(1.5, ge=1)  # categorical: collapsed below this exp(entropy of p(c | y))
+    min_kl_per_dim: Float = Field(5e-4, ge=0)  # gaussian: collapsed when every latent dimension's KL (nats) is below
+    # ignores the condition below this RMSE of f(x) on the other conditions minus on their own (+ 3 s.e.)
+    min_condition_gap: Float = Field(0.02, ge=0, le=1)
 
 
 class SearchData(DataSpec):
