@@ -1,15 +1,16 @@
 """Every private Ray, Optuna and tensorboardX attribute, module and patch this project relies on, in one place.
 
-Checked against Ray 2.60.0 (`RAY_CHECKED`; pyproject.toml allows 2.60.x only). Each entry below says
-why it is needed and what public API would replace it. On a Ray upgrade, read the entries again in
-the new Ray's source, run tests/test_ray_compat.py (each entry exists and still does what is said)
+Checked against Ray 2.60.0 (`RAY_CHECKED`; pyproject.toml allows 2.60.x only) and Optuna 5.1 (entries 13,
+17-19). Each entry below says why it is needed and what public API would replace it. On a Ray upgrade, read
+the entries again in the new Ray's source, run tests/test_ray_compat.py (each entry exists and still does what is said)
 and the cluster and search tests, then widen the bound in pyproject.toml.
 
 1. `OptunaSearch._ot_trials`, `._ot_study`, `._completed_trials` (ray.tune.search.optuna), through
    `optuna_trials`, `optuna_study` and `completed_trials`. search/driver/searcher.py tells an ASHA-stopped
    trial PRUNED (Ray tells every trial COMPLETE), tags each Optuna trial with its Ray trial id and
    TensorBoard run, and closes trials a killed driver left RUNNING: all need the Optuna trial behind
-   a Ray trial id, the study, and the set of trials already told. No public API: OptunaSearch only
+   a Ray trial id, the study, and the set of trials already told; its `save` pickles the rest of
+   `OptunaSearch.__dict__` (`searcher_state`) and `restore` updates it, as Ray's do. No public API: OptunaSearch only
    exposes `suggest`/`on_trial_*`. Replacement: a `ray.tune.search.Searcher` of our own that drives
    an Optuna study with `ask`/`tell` (the study opened with `optuna.load_study` on our storage).
 2. The `_progress_metrics` attribute of a trainable (read by
@@ -64,7 +65,8 @@ and the cluster and search tests, then widen the bound in pyproject.toml.
    without running `Tuner.restore`.
 13. Optuna 5.0's `JournalFileBackend._lock`, `._file_path` and `optuna.storages.journal._file.get_lock_file`
    (`journal_lock`, `journal_file`): search/driver/study.py appends to the journal without an fsync per
-   line. Replacement: Optuna's own backend (an fsync per write).
+   line; and `._log_number_offset` (`journal_offsets_reset`), the byte offset of every line read so far, which
+   it leaves out of a pickle. Replacement: Optuna's own backend (an fsync per write).
 14. Tune logs "Failed to restore the run state" and then restarts a half-restored experiment, which can
    hang (`restore_failures`, a `LogRecorder` filter on `TUNE_CONTROLLER_LOGGER`, records it;
    search/driver/callbacks.py's `RestoreCheck` stops the run on it at setup, before any trial runs). Replacement:
@@ -78,6 +80,23 @@ and the cluster and search tests, then widen the bound in pyproject.toml.
 16. The time budget's end, seen as `TimeoutStopper`'s "Reached timeout of ..." on the `ray` logger
    (`time_budget_ends`): when it fires Tune stops the running trials and leaves the pending ones PENDING, which
    would otherwise read as an interrupted search owing trials. Replacement: a `tune.Stopper` of our own.
+
+17. Optuna 5.1's TPESampler internals (`group_decomposition`, `tpe_rank_keys`, `tpe_default_gamma`):
+   search/driver/tpe.py keeps per finished trial what TPESampler recomputes at every suggestion, by overriding
+   its private `infer_relative_search_space` bookkeeping (`_group`, `_search_space_group`, `_is_multivariate`),
+   `_get_internal_repr`, `_get_params`, `_sample` (with `_build_parzen_estimator`, `_compute_acquisition_func`,
+   `_compare`, `_rng`, `_gamma`, `_constant_liar`, `_n_ei_candidates`) and reusing
+   `optuna.search_space.group_decomposed._SearchSpaceGroup` and the rank keys of
+   `optuna.samplers._tpe.sampler._split_trials`. tests/test_tpe.py checks its suggestions equal TPESampler's.
+   Replacement: TPESampler itself (the same suggestions, slower as trials accumulate).
+18. Optuna 5.1's `optuna.samplers._tpe._truncnorm._log_ndtr`, replaced by `use_tpe_log_ndtr` (process-wide,
+   idempotent) with search/driver/tpe.py's `log_ndtr`: the same values bit for bit (tests/test_tpe.py compares
+   them over the whole range and the tails), computed without a Python call per element; Optuna's own runs on
+   for a <= -20 (`tpe_log_ndtr`). Replacement: Optuna's function (the same suggestions, slower).
+19. `optuna.trial.Trial(study, trial_id)` on an existing trial and `FrozenTrial._trial_id` (`running_trial`):
+   search/driver/searcher.py saves its state without the Optuna trials (O(1) per save) and, after a restore,
+   finds them again in the journal by their `ray_trial_id` attribute. Replacement: Ray's own OptunaSearch.save,
+   which pickles every Optuna trial at every save.
 
 Nothing here imports ray at module level: `loopback_only` must run before ray is first imported, and
 the switches of entry 4 are read then.
@@ -151,6 +170,12 @@ def optuna_study(searcher):
 def completed_trials(searcher) -> set:
     """Ray trial ids whose Optuna trial is already told (OptunaSearch._completed_trials): skipped after."""
     return _attribute(searcher, "_completed_trials")
+
+
+def searcher_state(searcher) -> dict:
+    """What Ray's OptunaSearch.save pickles (the searcher's __dict__) less the Optuna trials and the told ones."""
+    optuna_trials(searcher), completed_trials(searcher)  # both still there
+    return {k: v for k, v in searcher.__dict__.items() if k not in ("_ot_trials", "_completed_trials")}
 
 
 # 2. Tune's console
@@ -287,6 +312,11 @@ def journal_file(backend) -> str:
     return _attribute(backend, "_file_path")
 
 
+def journal_offsets_reset() -> dict:
+    """A JournalFileBackend's offsets as on a new one: line 0 at byte 0 (what a pickled backend needs)."""
+    return {"_log_number_offset": {0: 0}}
+
+
 # 14. a failed restore
 
 
@@ -345,3 +375,59 @@ def never_unpickle_trial_errors() -> None:
 
 def _no_pickled_error(trial) -> None:
     return None
+
+
+# 17. TPESampler's per-trial work
+
+
+def group_decomposition():
+    """An empty partition of a space into groups of parameters seen together (what TPE's `group` option builds)."""
+    from optuna.search_space.group_decomposed import _SearchSpaceGroup
+
+    return _SearchSpaceGroup()
+
+
+def tpe_rank_keys():
+    """TPE's sort keys of a pruned trial (last step, last value) and of an infeasible one (constraint excess)."""
+    from optuna.samplers._tpe.sampler import _get_infeasible_trial_score, _get_pruned_trial_score
+
+    return _get_pruned_trial_score, _get_infeasible_trial_score
+
+
+def tpe_default_gamma():
+    """How many trials TPE counts as good, given how many have finished (single objective)."""
+    from optuna.samplers._tpe.sampler import default_gamma
+
+    return default_gamma
+
+
+# 18. TPE's log of the normal CDF
+
+_optuna_log_ndtr = None  # Optuna's own, once use_tpe_log_ndtr replaced it
+
+
+def tpe_log_ndtr(a):
+    """Optuna's own log normal CDF (a Python call per element)."""
+    from optuna.samplers._tpe import _truncnorm
+
+    return (_optuna_log_ndtr or _truncnorm._log_ndtr)(a)
+
+
+def use_tpe_log_ndtr(replacement) -> None:
+    """Make TPE compute its log normal CDF with `replacement` (idempotent)."""
+    global _optuna_log_ndtr
+    from optuna.samplers._tpe import _truncnorm
+
+    if _optuna_log_ndtr is None:
+        _optuna_log_ndtr = _attribute(_truncnorm, "_log_ndtr", owner="optuna.samplers._tpe._truncnorm")
+    _truncnorm._log_ndtr = replacement
+
+
+# 19. an Optuna trial found again
+
+
+def running_trial(study, frozen):
+    """The optuna.Trial that tells and reports for an existing trial of `study` (a FrozenTrial of it)."""
+    from optuna.trial import Trial
+
+    return Trial(study, _attribute(frozen, "_trial_id", owner="optuna.trial.FrozenTrial"))

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import optuna
 import ray
-from optuna.samplers import TPESampler
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
@@ -23,6 +22,7 @@ from .preflight import is_local
 from .searcher import PruningOptunaSearch
 from .storage import Storage
 from .study import journal_path, label_study, open_storage, quiet_optuna
+from .tpe import IncrementalTPESampler
 from .trainable import KEY_COLUMNS, image_epochs, shareable, train_trial
 
 
@@ -165,7 +165,7 @@ def make_searcher(spec: SearchSpec, name: str, storage: Storage, sampler=None) -
     with warnings.catch_warnings():  # `group` is marked experimental; it is what a conditional space needs
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         # group: each latent family's own keys are modelled together, apart from the other family's
-        sampler = sampler or TPESampler(
+        sampler = sampler or IncrementalTPESampler(
             seed=spec.search.seed, n_startup_trials=spec.search.tpe_startup_trials, group=space.conditional
         )
     searcher = PruningOptunaSearch(

@@ -1,0 +1,43 @@
+"""Issue 22's benchmarks keep working: each runs in --quick mode and prints its table and RESULT line (no timing).
+
+bench/searcher_speed.py (the searcher alone, synthetic results) and bench/driver_replay.py (the driver-side parts
+fed a synthetic stream) need no Ray processes: they are in the fast tier. bench/many_trials.py --fifo runs a real
+search: slow tier.
+"""
+
+import importlib
+import re
+import sys
+
+import pytest
+
+RESULT = re.compile(r"^RESULT (\w+) (\S+) goal (\S+) (met|missed)$")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def bench(repo):
+    """bench/ on sys.path, as when a benchmark runs as a script (they import bench/common.py)."""
+    folder = str(repo / "bench")
+    sys.path.insert(0, folder)
+    yield
+    sys.path.remove(folder)
+
+
+def run_quick(name, capsys, *extra):
+    module = importlib.import_module(name)
+    module.main(["--quick", *extra])
+    out = capsys.readouterr().out
+    results = [RESULT.match(line) for line in out.splitlines() if line.startswith("RESULT ")]
+    assert results, out
+    assert all(results), out
+    table = [line for line in out.splitlines() if line.startswith("|")]
+    assert len(table) >= 3, out
+    assert set(table[1]) <= set("|-"), out  # a markdown table: header, rule, rows
+    return out, results
+
+
+def test_searcher_speed(capsys):
+    out, results = run_quick("searcher_speed", capsys)
+    assert [r.group(1) for r in results] == ["searcher_ms_at_40"]
+    assert "| 40 |" in out  # the row of the last mark, with the state save's size
+    assert " KB |" in out
