@@ -41,3 +41,11 @@ def test_searcher_speed(capsys):
     assert [r.group(1) for r in results] == ["searcher_ms_at_40"]
     assert "| 40 |" in out  # the row of the last mark, with the state save's size
     assert " KB |" in out
+
+
+def test_driver_replay(capsys):
+    out, results = run_quick("driver_replay", capsys)
+    assert [r.group(1) for r in results] == ["driver_results_per_s_at_30"]
+    assert "| 8 | 30 |" in out  # K = 8, the window before 30 finished trials
+    for part in ("searcher: suggest", "TensorBoard", "ASHA", "console", "state save + signing"):
+        assert part in out, part

@@ -54,9 +54,9 @@ and the cluster and search tests, then widen the bound in pyproject.toml.
 
 10. Tune's `TBXLoggerCallback` keeps one tensorboardX writer per trial in `_trial_writer` and the last
    result in `_trial_result` (`trial_writers`, `trial_results`); search/driver/callbacks.py's
-   `TrialBoard` writes its grouped tags and HParams through them, and HParams summaries go through the
-   writer's `file_writer.add_summary` (`add_summaries`). Replacement: a `LoggerCallback` of our own
-   with its own tensorboardX writers.
+   `TrialBoard` writes its grouped tags and HParams through them, and HParams summaries and each result's
+   scalars (one event per result) go through the writer's `file_writer.add_summary` (`add_summaries`).
+   Replacement: a `LoggerCallback` of our own with its own tensorboardX writers.
 11. A trial's `error_file` and `get_error()` (`trial_error_text`): the worker's traceback, read by
    search/driver/callbacks.py (a full disk stops the search) and search/driver/results.py (the
    table's error column). Public only through `ResultGrid` after the run.
@@ -268,11 +268,12 @@ def trial_results(callback) -> dict:
     return _attribute(callback, "_trial_result")
 
 
-def add_summaries(writer, summaries) -> None:
-    """Write ready-made summaries (HParams) through a tensorboardX writer's file writer."""
+def add_summaries(writer, summaries, step: int | None = None) -> None:
+    """Write ready-made summaries (HParams; a result's scalars at `step`) through a tensorboardX writer's file
+    writer."""
     file_writer = _attribute(writer, "file_writer")
     for summary in summaries:
-        file_writer.add_summary(summary)
+        file_writer.add_summary(summary, global_step=step)
 
 
 # 11. a trial's error

@@ -24,8 +24,9 @@ from torch.utils.tensorboard import SummaryWriter
 
 from cvae.config import Config
 from cvae.errors import first_line
-from cvae.plots import PLOT_CONDITIONS, figure_to_array, plot_samples
+from cvae.plots import PLOT_CONDITIONS
 from cvae.regimes import Regime
+from cvae.sample_image import sample_image
 from cvae.train import Trainer
 
 from ..trials import DIVERGED, objective_regime
@@ -105,8 +106,8 @@ class _Images:
             with torch.no_grad():
                 samples = each.generate(trainer.model, y_val, trainer.functions, count, generator)
             title = f"epoch {epoch}: {count} samples, {each.label}"
-            figure = plot_samples(samples.cpu(), y_val.cpu(), trainer.functions, x_true=x_val.cpu(), title=title)
-            self.writer.add_image(tag, figure_to_array(figure), global_step=epoch, dataformats="HWC")
+            image = sample_image(samples.cpu(), y_val.cpu(), trainer.functions, x_true=x_val.cpu(), title=title)
+            self.writer.add_image(tag, image, global_step=epoch, dataformats="HWC")
         self.writer.flush()  # before the report: artifacts are synced with the checkpoint
 
     def close(self) -> None:

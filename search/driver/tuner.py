@@ -107,7 +107,14 @@ def study_folder(storage: Storage, name: str) -> Path:
 
 
 def make_tuner(
-    spec: SearchSpec, trainable, name: str, storage: Storage, reuse_actors: bool = True, out=None, sampler=None
+    spec: SearchSpec,
+    trainable,
+    name: str,
+    storage: Storage,
+    reuse_actors: bool = True,
+    out=None,
+    sampler=None,
+    scheduler=None,
 ):
     """The Tuner: OptunaSearch (TPE, study in the experiment's Optuna journal) + ASHA, quiet console.
 
@@ -115,8 +122,9 @@ def make_tuner(
     resources), saving each trial a fresh process start (~3 s on 2 cores; see docs/benchmarks.md).
     out: where the one-line-per-trial console goes (default stdout).
     sampler: an Optuna sampler in place of the TPE one (benchmarks compare e.g. RandomSampler).
+    scheduler: a Tune scheduler in place of ASHA (benchmarks: FIFO, every trial to max_t).
     """
-    scheduler = ASHAScheduler(
+    scheduler = scheduler or ASHAScheduler(
         time_attr="epoch",  # the trainer's own epoch count: unaffected by restores
         max_t=spec.max_t,
         grace_period=spec.asha.grace_period,
