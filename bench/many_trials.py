@@ -39,6 +39,7 @@ import common
 common.pickle_by_value(__name__)  # the trial function below reaches the workers even when imported (tests)
 
 GOALS = {"efficiency": 0.85, "searcher_ms": 50.0, "overhead_s": 0.3}
+FIFO_GOALS = {"no images": 0.87, "images": 0.80}  # --fifo (issue 22): Ray's own 87%; 0.80 with sample images
 LAPTOP = common.ROOT / "search" / "configs" / "laptop.yaml"
 
 
@@ -179,12 +180,12 @@ def run(args, spec, data, sampler: str):
     tuner = make_tuner(spec, trainable, "many", storage, **kwargs)
     with contextlib.redirect_stdout(io.StringIO()):  # TrialLines' one line per trial
         timers = instrument()
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         try:
             grid = tuner.fit()
         finally:
             timers.undo()
-        wall = time.perf_counter() - started
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     common.failed(grid)
     frames = common.histories(grid)
     epochs = sum(len(f) for f in frames)
@@ -195,6 +196,7 @@ def run(args, spec, data, sampler: str):
     }
     return {
         "wall": wall,
+        "driver_cpu": cpu,
         "trials": len(frames),
         "epochs": epochs,
         "work": work,
@@ -230,6 +232,8 @@ def breakdown_rows(name: str, r) -> list:
     for label, seconds in driver.items():
         rows.append([name, label, f"{seconds:.1f} s", f"{1000 * seconds / n:.1f} ms/trial"])
     rows[-1][3] += f", {len(t.calls['state_save'])} saves, signing {t.total('signing'):.1f} s"
+    cpu = r["driver_cpu"]
+    rows.append([name, "driver process CPU (all of it)", f"{cpu:.1f} s", f"{1000 * cpu / n:.1f} ms/trial"])
     return rows
 
 
@@ -310,7 +314,11 @@ def main(argv=None):
         print(f"warning: {errors} trials errored")
     common.result("many_trials_overhead_s", overhead, f"<={GOALS['overhead_s']}", overhead <= GOALS["overhead_s"])
     common.result(f"many_trials_searcher_ms_at_{at}", searcher, f"<={GOALS['searcher_ms']:.0f}", searcher <= 50)
-    common.result("many_trials_efficiency", efficiency, f">={GOALS['efficiency']}", efficiency >= 0.85)
+    if args.fifo:
+        goal = FIFO_GOALS["no images" if spec.search.images == "none" else "images"]
+        common.result("many_trials_fifo_efficiency", efficiency, f">={goal}", efficiency >= goal)
+    else:
+        common.result("many_trials_efficiency", efficiency, f">={GOALS['efficiency']}", efficiency >= 0.85)
     return efficiency
 
 

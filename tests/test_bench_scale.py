@@ -49,3 +49,12 @@ def test_driver_replay(capsys):
     assert "| 8 | 30 |" in out  # K = 8, the window before 30 finished trials
     for part in ("searcher: suggest", "TensorBoard", "ASHA", "console", "state save + signing"):
         assert part in out, part
+
+
+@pytest.mark.slow
+def test_many_trials_fifo(ray_local, capsys):
+    out, results = run_quick("many_trials", capsys, "--fifo", "--no-random", "--trials", "12")
+    assert [r.group(1) for r in results][-1] == "many_trials_fifo_efficiency"
+    assert ", FIFO," in out  # no early stopping: every trial runs max_t epochs
+    assert "| TPE (project) | overhead per trial (s) | " in out
+    assert " 12 trials, 48 epochs |" in out
