@@ -4,13 +4,13 @@ At each suggestion, and for each group of parameters modelled together, Optuna 5
 trial of the study in Python: the decomposition of the space into groups (from each trial's parameters), each
 trial's parameters in internal form, and each trial's rank (its value; a pruned trial's last step and value; how
 far it breaks its constraints). That grows with the trials: most of a suggestion's cost after a few hundred.
-A finished trial never changes, so this sampler computes those once per finished trial and keeps them; running
-trials (the constant liar's) are read afresh each time. Everything else is TPESampler's own, so the suggestions
-are the same as TPESampler's with the same arguments and seed (tests/test_tpe.py checks it); constraints and a
-study that starts with trials in it (warm start) work as in TPESampler. The kept values are not pickled (the
-searcher's state is saved often): after a restore they are computed again, once.
+A finished trial never changes, so this sampler computes those once per finished trial and keeps them (and a
+running trial's values, the constant liar's, once it has been suggested). Everything else is TPESampler's own,
+so the suggestions are the same as TPESampler's with the same arguments and seed (tests/test_tpe.py checks it);
+constraints and a study that starts with trials in it (warm start) work as in TPESampler. The kept values are
+not pickled (the searcher's state is saved often): after a restore they are computed again, once.
 
-What is left grows with the trials too, but in numpy, except one function: Optuna's log of the normal CDF
+What is left grows with the trials too, mostly in numpy, but Optuna's log of the normal CDF
 (`_truncnorm._log_ndtr`, for each discrete parameter's candidates against every trial, and in sampling) calls a
 Python function per element. `log_ndtr` below computes the same values, bit for bit (the same libm `erf`, `erfc`
 and `log` per element, the same arithmetic in numpy), without a Python call per element; the sampler puts it in
@@ -69,13 +69,12 @@ class IncrementalTPESampler(TPESampler):
     def infer_relative_search_space(self, study, trial):
         if not (self._group and self._is_multivariate(study)):
             return super().infer_relative_search_space(study, trial)
-        changed = self._groups_copy is None
+        before = [list(space) for space in self._groups.search_spaces]
         for each in study._get_trials(deepcopy=False, states=_FINISHED, use_cache=True):
             if each.number not in self._groups_seen:
                 self._groups_seen.add(each.number)
                 self._groups.add_distributions(each.distributions)
-                changed = True
-        if changed:
+        if self._groups_copy is None or [list(space) for space in self._groups.search_spaces] != before:
             self._groups_copy = copy.deepcopy(self._groups)
         self._search_space_group = self._groups_copy
         return {
@@ -91,14 +90,16 @@ class IncrementalTPESampler(TPESampler):
         kept = self._reprs.setdefault(tuple(search_space.items()), {})
         rows = []
         for trial in trials:
-            row = kept.get(trial.number, _MISSING)
+            # a running trial (the constant liar's) by its number and how far its suggestion has got: once
+            # suggested its values stay, but another process could still be adding to them
+            key = trial.number if trial.state in _FINISHED else (trial.number, *map(len, _attrs(trial)))
+            row = kept.get(key, _MISSING)
             if row is _MISSING:
                 params = self._get_params(trial, study)
                 row = None
                 if search_space.keys() <= params.keys():
                     row = tuple(d.to_internal_repr(params[name]) for name, d in search_space.items())
-                if trial.state in _FINISHED:
-                    kept[trial.number] = row
+                kept[key] = row
             if row is not None:
                 rows.append(row)
         columns = zip(*rows) if rows else ([] for _ in search_space)
@@ -168,6 +169,13 @@ class IncrementalTPESampler(TPESampler):
 _MISSING = object()
 
 
+def _attrs(trial) -> tuple:
+    return trial.params, trial.system_attrs
+
+
+_SMALL = 24  # below this many elements, numpy's per-call cost outweighs a Python call per element
+
+
 def _each(function, x: np.ndarray) -> np.ndarray:
     """A math (libm) function per element, without a Python frame per element."""
     return np.fromiter(map(function, x.tolist()), dtype=float, count=x.size)
@@ -205,16 +213,20 @@ def _log_ndtr_left_tail(a: np.ndarray) -> np.ndarray:
 
 
 def log_ndtr(a) -> np.ndarray:
-    """Optuna's `_truncnorm._log_ndtr`: the same values, without a Python call per element (Optuna's own runs only
-    on infinities and NaN)."""
+    """Optuna's `_truncnorm._log_ndtr`: the same values, without a Python call per element (Optuna's own runs on
+    infinities and NaN, and where there are too few elements for numpy to pay)."""
     a = np.asarray(a, dtype=float)
+    if a.size < _SMALL:
+        return tpe_log_ndtr(a)
     flat, out = a.ravel(), np.empty(a.size)
     high, middle = flat > 6, (flat > -20) & (flat <= 6)
-    tail = np.isfinite(flat) & (flat <= -20)
     out[high] = -_ndtr(-flat[high])
     out[middle] = _each(math.log, _ndtr(flat[middle]))
-    out[tail] = _log_ndtr_left_tail(flat[tail])
-    rest = ~(high | middle | tail)
-    if rest.any():
-        out[rest] = tpe_log_ndtr(flat[rest])
+    done = high | middle
+    tail = np.isfinite(flat) & (flat <= -20)
+    if np.count_nonzero(tail) >= _SMALL:
+        out[tail] = _log_ndtr_left_tail(flat[tail])
+        done |= tail
+    if not done.all():
+        out[~done] = tpe_log_ndtr(flat[~done])
     return out.reshape(a.shape)
