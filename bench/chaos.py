@@ -161,7 +161,9 @@ def main(argv=None) -> int:
     results = checks(storage / "chaos", console)
     table = pd.read_csv(storage / "chaos" / "results.csv")
     ended = table["stop_reason"].value_counts().to_dict()
+    failures = sum(f.read_text().count("Failure # ") for f in (storage / "chaos").glob("*/error.txt"))
     print(f"trials: {len(table)}; ended: {ended}; wall {time.monotonic() - started:.0f} s")
+    print(f"trial failures {failures} (each retried from its last checkpoint unless its trial ended in error)")
     print(f"trial kills {kills}, driver kills {sum(r['killed_driver'] for r in runs)}; folder {storage}")
     for name, value, goal, met in results:
         common.result(name, float(value), goal, met)

@@ -167,6 +167,76 @@ def test_a_trials_pickled_error_is_never_unpickled(tmp_path):
     assert Trial.get_pickled_error(object()) is None  # whatever error.pkl the storage holds
 
 
+LOADED: list[str] = []
+
+
+def _record_a_load():
+    LOADED.append("ran")
+
+
+class _Ran:
+    """A pickle that records, when loaded, that it ran."""
+
+    def __reduce__(self):
+        return (_record_a_load, ())
+
+
+def test_state_files_are_checked_as_tune_reads_them(tmp_path):
+    import pickle
+
+    from ray.tune.execution import tune_controller
+    from ray.tune.impl import tuner_internal
+    from ray.tune.search import SearchGenerator, search_generator
+    from ray.tune.search.optuna import OptunaSearch
+    from ray.tune.utils import util
+
+    # the readers entry 17 wraps are the ones Tune's restore calls
+    assert "pickle.loads(f.readall())" in inspect.getsource(tuner_internal.TunerInternal._restore_from_path_or_uri)
+    assert "_loads_with_cloudpickle(f.readall())" in inspect.getsource(tune_controller.TuneController.resume)
+    searcher = OptunaSearch(space={"lr": optuna.distributions.FloatDistribution(1e-4, 1e-1)}, metric="l", mode="min")
+    SearchGenerator(searcher).save_to_dir(str(tmp_path), session_str="x")
+    (tmp_path / "searcher-state-x.pkl").write_bytes(pickle.dumps(_Ran()))
+    seen = []
+
+    def refuse_pickles(file, data):
+        seen.append(file)
+        if file.endswith(".pkl"):
+            raise ValueError(f"{file}: not signed")
+
+    LOADED.clear()
+    with ray_compat.checked_state_reads(refuse_pickles), pytest.raises(ValueError, match=r"searcher-state-x\.pkl"):
+        SearchGenerator(OptunaSearch()).restore_from_dir(str(tmp_path))
+    assert seen == ["search_gen_state-x.json", "searcher-state-x.pkl"]
+    assert LOADED == []  # refused before it was unpickled
+    with ray_compat.checked_state_reads(refuse_pickles), pytest.raises(ValueError, match=r"tuner\.pkl"):
+        tuner_internal.pickle.loads(pickle.dumps(_Ran()))
+    assert LOADED == []
+    # inside another check (a search reading its own searcher state) the innermost check is the one applied
+    with ray_compat.checked_state_reads(lambda file, data: None):
+        with ray_compat.checked_state_reads(refuse_pickles), pytest.raises(ValueError, match=r"tuner\.pkl"):
+            tuner_internal.pickle.loads(pickle.dumps(_Ran()))
+        assert LOADED == []
+        tuner_internal.pickle.loads(pickle.dumps(_Ran()))
+    assert LOADED == ["ran"]
+    LOADED.clear()
+    # outside the context Ray's own readers are back
+    assert search_generator._load_newest_checkpoint is util._load_newest_checkpoint
+    assert tuner_internal.pickle.loads(pickle.dumps(_Ran())) is None
+    assert LOADED == ["ran"]
+
+
+def test_a_forgiven_failure_is_one_less_for_tunes_retry_rule():
+    from ray.tune.experiment import Trial
+
+    trial = Trial("__fake", stub=True, max_failures=1)
+    trial.run_metadata.num_failures = 2  # what Trial.handle_error counts, one per failure
+    assert "self.run_metadata.num_failures += 1" in inspect.getsource(Trial.handle_error)
+    assert not trial.should_recover()
+    ray_compat.forgive_failure(trial)
+    assert trial.num_failures == 1
+    assert trial.should_recover()
+
+
 def test_the_searcher_state_leaves_out_only_the_trials():
     from ray.tune.search.optuna import OptunaSearch
 

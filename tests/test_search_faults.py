@@ -195,6 +195,65 @@ def test_a_replaced_searcher_pickle_never_runs_on_resume(finished, tmp_path, tun
 
 
 @pytest.mark.slow
+def test_a_state_file_replaced_after_the_check_is_refused_where_tune_reads_it(
+    finished, tmp_path, run_main, monkeypatch
+):
+    """preflight checks the folder before Ray starts; a file replaced after that is refused as Tune reads it."""
+    from search.driver import preflight
+
+    _, folder, env, _ = finished
+    copy = tmp_path / "runs" / "smoke"
+    shutil.copytree(folder, copy)
+    marker = tmp_path / MARKER_NAME
+    (state,) = copy.glob("searcher-state-*.pkl")
+    checked = preflight.prepare
+
+    def check_then_replace(*args, **kwargs):
+        plan = checked(*args, **kwargs)
+        state.write_bytes(pickle.dumps(_Marker(marker)))
+        return plan
+
+    monkeypatch.setattr(preflight, "prepare", check_then_replace)
+    for key in local_ray.AUTH_VARIABLES:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("HOME", env["HOME"])
+    monkeypatch.setenv(trust.CONFIG_ENV, env[trust.CONFIG_ENV])
+    ran = run_main("tune", "--name", "smoke", "--storage", tmp_path / "runs", "--resume")
+    assert ran.returncode == 2, (ran.stdout[-2000:], ran.stderr[-2000:])
+    assert "Traceback" not in ran.stderr, ran.stderr[-3000:]
+    errors = [line for line in ran.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1, ran.stderr[-3000:]
+    assert f"{state.name} is not the file this project's search wrote" in errors[0]
+    assert not marker.exists()
+
+
+@pytest.mark.slow
+def test_a_state_file_replaced_during_a_search_is_not_signed_at_its_end(tmp_path, smoke, run_main, monkeypatch):
+    """The end of a search signs what its own process wrote, not what the storage holds by then."""
+    from search.driver import run
+
+    marker = tmp_path / MARKER_NAME
+    storage = tmp_path / "runs"
+    sign = run.sign_final_state
+
+    def replace_then_sign(plan):
+        (state,) = (storage / "smoke").glob("searcher-state-*.pkl")
+        state.write_bytes(pickle.dumps(_Marker(marker)))
+        sign(plan)
+
+    monkeypatch.setattr(run, "sign_final_state", replace_then_sign)
+    for key in local_ray.AUTH_VARIABLES:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv(trust.CONFIG_ENV, str(tmp_path / "cfg"))
+    ran = run_main("tune", "--config", smoke, "--name", "smoke", "--storage", storage, "--num-samples", "1")
+    assert ran.returncode == 2, (ran.stdout[-2000:], ran.stderr[-2000:])
+    errors = [line for line in ran.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1, ran.stderr[-3000:]
+    assert "is not the file this project's search wrote" in errors[0]
+    assert not marker.exists()
+
+
+@pytest.mark.slow
 def test_sigkilled_driver_leaves_no_ray_process_and_the_signed_state_resumes(tmp_path, smoke, repo):
     env = _env(tmp_path)
     command = [sys.executable, "scripts/tune.py", "--config", str(smoke), "--name", "k", "--storage", str(tmp_path)]

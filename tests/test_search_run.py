@@ -16,7 +16,7 @@ from cvae.functions import FunctionPair
 from cvae.train import Trainer
 from search.driver.storage import Storage
 from search.driver.trainable import train_trial
-from search.driver.tuner import make_tuner
+from search.driver.tuner import make_tuner, trial_settings
 from search.spec import load_search_config
 
 pytestmark = pytest.mark.slow
@@ -225,3 +225,50 @@ def test_a_failed_trial_is_retried_from_its_checkpoint(ray_local, spec, tmp_path
     rows = result.metrics_dataframe
     assert list(rows["epoch"]) == [1, 2, 3, 4]  # not 1, 2, 1, 2, 3, 4: the retry continued
     assert list(rows["iterations_since_restore"]) == [1, 2, 1, 2]
+
+
+class _Crashes:
+    """train_trial's after_report: fail right after the given epochs report, each once (or, every_time, each time
+    they report); every crash leaves a file in `folder`, so the count survives the trial's processes."""
+
+    def __init__(self, folder: Path, epochs: tuple[int, ...], every_time: bool = False):
+        self.folder, self.epochs, self.every_time = str(folder), epochs, every_time
+        folder.mkdir()
+
+    def __call__(self, row: dict) -> None:
+        epoch, done = row["epoch"], Path(self.folder)
+        if epoch in self.epochs and (self.every_time or not (done / f"epoch-{epoch}").exists()):
+            (done / f"epoch-{epoch}").touch()
+            (done / f"crash-{len(list(done.glob('crash-*')))}").touch()
+            raise RuntimeError(f"injected failure after epoch {epoch}")
+
+    def count(self) -> int:
+        return len(list(Path(self.folder).glob("crash-*")))
+
+
+def _fit(spec, tmp_path, name: str, crashes: _Crashes, checkpoint_every: int):
+    from ray import tune
+
+    one = spec.with_overrides(num_samples=1, max_failures=1)
+    trainable = tune.with_parameters(
+        train_trial,
+        data=spec.data.build(FunctionPair(spec.functions)),
+        settings={**trial_settings(one), "image_epochs": [], "checkpoint_every": checkpoint_every},
+        after_report=crashes,
+    )
+    return make_tuner(one, tune.with_resources(trainable, {"cpu": 1}), name, Storage(tmp_path / "runs")).fit()[0]
+
+
+def test_only_failures_without_progress_use_up_the_retries(ray_local, spec, tmp_path):
+    # three failures, each further on than the last: max_failures=1 does not end the trial
+    crashes = _Crashes(tmp_path / "progressing", epochs=(1, 2, 3))
+    result = _fit(spec, tmp_path, "progressing", crashes, checkpoint_every=1)
+    assert crashes.count() == 3
+    assert result.error is None
+    assert list(result.metrics_dataframe["epoch"]) == [1, 2, 3, 4]
+    # a crash loop at epoch 3 (restarted from epoch 2 each time): the first failure followed
+    # progress, the next two got no further, and the second of those is beyond max_failures=1
+    crashes = _Crashes(tmp_path / "loop", epochs=(3,), every_time=True)
+    result = _fit(spec, tmp_path, "loop", crashes, checkpoint_every=2)
+    assert crashes.count() == 3
+    assert result.error is not None

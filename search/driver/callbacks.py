@@ -18,13 +18,13 @@ import os
 import shutil
 import sys
 import time
-from pathlib import Path
 
 from ray import tune
 from ray.tune.logger import TBXLoggerCallback
 from tensorboardX.proto.summary_pb2 import Summary
 from tensorboardX.summary import hparams
 
+from ..spec import SearchError
 from ..trials import ended, is_better, stop_reason
 from . import compat, trust
 from .faults import RestoreFailed, StorageFull, is_no_space, quiet_no_space, storage_full
@@ -193,6 +193,13 @@ def quiet_ray() -> None:
         logging.getLogger(name).setLevel(level)
 
 
+def staging_folder(name: str) -> str | None:
+    """Tune's driver staging folder of the experiment `name`, found before any trial has started (Tune saves
+    then too)."""
+    found = glob.glob(os.path.join(compat.train_session_dir(), "*", name, "driver_artifacts"))
+    return max(found, key=os.path.getmtime) if found else None
+
+
 class SigningCallback(tune.Callback):
     """Signs Tune's state files each time Tune saves them, before they are copied to the storage.
 
@@ -246,22 +253,12 @@ class SigningCallback(tune.Callback):
         if free < 2 * size + 64 * 1024:
             raise storage_full(self.storage_path, f"the experiment state ({size} bytes, {free} free)")
 
-    def _find_staging(self) -> str | None:
-        """Tune's driver staging folder of this experiment, before any trial has started (Tune saves then too)."""
-        found = glob.glob(os.path.join(compat.train_session_dir(), "*", self.name, "driver_artifacts"))
-        return max(found, key=os.path.getmtime) if found else None
-
     def _sign_staging(self) -> None:
         if self._staging is None:
-            self._staging = self._find_staging()
+            self._staging = staging_folder(self.name)
         if self._staging is None or self._key is None:
             return
-        new, size = {}, 0
-        staging = Path(self._staging)
-        for path in staging.iterdir() if staging.is_dir() else []:
-            if path.is_file() and trust.is_state_file(path.name):
-                data = path.read_bytes()
-                new[path.name], size = trust.digest(data), size + len(data)
+        new, size = trust.staged_digests(self._staging)
         self._check_room(size)
         folder = self._folder()
         tuner = folder.read(TUNER_STATE)
@@ -296,6 +293,9 @@ class RestoreCheck(tune.Callback):
     restarted experiment Tune goes on with, which can hang). Tune restores before it sets callbacks up."""
 
     def setup(self, **info):
-        failure = compat.restore_failures().first
+        recorded = compat.restore_failures()
+        if isinstance(recorded.error, SearchError):  # ours, one line already: a state file that is not signed
+            raise recorded.error
+        failure = recorded.first
         if failure is not None:
             raise RestoreFailed(f"--resume: Tune could not restore the experiment's state ({failure[:200]})")

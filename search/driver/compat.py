@@ -1,7 +1,7 @@
 """Every private Ray, Optuna and tensorboardX attribute, module and patch this project relies on, in one place.
 
 Checked against Ray 2.60.0 (`RAY_CHECKED`; pyproject.toml allows 2.60.x only) and Optuna 5.1 (entries 13,
-17-19). Each entry below says why it is needed and what public API would replace it. On a Ray upgrade, read
+19-21). Each entry below says why it is needed and what public API would replace it. On a Ray upgrade, read
 the entries again in the new Ray's source, run tests/test_ray_compat.py (each entry exists and still does what is said)
 and the cluster and search tests, then widen the bound in pyproject.toml.
 
@@ -9,8 +9,8 @@ and the cluster and search tests, then widen the bound in pyproject.toml.
    `optuna_trials`, `optuna_study` and `completed_trials`. search/driver/searcher.py tells an ASHA-stopped
    trial PRUNED (Ray tells every trial COMPLETE), tags each Optuna trial with its Ray trial id and
    TensorBoard run, and closes trials a killed driver left RUNNING: all need the Optuna trial behind
-   a Ray trial id, the study, and the set of trials already told; its `save` pickles the rest of
-   `OptunaSearch.__dict__` (`searcher_state`) and `restore` updates it, as Ray's do. No public API: OptunaSearch only
+   a Ray trial id, the study, and the set of trials already told; its `save` pickles `OptunaSearch.__dict__`
+   less those two (`searcher_state`), which Ray's `restore` takes back. No public API: OptunaSearch only
    exposes `suggest`/`on_trial_*`. Replacement: a `ray.tune.search.Searcher` of our own that drives
    an Optuna study with `ask`/`tell` (the study opened with `optuna.load_study` on our storage).
 2. The `_progress_metrics` attribute of a trainable (read by
@@ -81,22 +81,32 @@ and the cluster and search tests, then widen the bound in pyproject.toml.
    (`time_budget_ends`): when it fires Tune stops the running trials and leaves the pending ones PENDING, which
    would otherwise read as an interrupted search owing trials. Replacement: a `tune.Stopper` of our own.
 
-17. Optuna 5.1's TPESampler internals (`group_decomposition`, `tpe_rank_keys`, `tpe_default_gamma`):
-   search/driver/tpe.py keeps per finished trial what TPESampler recomputes at every suggestion, by overriding
-   its private `infer_relative_search_space` bookkeeping (`_group`, `_search_space_group`, `_is_multivariate`),
-   `_get_internal_repr`, `_get_params`, `_sample` (with `_build_parzen_estimator`, `_compute_acquisition_func`,
-   `_compare`, `_rng`, `_gamma`, `_constant_liar`, `_n_ei_candidates`) and reusing
-   `optuna.search_space.group_decomposed._SearchSpaceGroup` and the rank keys of
-   `optuna.samplers._tpe.sampler._split_trials`. tests/test_tpe.py checks its suggestions equal TPESampler's.
-   Replacement: TPESampler itself (the same suggestions, slower as trials accumulate).
-18. Optuna 5.1's `optuna.samplers._tpe._truncnorm._log_ndtr`, replaced by `use_tpe_log_ndtr` (process-wide,
-   idempotent) with search/driver/tpe.py's `log_ndtr`: the same values bit for bit (tests/test_tpe.py compares
-   them over the whole range and the tails), computed without a Python call per element; Optuna's own runs on
-   for a <= -20 (`tpe_log_ndtr`). Replacement: Optuna's function (the same suggestions, slower).
-19. `optuna.trial.Trial(study, trial_id)` on an existing trial and `FrozenTrial._trial_id` (`running_trial`):
-   search/driver/searcher.py saves its state without the Optuna trials (O(1) per save) and, after a restore,
-   finds them again in the journal by their `ray_trial_id` attribute. Replacement: Ray's own OptunaSearch.save,
-   which pickles every Optuna trial at every save.
+17. The readers that unpickle Tune's state files, wrapped by `checked_state_reads`: `ray.cloudpickle` as
+   `tuner_internal.pickle` (tuner.pkl), `pickle` as `optuna_search` uses it (searcher-state-*.pkl, read by
+   OptunaSearch.restore), `_loads_with_cloudpickle` in `tune_controller` and
+   `experiment_analysis` (experiment_state-*.json), and `_load_newest_checkpoint` as imported by
+   `search_generator`, `basic_variant` and `callback` (searcher-state-*.pkl, search_gen_state-*.json,
+   callback-states-*). Checking a folder and then letting Tune read it again leaves a window in which
+   whoever can write the folder swaps a file; wrapped, the bytes checked against search/driver/trust.py's
+   signed manifest are the very bytes unpickled. Replacement: none (Tune has no hook between reading a
+   state file and unpickling it).
+18. A trial's failure count, `trial.run_metadata.num_failures` (`forgive_failure`): search/driver/retries.py
+   takes back a failure that came after progress (a later epoch than at the previous one), so `max_failures` counts only
+   failures without progress. Tune exempts preempted nodes the same way (`RayActorError.preempted`).
+   Replacement: none (FailureConfig counts every failure).
+
+19. Optuna 5.1's TPESampler internals (`group_decomposition`, `tpe_rank_keys`, `tpe_default_gamma`):
+   search/driver/tpe.py overrides TPESampler's private `_get_internal_repr`, `_sample` (reusing its
+   `_get_params`, `_build_parzen_estimator`, `_compute_acquisition_func`, `_compare`, `_rng`, `_gamma`,
+   `_constant_liar`, `_n_ei_candidates`) and the group bookkeeping of `infer_relative_search_space`
+   (`_group`, `_search_space_group`), to keep per finished trial what TPE recomputes at every suggestion.
+   tests/test_tpe.py checks its suggestions equal TPESampler's. Replacement: TPESampler (slower).
+20. Optuna 5.1's `optuna.samplers._tpe._truncnorm._log_ndtr`, replaced process-wide by `use_tpe_log_ndtr`
+   with search/driver/tpe.py's `log_ndtr`: the same values bit for bit (tests/test_tpe.py), without a Python
+   call per element. Replacement: Optuna's own (`tpe_log_ndtr`; the same suggestions, slower).
+21. `optuna.trial.Trial(study, trial_id)` on an existing trial, with `FrozenTrial._trial_id` (`running_trial`):
+   search/driver/searcher.py saves its state without the Optuna trials and finds the running ones again in
+   the journal after a restore. Replacement: Ray's OptunaSearch.save, which pickles every trial each time.
 
 Nothing here imports ray at module level: `loopback_only` must run before ray is first imported, and
 the switches of entry 4 are read then.
@@ -104,8 +114,12 @@ the switches of entry 4 are read then.
 
 from __future__ import annotations
 
+import functools
+import glob
 import logging
 import os
+from contextlib import contextmanager
+from pathlib import Path
 
 from cvae.errors import UserError, first_line
 
@@ -330,12 +344,14 @@ class LogRecorder(logging.Filter):
         super().__init__()
         self.prefix, self.hide, self.hide_after = prefix, hide, hide_after
         self.first: str | None = None
+        self.error: BaseException | None = None  # the exception behind `first`, if the record had one
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = str(record.msg)
         if message.startswith(self.prefix):
             error = record.exc_info[1] if record.exc_info else None
-            self.first = self.first or (first_line(error) if error else message)
+            if self.first is None:
+                self.first, self.error = (first_line(error) if error else message), error
             return not self.hide
         return not (self.first is not None and self.hide_after and message.startswith(self.hide_after))
 
@@ -347,7 +363,7 @@ def _recorder(logger_name: str, prefix: str, fresh: bool, **options) -> LogRecor
         found = LogRecorder(prefix, **options)
         logger.addFilter(found)
     if fresh:
-        found.first = None
+        found.first = found.error = None
     return found
 
 
@@ -378,7 +394,96 @@ def _no_pickled_error(trial) -> None:
     return None
 
 
-# 17. TPESampler's per-trial work
+# 17. the readers of Tune's state files
+
+
+@contextmanager
+def checked_state_reads(check):
+    """While inside, each state file Tune unpickles is first passed to `check(file, data)`, which raises to
+    refuse it: the bytes checked are the bytes unpickled (entry 17). `file` is the file's name, or for the
+    two readers that see only bytes its pattern (`tuner.pkl`, `experiment_state-*.json`)."""
+    import ray.cloudpickle as cloudpickle
+    from ray.tune import callback
+    from ray.tune.analysis import experiment_analysis
+    from ray.tune.execution import tune_controller
+    from ray.tune.impl import tuner_internal
+    from ray.tune.search import basic_variant, search_generator
+    from ray.tune.search.optuna import optuna_search
+
+    def checked_loads(pattern: str, loads):
+        def load(data):
+            check(pattern, data.encode() if isinstance(data, str) else bytes(data))
+            return loads(data)
+
+        return load
+
+    def newest_checkpoint(dirpath: str, pattern: str):
+        paths = glob.glob(os.path.join(dirpath, pattern))
+        if not paths:
+            return None
+        newest = Path(max(paths))
+        data = newest.read_bytes()
+        check(newest.name, data)
+        return cloudpickle.loads(data)
+
+    readers = {
+        (tuner_internal, "pickle"): lambda pickle: _CheckedPickle(pickle, check, "tuner.pkl"),
+        (optuna_search, "pickle"): lambda pickle: _CheckedPickle(pickle, check),  # searcher-state-*.pkl
+        (tune_controller, "_loads_with_cloudpickle"): lambda loads: checked_loads("experiment_state-*.json", loads),
+        (experiment_analysis, "_loads_with_cloudpickle"): lambda loads: checked_loads("experiment_state-*.json", loads),
+        (search_generator, "_load_newest_checkpoint"): lambda _: newest_checkpoint,  # search_gen_state-*.json
+        (basic_variant, "_load_newest_checkpoint"): lambda _: newest_checkpoint,
+        (callback, "_load_newest_checkpoint"): lambda _: newest_checkpoint,  # callback-states-*
+    }
+    saved = {(module, name): _attribute(module, name, owner=module.__name__) for module, name in readers}
+    try:
+        for (module, name), checked in readers.items():
+            ray_own = getattr(saved[module, name], "__wrapped__", saved[module, name])  # inside another check: Ray's
+            replacement = checked(ray_own)
+            if not isinstance(replacement, _CheckedPickle):
+                replacement = functools.wraps(ray_own)(replacement)
+            setattr(module, name, replacement)
+        yield
+    finally:
+        for (module, name), original in saved.items():
+            setattr(module, name, original)
+
+
+class _CheckedPickle:
+    """A pickle module whose `loads` and `load` check the bytes first: Ray's modules that import one use it
+    for dumps too. `file`: the name checked (else that of the file `load` reads)."""
+
+    def __init__(self, module, check, file: str | None = None):
+        self._module, self._check, self._file = module, check, file
+
+    def loads(self, data, *args, **kwargs):
+        self._check(self._file, bytes(data))
+        return self._module.loads(data, *args, **kwargs)
+
+    def load(self, stream, *args, **kwargs):
+        data = stream.read()
+        self._check(self._file or Path(stream.name).name, data)
+        return self._module.loads(data, *args, **kwargs)
+
+    @property
+    def __wrapped__(self):
+        return self._module
+
+    def __getattr__(self, name):
+        return getattr(self._module, name)
+
+
+# 18. a trial's failure count
+
+
+def forgive_failure(trial) -> None:
+    """Take back the trial's last counted failure (entry 18)."""
+    metadata = _attribute(trial, "run_metadata", owner="ray.tune.experiment.Trial")
+    metadata.num_failures = max(0, metadata.num_failures - 1)
+    metadata.invalidate_cache()
+
+
+# 19. TPESampler's per-trial work
 
 
 def group_decomposition():
@@ -402,7 +507,7 @@ def tpe_default_gamma():
     return default_gamma
 
 
-# 18. TPE's log of the normal CDF
+# 20. TPE's log of the normal CDF
 
 _optuna_log_ndtr = None  # Optuna's own, once use_tpe_log_ndtr replaced it
 
@@ -424,7 +529,7 @@ def use_tpe_log_ndtr(replacement) -> None:
     _truncnorm._log_ndtr = replacement
 
 
-# 19. an Optuna trial found again
+# 21. an Optuna trial found again
 
 
 def running_trial(study, frozen):

@@ -18,10 +18,11 @@ from cvae.config import Config
 
 from ..spec import SearchSpec
 from ..trials import FINAL_STATUSES, best_trial, counts_text, stop_reason, trial_counts
-from .compat import restored_search, trial_error_text
+from .compat import checked_state_reads, restored_search, trial_error_text
 from .files import SEARCHER_STATE
 from .searcher import PruningOptunaSearch
-from .trust import verify_local
+from .storage import Storage
+from .trust import signed_reads
 
 LAST_METRICS = (
     "val_score",
@@ -157,8 +158,8 @@ def _restore_search(experiment_dir):
     folder = Path(experiment_dir)
     if not list(folder.glob(SEARCHER_STATE)):
         raise FileNotFoundError(f"{folder}: no {SEARCHER_STATE}; is it a search's experiment folder?")
-    verify_local(folder)  # the searcher state is a pickle: only this project's own is loaded
-    return restored_search(str(folder), PruningOptunaSearch(max_t=1))
+    with checked_state_reads(signed_reads(Storage(folder.parent), folder.name, action="reading")):
+        return restored_search(str(folder), PruningOptunaSearch(max_t=1))  # a pickle: only our own is loaded
 
 
 def trials_left(table: pd.DataFrame, experiment_dir=None) -> int:

@@ -14,8 +14,8 @@ from ray import tune
 
 from ..spec import SearchError
 from . import results, trust
-from .callbacks import quiet_ray
-from .compat import never_unpickle_trial_errors, restore_failures, time_budget_ends
+from .callbacks import quiet_ray, staging_folder
+from .compat import checked_state_reads, never_unpickle_trial_errors, restore_failures, time_budget_ends
 from .faults import RestoreFailed, is_no_space, search_error_in, storage_full
 from .files import BEST_CONFIG, JOURNAL, MANIFEST, RESULTS_CSV, RESULTS_PARQUET, SEARCH_CONFIG, TUNER_STATE
 from .preflight import Plan, is_local
@@ -30,11 +30,16 @@ class SearchInterrupted(SearchError):
 
 
 def run(plan: Plan) -> Path:
-    """Run (or finish) the search of `plan`; returns the experiment folder (a local copy for s3:// / gs://)."""
-    table = fit(plan)
-    local = write_results(plan, result_files(table, plan))
-    print(results.summary(table, plan.spec, plan.name, results.best_row(table, plan.spec)))
-    left = results.trials_left(table, None if plan.storage.is_uri else plan.storage.experiment(plan.name))
+    """Run (or finish) the search of `plan`; returns the experiment folder (a local copy for s3:// / gs://).
+
+    Every state file Tune unpickles meanwhile is checked against the folder's signatures as it is read
+    (compat entry 17): preflight's check came earlier, and the folder may have changed since.
+    """
+    with checked_state_reads(trust.signed_reads(plan.storage, plan.name)):
+        table = fit(plan)
+        local = write_results(plan, result_files(table, plan))
+        print(results.summary(table, plan.spec, plan.name, results.best_row(table, plan.spec)))
+        left = results.trials_left(table, None if plan.storage.is_uri else plan.storage.experiment(plan.name))
     if not left:  # finished: no trial of it runs again
         close_journal(plan, table)
     check_outcome(table, plan, left)
@@ -78,6 +83,8 @@ def restored_or_new_tuner(plan: Plan, trainable) -> tune.Tuner:
         restore_failures(fresh=True)  # read by callbacks.RestoreCheck once Tune has tried
         try:
             return tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True, resume_errored=True)
+        except SearchError:  # tuner.pkl is not the file this project signed (trust.signed_reads): one line already
+            raise
         except Exception as err:  # a damaged (or, with --trust, foreign) tuner.pkl
             raise RestoreFailed(f"--resume: Tune could not restore {experiment} ({err!r:.200})") from None
     # a new search, or a resume of one killed before Tune saved any state: start it afresh
@@ -88,9 +95,11 @@ def restored_or_new_tuner(plan: Plan, trainable) -> tune.Tuner:
 
 
 def sign_final_state(plan: Plan) -> None:
-    """Sign Tune's state as this process left it, for a later --resume."""
+    """Sign Tune's state as this process wrote it, for a later --resume: its staging copies, so that a file
+    someone replaced on the storage meanwhile is not signed (the signing callback did this at every save;
+    this is the last one's, in case that failed)."""
     try:
-        trust.sign_folder(plan.storage, plan.name)
+        trust.sign_staged(plan.storage, plan.name, staging_folder(plan.name))
     except OSError as err:
         if not is_no_space(err):
             raise

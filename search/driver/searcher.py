@@ -46,11 +46,9 @@ class PruningOptunaSearch(OptunaSearch):
             pickle.dump(state, file)
 
     def restore(self, checkpoint_path: str):
-        with open(checkpoint_path, "rb") as file:
-            state = pickle.load(file)  # a signed state (search/driver/trust.py) or one of Ray's own (all trials)
-        optuna_trials(self).clear()
+        optuna_trials(self).clear()  # the saved state has none (the journal has them), or all of them (Ray's own)
         completed_trials(self).clear()
-        self.__dict__.update(state)
+        super().restore(checkpoint_path)  # Ray's: unpickles (what search/driver/trust.py checks) and takes the state
         self._orphans_pending = True  # closed at the first suggestion (not when only reading the state)
 
     def _rejoin_journal(self) -> None:
@@ -67,6 +65,8 @@ class PruningOptunaSearch(OptunaSearch):
         for ray_id, number in running.items():
             if number in by_number and not by_number[number].state.is_finished():
                 trials[ray_id] = running_trial(study, by_number[number])
+                last = by_number[number].last_step or 0  # the journal may hold epochs past the snapshot
+                self._last_step[ray_id] = max(self._last_step.get(ray_id, 0), last)
 
     def _close_orphans(self) -> None:
         """Close trials the journal holds as RUNNING but this restored state never suggested.
@@ -95,6 +95,9 @@ class PruningOptunaSearch(OptunaSearch):
         self._rejoin_journal()
         if trial_id in completed_trials(self):  # closed in the journal before a restore: Tune runs it again
             return
+        step = result.get("training_iteration")
+        if step is not None and step <= self._last_step.get(trial_id, 0):
+            return  # a retry from an older checkpoint repeats epochs Optuna holds (it would ignore them, warning)
         super().on_trial_result(trial_id, result)
         self._last_step[trial_id] = result.get("training_iteration")
 
@@ -119,7 +122,7 @@ class PruningOptunaSearch(OptunaSearch):
         # The result that made the scheduler stop the trial never reached on_trial_result
         # (Tune skips the searcher on STOP): record it so the history has every epoch.
         value, now = result.get(self.metric), result.get("training_iteration")
-        if value is not None and now is not None and now != step and math.isfinite(value):
+        if value is not None and now is not None and now > (step or 0) and math.isfinite(value):
             trials[trial_id].report(value, now)
         if not stopped_early(result, self._max_t):
             return super().on_trial_complete(trial_id, result=result, error=error)

@@ -26,7 +26,6 @@ from pathlib import Path
 
 from ..spec import SearchError
 from .files import MANIFEST, write_private
-from .storage import Storage
 
 KEY_FILE = "trust.key"
 CONFIG_ENV = "TWOBIRDS_CONFIG_DIR"
@@ -141,44 +140,90 @@ def sign_folder(storage, name: str, only: tuple[str, ...] | None = None) -> None
     record(folder, new, key, known)
 
 
-def verify_local(folder) -> None:
-    """verify() for a local experiment folder, e.g. before reading its searcher state for a report."""
-    folder = Path(folder).resolve()
-    verify(Storage(folder.parent), folder.name, action="reading")
+def staged_digests(staging) -> tuple[dict[str, str], int]:
+    """{file: digest} of the state files in Tune's driver staging folder, and their total size in bytes.
+
+    The staging folder is local and private to this process (Tune writes its state there, then copies
+    it to the storage), so what it holds is what this process wrote, whatever the storage holds now."""
+    digests, size = {}, 0
+    folder = Path(staging) if staging else None
+    for path in folder.iterdir() if folder is not None and folder.is_dir() else []:
+        if path.is_file() and is_state_file(path.name):
+            data = path.read_bytes()
+            digests[path.name], size = digest(data), size + len(data)
+    return digests, size
+
+
+def sign_staged(storage, name: str, staging) -> None:
+    """Sign the state files this process wrote (its staging copies), never the storage's own files."""
+    new, _ = staged_digests(staging)
+    if new:
+        folder, key = storage_folder(storage, name), load_key(create=True)
+        record(folder, new, key, read_manifest(folder, key) or {})
 
 
 def verify(storage, name: str, action: str = "--resume") -> None:
     """Refuse (UntrustedExperiment, one line) unless every state file of the folder is one this project signed."""
-    folder = storage_folder(storage, name)
-    where = storage.experiment(name)
-    fix = (
-        "pass --trust to resume it anyway if you trust whoever wrote the folder (its pickles will run)"
-        if action == "--resume"
-        else "only folders this project signed with your key are unpickled"
-    )
-    key = load_key()
-    if key is None:
-        raise UntrustedExperiment(
-            f"{action}: {where} was not written by a search of this user on this machine (no key {key_path()}), "
-            f"so its Ray state files are not unpickled; {fix}"
-        )
-    if folder.read(MANIFEST) is None:
-        raise UntrustedExperiment(
-            f"{action}: {where} has no {MANIFEST}: its Ray state files were not signed by this project, "
-            f"so they are not unpickled; {fix}"
-        )
-    known = read_manifest(folder, key)
-    if known is None:
-        raise UntrustedExperiment(
-            f"{action}: {where}/{MANIFEST} does not match this machine's key {key_path()} (another user's "
-            f"or machine's run, or edited); its Ray state files are not unpickled; {fix}"
-        )
+    folder, refuse = storage_folder(storage, name), _Refusal(storage, name, action)
+    known = refuse.unless_signed(folder)
     for file in folder.names():
         if not is_state_file(file):
             continue
         data = folder.read(file)
         if file not in known or data is None or digest(data) not in known[file]:
+            raise refuse.file(file)
+
+
+def signed_reads(storage, name: str, action: str = "--resume"):
+    """check(file, data) for compat.checked_state_reads: refuse bytes Tune is about to unpickle unless the
+    folder's manifest signs them under `file` (a name or a pattern). `verify` refuses early, before Ray
+    starts; this refuses the bytes actually read, so a file swapped since then never runs."""
+    folder, refuse = storage_folder(storage, name), _Refusal(storage, name, action)
+
+    def check(file: str, data: bytes) -> None:
+        known = refuse.unless_signed(folder)
+        signed = {d for each, versions in known.items() if fnmatch.fnmatch(each, file) for d in versions}
+        if digest(data) not in signed:
+            raise refuse.file(file)
+
+    return check
+
+
+class _Refusal:
+    """The one-line refusals of a folder whose state files this project did not sign."""
+
+    def __init__(self, storage, name: str, action: str):
+        self.action, self.where = action, storage.experiment(name)
+        self.fix = (
+            "pass --trust to resume it anyway if you trust whoever wrote the folder (its pickles will run)"
+            if action == "--resume"
+            else "only folders this project signed with your key are unpickled"
+        )
+
+    def unless_signed(self, folder: Folder) -> dict[str, list[str]]:
+        """The folder's manifest, if it is intact under this machine's key; else UntrustedExperiment."""
+        action, where, fix = self.action, self.where, self.fix
+        key = load_key()
+        if key is None:
             raise UntrustedExperiment(
-                f"{action}: {where}/{file} is not the file this project's search wrote (changed or added since); "
-                f"it is not unpickled; {fix}"
+                f"{action}: {where} was not written by a search of this user on this machine (no key {key_path()}), "
+                f"so its Ray state files are not unpickled; {fix}"
             )
+        if folder.read(MANIFEST) is None:
+            raise UntrustedExperiment(
+                f"{action}: {where} has no {MANIFEST}: its Ray state files were not signed by this project, "
+                f"so they are not unpickled; {fix}"
+            )
+        known = read_manifest(folder, key)
+        if known is None:
+            raise UntrustedExperiment(
+                f"{action}: {where}/{MANIFEST} does not match this machine's key {key_path()} (another user's "
+                f"or machine's run, or edited); its Ray state files are not unpickled; {fix}"
+            )
+        return known
+
+    def file(self, file: str) -> UntrustedExperiment:
+        return UntrustedExperiment(
+            f"{self.action}: {self.where}/{file} is not the file this project's search wrote (changed or added "
+            f"since); it is not unpickled; {self.fix}"
+        )

@@ -19,6 +19,7 @@ from . import local_ray
 from .callbacks import RestoreCheck, SigningCallback, StorageFullCallback, TrialBoard, TrialLines
 from .compat import set_progress_metrics
 from .preflight import is_local
+from .retries import RetryWhileProgressing
 from .searcher import PruningOptunaSearch
 from .storage import Storage
 from .study import journal_path, label_study, open_storage, quiet_optuna
@@ -156,6 +157,7 @@ def make_tuner(
             SigningCallback(storage.path, name),
             StorageFullCallback(storage.path),
             RestoreCheck(),
+            RetryWhileProgressing(),  # max_failures counts only failures without a newer checkpoint
         ],
         verbose=0,  # no Tune boxes or tables: TrialLines prints
     )

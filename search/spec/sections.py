@@ -37,7 +37,7 @@ class Run(Section):
     time_budget_s: Float | None = Field(None, gt=0)
     cpus_per_trial: Float = Field(1, gt=0)
     gpus_per_trial: Float = Field(0, ge=0)
-    max_failures: Int = Field(2, ge=0)  # retries of a failed trial (a lost node), each from its last checkpoint
+    max_failures: Int = Field(2, ge=0)  # retries of a trial failing without progress (search/driver/retries.py)
     checkpoint_every: Int = Field(5, gt=0)  # epochs between a trial's checkpoints (and its last): a retry repeats fewer
     # TensorBoard sample plots: at the rungs a trial survives to and its last epoch (survivors), at every rung
     # (rungs), those and epoch 1 (first_and_rungs), or none; each plot costs a trial about a third of a second
