@@ -38,7 +38,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import common
-from searcher_speed import synthetic_score
+from searcher_speed import asha_for, synthetic_score
 
 from search.driver.compat import driver_staging_path
 
@@ -59,7 +59,6 @@ class Parts:
 
     def __init__(self, spec, folder: str, name: str = "replay"):
         from ray.train._internal.storage import StorageContext
-        from ray.tune.schedulers import ASHAScheduler
 
         from search.driver.callbacks import SigningCallback, TrialBoard, TrialLines
         from search.driver.storage import Storage
@@ -67,14 +66,7 @@ class Parts:
 
         self.spec = spec
         self.searcher = make_searcher(spec, name, Storage(folder))
-        self.asha = ASHAScheduler(
-            time_attr="epoch",
-            metric=spec.metric,
-            mode=spec.mode,
-            max_t=spec.max_t,
-            grace_period=spec.asha.grace_period,
-            reduction_factor=spec.asha.reduction_factor,
-        )
+        self.asha = asha_for(spec)
         self.board = TrialBoard(spec.metric, spec.mode, spec.max_t)
         self.console = io.StringIO()
         self.lines = TrialLines(spec.metric, spec.mode, spec.max_t, spec.search.num_samples, out=self.console)

@@ -66,7 +66,6 @@ class Clock:
 def make(spec, folder: str, sampler: str):
     """The project's searcher (or the stock one) and Ray's ASHAScheduler, as make_tuner builds them."""
     import optuna
-    from ray.tune.schedulers import ASHAScheduler
 
     from search.driver.storage import Storage
     from search.driver.tuner import make_searcher
@@ -78,8 +77,14 @@ def make(spec, folder: str, sampler: str):
             n_startup_trials=spec.search.tpe_startup_trials,
             group=spec.optuna_space().conditional,
         )
-    searcher = make_searcher(spec, "speed", Storage(folder), sampler=stock)
-    asha = ASHAScheduler(
+    return make_searcher(spec, "speed", Storage(folder), sampler=stock), asha_for(spec)
+
+
+def asha_for(spec):
+    """Ray's ASHAScheduler as make_tuner builds it (metric and mode given here, not by a TuneConfig)."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    return ASHAScheduler(
         time_attr="epoch",
         metric=spec.metric,
         mode=spec.mode,
@@ -87,7 +92,6 @@ def make(spec, folder: str, sampler: str):
         grace_period=spec.asha.grace_period,
         reduction_factor=spec.asha.reduction_factor,
     )
-    return searcher, asha
 
 
 class Trial:
