@@ -159,7 +159,7 @@ def run(args, spec, data, sampler: str):
 
     from search.driver.storage import Storage
     from search.driver.trainable import shareable
-    from search.driver.tuner import make_tuner, trial_settings
+    from search.driver.tuner import make_tuner, trial_images, trial_settings
 
     # make_trainable's settings and resources, with padded_trial in place of train_trial
     settings = {**trial_settings(spec), "epoch_seconds": args.epoch_seconds}
@@ -194,7 +194,8 @@ def run(args, spec, data, sampler: str):
         key: sum(float(f[key].sum()) for f in frames if key in f)
         for key in ("image_seconds", "checkpoint_seconds", "report_seconds")
     }
-    images = sum(int((f["image_seconds"] > 0).sum()) for f in frames if "image_seconds" in f)
+    drawn = set(trial_images(spec))
+    images = sum(int(f["epoch"].isin(drawn).sum()) for f in frames)  # epochs that drew their sample plots
     return {
         "wall": wall,
         "driver_cpu": cpu,
