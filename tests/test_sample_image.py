@@ -57,3 +57,17 @@ def test_new_conditions_get_their_own_picture():
     reference = figure_to_array(plot_samples(x, y, FUNCTIONS, title="t"))
     assert image.shape == reference.shape  # two panels wide
     assert difference(image, reference) < 6
+
+
+def test_the_png_holds_the_picture_pixel_for_pixel():
+    import io
+
+    from PIL import Image
+
+    from cvae.sample_image import png_bytes
+
+    x = lines(7)
+    y = FUNCTIONS(x[:, 0].double()).float()
+    image = sample_image(x, y, FUNCTIONS, title="png")
+    decoded = np.asarray(Image.open(io.BytesIO(png_bytes(image))).convert("RGB"))
+    assert np.array_equal(decoded, image)

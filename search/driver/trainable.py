@@ -20,13 +20,14 @@ import numpy as np
 import ray
 import torch
 from ray import tune
+from tensorboard.compat.proto.summary_pb2 import Summary
 from torch.utils.tensorboard import SummaryWriter
 
 from cvae.config import Config
 from cvae.errors import first_line
 from cvae.plots import PLOT_CONDITIONS
 from cvae.regimes import Regime
-from cvae.sample_image import sample_image
+from cvae.sample_image import png_bytes, sample_image
 from cvae.train import Trainer
 
 from ..trials import DIVERGED, objective_regime
@@ -107,8 +108,14 @@ class _Images:
                 samples = each.generate(trainer.model, y_val, trainer.functions, count, generator)
             title = f"epoch {epoch}: {count} samples, {each.label}"
             image = sample_image(samples.cpu(), y_val.cpu(), trainer.functions, x_true=x_val.cpu(), title=title)
-            self.writer.add_image(tag, image, global_step=epoch, dataformats="HWC")
+            self._add(tag, image, epoch)
         self.writer.flush()  # before the report: artifacts are synced with the checkpoint
+
+    def _add(self, tag: str, image, epoch: int) -> None:
+        """TensorBoard's image summary of the picture (what add_image writes), its PNG from png_bytes."""
+        height, width, _ = image.shape
+        png = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=png_bytes(image))
+        self.writer.file_writer.add_summary(Summary(value=[Summary.Value(tag=tag, image=png)]), global_step=epoch)
 
     def close(self) -> None:
         if self.writer is not None:
