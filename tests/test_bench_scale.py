@@ -58,3 +58,10 @@ def test_many_trials_fifo(ray_local, capsys):
     assert ", FIFO," in out  # no early stopping: every trial runs max_t epochs
     assert "| TPE (project) | overhead per trial (s) | " in out
     assert " 12 trials, 48 epochs |" in out
+
+
+def test_sample_image_speed(capsys):
+    out, results = run_quick("sample_image_speed", capsys)
+    assert [r.group(1) for r in results] == ["sample_image_ms"]
+    assert "| plot_samples + add_image (before) |" in out
+    assert "| sample_image + fast PNG (after) |" in out

@@ -306,3 +306,16 @@ def test_an_existing_trial_is_found_again(tmp_path):
     study.tell(trial, 2.0)
     assert study.trials[0].value == 2.0
     assert study.trials[0].intermediate_values == {1: 1.0}
+
+
+def test_tensorboards_checksums_are_the_same_in_c():
+    import tensorboardX.record_writer as tensorboardx_writer
+    from tensorboard.compat.tensorflow_stub import pywrap_tensorflow
+
+    data = [b"", b"x", bytes(range(256)) * 50, np.random.default_rng(0).bytes(100_000)]
+    pure = [pywrap_tensorflow.crc_finalize(pywrap_tensorflow.crc_update(pywrap_tensorflow.CRC_INIT, d)) for d in data]
+    ray_compat.use_fast_crc32c()
+    assert [pywrap_tensorflow.crc32c(d) for d in data] == pure
+    assert [tensorboardx_writer.crc32c(d) for d in data] == pure
+    assert "u32(crc32c(data))" in inspect.getsource(pywrap_tensorflow.masked_crc32c)  # looked up when called
+    assert "u32(crc32c(data))" in inspect.getsource(tensorboardx_writer.masked_crc32c)

@@ -80,6 +80,7 @@ class TrialBoard(TBXLoggerCallback):
 
     def __init__(self, metric: str, mode: str, max_t: int):
         super().__init__()
+        compat.use_fast_crc32c()  # each result's event checksummed in C, not pure Python
         self._metric, self._mode, self._max_t = metric, mode, max_t
         self._best: dict = {}
 

@@ -107,6 +107,11 @@ and the cluster and search tests, then widen the bound in pyproject.toml.
 21. `optuna.trial.Trial(study, trial_id)` on an existing trial, with `FrozenTrial._trial_id` (`running_trial`):
    search/driver/searcher.py saves its state without the Optuna trials and finds the running ones again in
    the journal after a restore. Replacement: Ray's OptunaSearch.save, which pickles every trial each time.
+22. The CRC-32C of TensorBoard event records: `crc32c` in `tensorboard.compat.tensorflow_stub.pywrap_tensorflow`
+   (torch's SummaryWriter: a trial's sample pictures) and in `tensorboardX.record_writer` (the driver's TrialBoard),
+   replaced by google_crc32c's C one (`use_fast_crc32c`): both are pure Python without TensorFlow or the `crc32c`
+   package, ~0.2 us a byte (tens of ms for a picture). The same values (tests/test_ray_compat.py).
+   Replacement: TensorFlow installed, or tensorboardX's optional `crc32c` package (for tensorboardX only).
 
 Nothing here imports ray at module level: `loopback_only` must run before ray is first imported, and
 the switches of entry 4 are read then.
@@ -537,3 +542,21 @@ def running_trial(study, frozen):
     from optuna.trial import Trial
 
     return Trial(study, _attribute(frozen, "_trial_id", owner="optuna.trial.FrozenTrial"))
+
+
+# 22. TensorBoard's record checksums
+
+
+def use_fast_crc32c() -> None:
+    """TensorBoard's and tensorboardX's event writers checksum with google_crc32c's C code (idempotent; a no-op
+    where google_crc32c has no compiled implementation)."""
+    import google_crc32c
+
+    if google_crc32c.implementation != "c":
+        return
+    import tensorboardX.record_writer as tensorboardx_writer
+    from tensorboard.compat.tensorflow_stub import pywrap_tensorflow
+
+    for module in (pywrap_tensorflow, tensorboardx_writer):
+        _attribute(module, "crc32c", owner=module.__name__)
+        module.crc32c = google_crc32c.value

@@ -31,7 +31,7 @@ from cvae.sample_image import png_bytes, sample_image
 from cvae.train import Trainer
 
 from ..trials import DIVERGED, objective_regime
-from .compat import QUIET_LOGGERS
+from .compat import QUIET_LOGGERS, use_fast_crc32c
 
 CHECKPOINT_FILE = "trainer.pt"
 # The sample images' event file goes in the trial folder itself, beside Tune's scalars: one run per trial.
@@ -100,6 +100,7 @@ class _Images:
         if regime.kind != "network":
             shown.append(("samples_network_only", Regime("network")))
         if self.writer is None:
+            use_fast_crc32c()  # a picture's event is ~100 KB: checksummed in pure Python, tens of ms
             self.writer = SummaryWriter(log_dir=str(Path.cwd() / IMAGE_DIR))
         trainer.model.eval()
         for tag, each in shown:
