@@ -17,6 +17,10 @@ with Optuna's RandomSampler instead of TPE (same everything else) to isolate TPE
     .venv/bin/python bench/many_trials.py            # 1,000 trials (+ 1,000 random), ~20 min on 2 cores
     .venv/bin/python bench/many_trials.py --quick    # 100 tiny trials, no padding (a test)
     .venv/bin/python bench/many_trials.py --long     # 5,000 trials
+    .venv/bin/python bench/many_trials.py --trials 1000 --fifo --no-random   # Ray's published run, like for like
+
+--fifo: no early stopping (Tune's FIFOScheduler in place of ASHA), so every trial is a one-second trial, as in
+Ray Tune's own bookkeeping benchmark (10,000 one-second trials on 16 CPUs: 715 s against 625 s ideal, 87%).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import common
 common.pickle_by_value(__name__)  # the trial function below reaches the workers even when imported (tests)
 
 GOALS = {"efficiency": 0.85, "searcher_ms": 50.0, "overhead_s": 0.3}
+FIFO_GOALS = {"no images": 0.87, "images": 0.80}  # --fifo (issue 22): Ray's own 87%; 0.80 with sample images
 LAPTOP = common.ROOT / "search" / "configs" / "laptop.yaml"
 
 
@@ -154,7 +159,7 @@ def run(args, spec, data, sampler: str):
 
     from search.driver.storage import Storage
     from search.driver.trainable import shareable
-    from search.driver.tuner import make_tuner, trial_settings
+    from search.driver.tuner import make_tuner, trial_images, trial_settings
 
     # make_trainable's settings and resources, with padded_trial in place of train_trial
     settings = {**trial_settings(spec), "epoch_seconds": args.epoch_seconds}
@@ -168,15 +173,19 @@ def run(args, spec, data, sampler: str):
         kwargs["sampler"] = RandomSampler(seed=spec.search.seed)
     if args.before:
         before_changes()
+    if args.fifo:
+        from ray.tune.schedulers import FIFOScheduler
+
+        kwargs["scheduler"] = FIFOScheduler()
     tuner = make_tuner(spec, trainable, "many", storage, **kwargs)
     with contextlib.redirect_stdout(io.StringIO()):  # TrialLines' one line per trial
         timers = instrument()
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         try:
             grid = tuner.fit()
         finally:
             timers.undo()
-        wall = time.perf_counter() - started
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     common.failed(grid)
     frames = common.histories(grid)
     epochs = sum(len(f) for f in frames)
@@ -185,13 +194,17 @@ def run(args, spec, data, sampler: str):
         key: sum(float(f[key].sum()) for f in frames if key in f)
         for key in ("image_seconds", "checkpoint_seconds", "report_seconds")
     }
+    drawn = set(trial_images(spec))
+    images = sum(int(f["epoch"].isin(drawn).sum()) for f in frames)  # epochs that drew their sample plots
     return {
         "wall": wall,
+        "driver_cpu": cpu,
         "trials": len(frames),
         "epochs": epochs,
         "work": work,
         "timers": timers,
         "in_trial": in_trial,
+        "images": images,
         "concurrency": spec.search.max_concurrent_trials,
         "errors": sum(1 for r in grid if r.error is not None),
     }
@@ -211,6 +224,8 @@ def breakdown_rows(name: str, r) -> list:
     }
     for label, seconds in worker.items():
         rows.append([name, label, f"{seconds:.1f} s", f"{1000 * seconds / n:.1f} ms/trial"])
+    if r["images"]:
+        rows[-3][3] += f", {r['images']} epochs with images: {1000 * worker[rows[-3][1]] / r['images']:.1f} ms each"
     rest = overhead - sum(worker.values())
     label = "in trials: the rest (start, Trainer, waiting for Tune)"
     rows.append([name, label, f"{rest:.1f} s", f"{1000 * rest / n:.1f} ms/trial"])
@@ -222,6 +237,8 @@ def breakdown_rows(name: str, r) -> list:
     for label, seconds in driver.items():
         rows.append([name, label, f"{seconds:.1f} s", f"{1000 * seconds / n:.1f} ms/trial"])
     rows[-1][3] += f", {len(t.calls['state_save'])} saves, signing {t.total('signing'):.1f} s"
+    cpu = r["driver_cpu"]
+    rows.append([name, "driver process CPU (all of it)", f"{cpu:.1f} s", f"{1000 * cpu / n:.1f} ms/trial"])
     return rows
 
 
@@ -237,6 +254,7 @@ def main(argv=None):
         "--images", choices=("survivors", "rungs", "first_and_rungs", "none"), help="override search.images"
     )
     parser.add_argument("--no-random", action="store_true", help="skip the RandomSampler run")
+    parser.add_argument("--fifo", action="store_true", help="no early stopping: every trial runs max_t epochs")
     parser.add_argument(
         "--before",
         action="store_true",
@@ -262,7 +280,8 @@ def main(argv=None):
     common.stop_ray()
     print(
         common.machine(
-            f"{args.trials} trials, laptop space, max_t 4 (grace 1, rf 2), epochs padded to {args.epoch_seconds} s, "
+            f"{args.trials} trials, laptop space, max_t 4, {'FIFO' if args.fifo else 'ASHA grace 1, rf 2'}, "
+            f"epochs padded to {args.epoch_seconds} s, "
             f"{args.concurrency} concurrent 1-CPU trials, checkpoint_every {spec.search.checkpoint_every}, "
             f"images {spec.search.images}{', BEFORE the changes (--before)' if args.before else ''}, "
             f"Ray start {ray_s:.1f} s"
@@ -300,7 +319,14 @@ def main(argv=None):
         print(f"warning: {errors} trials errored")
     common.result("many_trials_overhead_s", overhead, f"<={GOALS['overhead_s']}", overhead <= GOALS["overhead_s"])
     common.result(f"many_trials_searcher_ms_at_{at}", searcher, f"<={GOALS['searcher_ms']:.0f}", searcher <= 50)
-    common.result("many_trials_efficiency", efficiency, f">={GOALS['efficiency']}", efficiency >= 0.85)
+    if tpe["images"]:  # issue 22: a trial's sample plots (every tag of an epoch) in <= 50 ms
+        image_ms = 1000 * tpe["in_trial"]["image_seconds"] / tpe["images"]
+        common.result("many_trials_image_ms", image_ms, "<=50", image_ms <= 50)
+    if args.fifo:
+        goal = FIFO_GOALS["no images" if spec.search.images == "none" else "images"]
+        common.result("many_trials_fifo_efficiency", efficiency, f">={goal}", efficiency >= goal)
+    else:
+        common.result("many_trials_efficiency", efficiency, f">={GOALS['efficiency']}", efficiency >= 0.85)
     return efficiency
 
 

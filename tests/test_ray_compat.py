@@ -8,6 +8,7 @@ from __future__ import annotations
 import inspect
 import re
 
+import numpy as np
 import optuna
 import pytest
 import ray
@@ -270,3 +271,87 @@ def test_experiment_state_trial_ids_are_read_as_json_not_unpickled():
     assert ray_compat.state_trial_ids(state[:40]) is None  # cut short by a crash: passed over
     with pytest.raises(ray_compat.RayCompatError, match="entry 20"):
         ray_compat.state_trial_ids(b'{"trial_data": [["{}"]]}')
+
+
+def test_the_searcher_state_leaves_out_only_the_trials():
+    from ray.tune.search.optuna import OptunaSearch
+
+    searcher = OptunaSearch(
+        space={"x": optuna.distributions.FloatDistribution(0, 1)},
+        metric="m",
+        mode="min",
+        sampler=optuna.samplers.RandomSampler(),
+    )
+    searcher.suggest("t1")
+    state = ray_compat.searcher_state(searcher)
+    assert set(searcher.__dict__) - set(state) == {"_ot_trials", "_completed_trials"}
+    assert "self.__dict__.copy()" in inspect.getsource(OptunaSearch.save)  # what Ray pickles, and restores
+    assert "self.__dict__.update(save_object)" in inspect.getsource(OptunaSearch.restore)
+
+
+def test_optunas_journal_offsets_start_at_line_zero(tmp_path):
+    from optuna.storages.journal import JournalFileBackend
+
+    backend = JournalFileBackend(str(tmp_path / "j.log"))
+    assert {"_log_number_offset": backend._log_number_offset} == ray_compat.journal_offsets_reset()
+
+
+def test_tpes_internals_are_reached_and_have_the_signatures_overridden():
+    from optuna.samplers import TPESampler
+
+    params = {
+        "infer_relative_search_space": ["study", "trial"],
+        "_get_internal_repr": ["trials", "search_space", "study"],
+        "_get_params": ["trial", "study"],
+        "_sample": ["study", "trial", "search_space"],
+        "_build_parzen_estimator": ["study", "search_space", "trials", "handle_below"],
+        "_compute_acquisition_func": ["samples", "mpe_below", "mpe_above"],
+    }
+    for name, expected in params.items():
+        assert list(inspect.signature(getattr(TPESampler, name)).parameters)[1:] == expected, name
+    sampler = TPESampler(group=True)
+    for name in ("_group", "_search_space_group", "_rng", "_gamma", "_constant_liar", "_n_ei_candidates"):
+        assert hasattr(sampler, name), name
+    groups = ray_compat.group_decomposition()
+    groups.add_distributions({"a": optuna.distributions.FloatDistribution(0, 1)})
+    assert [list(space) for space in groups.search_spaces] == [["a"]]
+    pruned_key, infeasible_key = ray_compat.tpe_rank_keys()
+    study = optuna.create_study()
+    trial = study.ask()
+    trial.report(0.5, 3)
+    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    assert pruned_key(study.trials[0], study) == (-3, 0.5)
+    assert infeasible_key(study.trials[0]) == 0
+    assert ray_compat.tpe_default_gamma()(100) == 10
+
+
+def test_tpes_log_ndtr_is_looked_up_when_called():
+    from optuna.samplers._tpe import _truncnorm
+
+    assert "_log_ndtr(" in inspect.getsource(_truncnorm._log_gauss_mass)
+    assert "_log_ndtr(" in inspect.getsource(_truncnorm.ppf)
+    ray_compat.use_tpe_log_ndtr(_truncnorm._log_ndtr)  # what is there (Optuna's, or the project's after a first use)
+    assert ray_compat.tpe_log_ndtr(np.array([0.0]))[0] == np.log(0.5)
+
+
+def test_an_existing_trial_is_found_again(tmp_path):
+    study = optuna.create_study()
+    study.ask()
+    trial = ray_compat.running_trial(study, study.trials[0])
+    trial.report(1.0, 1)
+    study.tell(trial, 2.0)
+    assert study.trials[0].value == 2.0
+    assert study.trials[0].intermediate_values == {1: 1.0}
+
+
+def test_tensorboards_checksums_are_the_same_in_c():
+    import tensorboardX.record_writer as tensorboardx_writer
+    from tensorboard.compat.tensorflow_stub import pywrap_tensorflow
+
+    data = [b"", b"x", bytes(range(256)) * 50, np.random.default_rng(0).bytes(100_000)]
+    pure = [pywrap_tensorflow.crc_finalize(pywrap_tensorflow.crc_update(pywrap_tensorflow.CRC_INIT, d)) for d in data]
+    ray_compat.use_fast_crc32c()
+    assert [pywrap_tensorflow.crc32c(d) for d in data] == pure
+    assert [tensorboardx_writer.crc32c(d) for d in data] == pure
+    assert "u32(crc32c(data))" in inspect.getsource(pywrap_tensorflow.masked_crc32c)  # looked up when called
+    assert "u32(crc32c(data))" in inspect.getsource(tensorboardx_writer.masked_crc32c)

@@ -21,6 +21,7 @@ import time
 
 from ray import tune
 from ray.tune.logger import TBXLoggerCallback
+from tensorboardX.proto.summary_pb2 import Summary
 from tensorboardX.summary import hparams
 
 from ..spec import SearchError
@@ -79,6 +80,7 @@ class TrialBoard(TBXLoggerCallback):
 
     def __init__(self, metric: str, mode: str, max_t: int):
         super().__init__()
+        compat.use_fast_crc32c()  # each result's event checksummed in C, not pure Python
         self._metric, self._mode, self._max_t = metric, mode, max_t
         self._best: dict = {}
 
@@ -94,8 +96,12 @@ class TrialBoard(TBXLoggerCallback):
                 continue
             if not math.isfinite(value):
                 continue
-            writer.add_scalar(name, value, global_step=step)
             logged[name] = value
+        # One event holds the result's scalars (TensorBoard reads each as its tag's point at this step): an
+        # event per scalar cost ~30 protobuf records and checksums per result (docs/benchmarks.md, section 9).
+        if logged:
+            values = [Summary.Value(tag=name, simple_value=float(v)) for name, v in logged.items()]
+            compat.add_summaries(writer, [Summary(value=values)], step=step)
         if is_better(result.get(self._metric), self._best.get(trial), self._mode):
             self._best[trial] = result[self._metric]
         compat.trial_results(self)[trial] = dict(result)

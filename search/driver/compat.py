@@ -1,15 +1,16 @@
 """Every private Ray, Optuna and tensorboardX attribute, module and patch this project relies on, in one place.
 
-Checked against Ray 2.60.0 (`RAY_CHECKED`; pyproject.toml allows 2.60.x only). Each entry below says
-why it is needed and what public API would replace it. On a Ray upgrade, read the entries again in
-the new Ray's source, run tests/test_ray_compat.py (each entry exists and still does what is said)
+Checked against Ray 2.60.0 (`RAY_CHECKED`; pyproject.toml allows 2.60.x only) and Optuna 5.1 (entries 13,
+21-23). Each entry below says why it is needed and what public API would replace it. On a Ray upgrade, read
+the entries again in the new Ray's source, run tests/test_ray_compat.py (each entry exists and still does what is said)
 and the cluster and search tests, then widen the bound in pyproject.toml.
 
 1. `OptunaSearch._ot_trials`, `._ot_study`, `._completed_trials` (ray.tune.search.optuna), through
    `optuna_trials`, `optuna_study` and `completed_trials`. search/driver/searcher.py tells an ASHA-stopped
    trial PRUNED (Ray tells every trial COMPLETE), tags each Optuna trial with its Ray trial id and
    TensorBoard run, and closes trials a killed driver left RUNNING: all need the Optuna trial behind
-   a Ray trial id, the study, and the set of trials already told. No public API: OptunaSearch only
+   a Ray trial id, the study, and the set of trials already told; its `save` pickles `OptunaSearch.__dict__`
+   less those two (`searcher_state`), which Ray's `restore` takes back. No public API: OptunaSearch only
    exposes `suggest`/`on_trial_*`. Replacement: a `ray.tune.search.Searcher` of our own that drives
    an Optuna study with `ask`/`tell` (the study opened with `optuna.load_study` on our storage).
 2. The `_progress_metrics` attribute of a trainable (read by
@@ -53,9 +54,9 @@ and the cluster and search tests, then widen the bound in pyproject.toml.
 
 10. Tune's `TBXLoggerCallback` keeps one tensorboardX writer per trial in `_trial_writer` and the last
    result in `_trial_result` (`trial_writers`, `trial_results`); search/driver/callbacks.py's
-   `TrialBoard` writes its grouped tags and HParams through them, and HParams summaries go through the
-   writer's `file_writer.add_summary` (`add_summaries`). Replacement: a `LoggerCallback` of our own
-   with its own tensorboardX writers.
+   `TrialBoard` writes its grouped tags and HParams through them, and HParams summaries and each result's
+   scalars (one event per result) go through the writer's `file_writer.add_summary` (`add_summaries`).
+   Replacement: a `LoggerCallback` of our own with its own tensorboardX writers.
 11. A trial's `error_file` and `get_error()` (`trial_error_text`): the worker's traceback, read by
    search/driver/callbacks.py (a full disk stops the search) and search/driver/results.py (the
    table's error column). Public only through `ResultGrid` after the run.
@@ -64,7 +65,8 @@ and the cluster and search tests, then widen the bound in pyproject.toml.
    without running `Tuner.restore`.
 13. Optuna 5.0's `JournalFileBackend._lock`, `._file_path` and `optuna.storages.journal._file.get_lock_file`
    (`journal_lock`, `journal_file`): search/driver/study.py appends to the journal without an fsync per
-   line. Replacement: Optuna's own backend (an fsync per write).
+   line; and `._log_number_offset` (`journal_offsets_reset`), the byte offset of every line read so far, which
+   it leaves out of a pickle. Replacement: Optuna's own backend (an fsync per write).
 14. Tune logs "Failed to restore the run state" and then restarts a half-restored experiment, which can
    hang (`restore_failures`, a `LogRecorder` filter on `TUNE_CONTROLLER_LOGGER`, records it;
    search/driver/callbacks.py's `RestoreCheck` stops the run on it at setup, before any trial runs). Replacement:
@@ -102,6 +104,23 @@ and the cluster and search tests, then widen the bound in pyproject.toml.
    trial, its JSON state (with "trial_id") first. search/driver/extend.py reads which trials each Tuner run of an
    experiment holds without unpickling anything, so an extended experiment's results cover every run. Replacement:
    `ExperimentAnalysis` of each file (which unpickles and reads every trial's results, for each snapshot).
+21. Optuna 5.1's TPESampler internals (`group_decomposition`, `tpe_rank_keys`, `tpe_default_gamma`):
+   search/driver/tpe.py overrides TPESampler's private `_get_internal_repr`, `_sample` (reusing its
+   `_get_params`, `_build_parzen_estimator`, `_compute_acquisition_func`, `_compare`, `_rng`, `_gamma`,
+   `_constant_liar`, `_n_ei_candidates`) and the group bookkeeping of `infer_relative_search_space`
+   (`_group`, `_search_space_group`), to keep per finished trial what TPE recomputes at every suggestion.
+   tests/test_tpe.py checks its suggestions equal TPESampler's. Replacement: TPESampler (slower).
+22. Optuna 5.1's `optuna.samplers._tpe._truncnorm._log_ndtr`, replaced process-wide by `use_tpe_log_ndtr`
+   with search/driver/tpe.py's `log_ndtr`: the same values bit for bit (tests/test_tpe.py), without a Python
+   call per element. Replacement: Optuna's own (`tpe_log_ndtr`; the same suggestions, slower).
+23. `optuna.trial.Trial(study, trial_id)` on an existing trial, with `FrozenTrial._trial_id` (`running_trial`):
+   search/driver/searcher.py saves its state without the Optuna trials and finds the running ones again in
+   the journal after a restore. Replacement: Ray's OptunaSearch.save, which pickles every trial each time.
+24. The CRC-32C of TensorBoard event records: `crc32c` in `tensorboard.compat.tensorflow_stub.pywrap_tensorflow`
+   (torch's SummaryWriter: a trial's sample pictures) and in `tensorboardX.record_writer` (the driver's TrialBoard),
+   replaced by google_crc32c's C one (`use_fast_crc32c`): both are pure Python without TensorFlow or the `crc32c`
+   package, ~0.2 us a byte (tens of ms for a picture). The same values (tests/test_ray_compat.py).
+   Replacement: TensorFlow installed, or tensorboardX's optional `crc32c` package (for tensorboardX only).
 
 Nothing here imports ray at module level: `loopback_only` must run before ray is first imported, and
 the switches of entry 4 are read then.
@@ -179,6 +198,12 @@ def optuna_study(searcher):
 def completed_trials(searcher) -> set:
     """Ray trial ids whose Optuna trial is already told (OptunaSearch._completed_trials): skipped after."""
     return _attribute(searcher, "_completed_trials")
+
+
+def searcher_state(searcher) -> dict:
+    """What Ray's OptunaSearch.save pickles (the searcher's __dict__) less the Optuna trials and the told ones."""
+    optuna_trials(searcher), completed_trials(searcher)  # both still there
+    return {k: v for k, v in searcher.__dict__.items() if k not in ("_ot_trials", "_completed_trials")}
 
 
 # 2. Tune's console
@@ -271,11 +296,12 @@ def trial_results(callback) -> dict:
     return _attribute(callback, "_trial_result")
 
 
-def add_summaries(writer, summaries) -> None:
-    """Write ready-made summaries (HParams) through a tensorboardX writer's file writer."""
+def add_summaries(writer, summaries, step: int | None = None) -> None:
+    """Write ready-made summaries (HParams; a result's scalars at `step`) through a tensorboardX writer's file
+    writer."""
     file_writer = _attribute(writer, "file_writer")
     for summary in summaries:
-        file_writer.add_summary(summary)
+        file_writer.add_summary(summary, global_step=step)
 
 
 # 11. a trial's error
@@ -313,6 +339,11 @@ def journal_lock(backend):
 
 def journal_file(backend) -> str:
     return _attribute(backend, "_file_path")
+
+
+def journal_offsets_reset() -> dict:
+    """A JournalFileBackend's offsets as on a new one: line 0 at byte 0 (what a pickled backend needs)."""
+    return {"_log_number_offset": {0: 0}}
 
 
 # 14. a failed restore
@@ -505,3 +536,77 @@ def state_trial_ids(data: bytes) -> list[str] | None:
             f"an experiment_state file this Ray wrote is not laid out as in Ray {RAY_CHECKED} ({first_line(err)}): "
             "see search/driver/compat.py entry 20"
         ) from None
+
+
+# 21. TPESampler's per-trial work
+
+
+def group_decomposition():
+    """An empty partition of a space into groups of parameters seen together (what TPE's `group` option builds)."""
+    from optuna.search_space.group_decomposed import _SearchSpaceGroup
+
+    return _SearchSpaceGroup()
+
+
+def tpe_rank_keys():
+    """TPE's sort keys of a pruned trial (last step, last value) and of an infeasible one (constraint excess)."""
+    from optuna.samplers._tpe.sampler import _get_infeasible_trial_score, _get_pruned_trial_score
+
+    return _get_pruned_trial_score, _get_infeasible_trial_score
+
+
+def tpe_default_gamma():
+    """How many trials TPE counts as good, given how many have finished (single objective)."""
+    from optuna.samplers._tpe.sampler import default_gamma
+
+    return default_gamma
+
+
+# 22. TPE's log of the normal CDF
+
+_optuna_log_ndtr = None  # Optuna's own, once use_tpe_log_ndtr replaced it
+
+
+def tpe_log_ndtr(a):
+    """Optuna's own log normal CDF (a Python call per element)."""
+    from optuna.samplers._tpe import _truncnorm
+
+    return (_optuna_log_ndtr or _truncnorm._log_ndtr)(a)
+
+
+def use_tpe_log_ndtr(replacement) -> None:
+    """Make TPE compute its log normal CDF with `replacement` (idempotent)."""
+    global _optuna_log_ndtr
+    from optuna.samplers._tpe import _truncnorm
+
+    if _optuna_log_ndtr is None:
+        _optuna_log_ndtr = _attribute(_truncnorm, "_log_ndtr", owner="optuna.samplers._tpe._truncnorm")
+    _truncnorm._log_ndtr = replacement
+
+
+# 23. an Optuna trial found again
+
+
+def running_trial(study, frozen):
+    """The optuna.Trial that tells and reports for an existing trial of `study` (a FrozenTrial of it)."""
+    from optuna.trial import Trial
+
+    return Trial(study, _attribute(frozen, "_trial_id", owner="optuna.trial.FrozenTrial"))
+
+
+# 24. TensorBoard's record checksums
+
+
+def use_fast_crc32c() -> None:
+    """TensorBoard's and tensorboardX's event writers checksum with google_crc32c's C code (idempotent; a no-op
+    where google_crc32c has no compiled implementation)."""
+    import google_crc32c
+
+    if google_crc32c.implementation != "c":
+        return
+    import tensorboardX.record_writer as tensorboardx_writer
+    from tensorboard.compat.tensorflow_stub import pywrap_tensorflow
+
+    for module in (pywrap_tensorflow, tensorboardx_writer):
+        _attribute(module, "crc32c", owner=module.__name__)
+        module.crc32c = google_crc32c.value

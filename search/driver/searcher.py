@@ -8,18 +8,19 @@ value and step, and TPE ranks pruned trials by (step, value) below every complet
 With `storage` (search/driver/study.py: a JournalStorage in the experiment folder) the study is one Optuna's
 own tools open; each Optuna trial carries the Ray trial id and its TensorBoard run as user attributes.
 The searcher's own state (Optuna trial per Ray trial, the study, trials told) is OptunaSearch's private
-state, reached through search/driver/compat.py.
+state, reached through search/driver/compat.py; it is saved without the Optuna trials, which the journal holds.
 """
 
 from __future__ import annotations
 
 import math
+import pickle
 
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
 from ..trials import FAILURE, run_name, stopped_early
-from .compat import completed_trials, optuna_study, optuna_trials
+from .compat import completed_trials, optuna_study, optuna_trials, running_trial, searcher_state
 from .study import RAY_TRIAL_ID, TENSORBOARD_RUN, mark_infeasible
 
 
@@ -30,11 +31,42 @@ class PruningOptunaSearch(OptunaSearch):
         super().__init__(*args, **kwargs)
         self._max_t = max_t
         self._last_step: dict[str, int] = {}
+        self._from_journal: dict | None = None  # after a restore: {Ray trial id: Optuna number} of the running ones
+
+    def save(self, checkpoint_path: str):
+        """The searcher's state without its Optuna trials: Tune saves it at every experiment-state save, and Ray's
+        own save pickles every trial of the search each time. Only the running trials' numbers are kept; the
+        journal holds the rest, read back at the first use after a restore (`_rejoin_journal`)."""
+        self._rejoin_journal()
+        trials, told = optuna_trials(self), completed_trials(self)
+        running = {ray_id: t.number for ray_id, t in trials.items() if ray_id not in told}
+        state = {**searcher_state(self), "_from_journal": running}
+        state["_last_step"] = {k: v for k, v in self._last_step.items() if k in running}
+        with open(checkpoint_path, "wb") as file:
+            pickle.dump(state, file)
 
     def restore(self, checkpoint_path: str):
-        super().restore(checkpoint_path)
+        optuna_trials(self).clear()  # the saved state has none (the journal has them), or all of them (Ray's own)
+        completed_trials(self).clear()
+        super().restore(checkpoint_path)  # Ray's: unpickles (what search/driver/trust.py checks) and takes the state
         self._orphans_pending = True  # closed at the first suggestion (not when only reading the state)
-        self._closed_before_restore = None  # read from the journal once, when first asked
+
+    def _rejoin_journal(self) -> None:
+        """After a restore: the running trials of the saved state, and the trials the journal holds closed (a
+        killed driver's journal can be ahead of Tune's last snapshot: Tune runs those again, but they are told)."""
+        running, self._from_journal = self._from_journal, None
+        if running is None:
+            return
+        study, trials, told = optuna_study(self), optuna_trials(self), completed_trials(self)
+        by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+        for frozen in by_number.values():
+            if frozen.state.is_finished() and RAY_TRIAL_ID in frozen.user_attrs:
+                told.add(frozen.user_attrs[RAY_TRIAL_ID])
+        for ray_id, number in running.items():
+            if number in by_number and not by_number[number].state.is_finished():
+                trials[ray_id] = running_trial(study, by_number[number])
+                last = by_number[number].last_step or 0  # the journal may hold epochs past the snapshot
+                self._last_step[ray_id] = max(self._last_step.get(ray_id, 0), last)
 
     def _close_orphans(self) -> None:
         """Close trials the journal holds as RUNNING but this restored state never suggested.
@@ -49,6 +81,7 @@ class PruningOptunaSearch(OptunaSearch):
                 study.tell(trial.number, state=TrialState.FAIL)
 
     def suggest(self, trial_id: str):
+        self._rejoin_journal()
         if getattr(self, "_orphans_pending", False):
             self._orphans_pending = False
             self._close_orphans()
@@ -58,21 +91,9 @@ class PruningOptunaSearch(OptunaSearch):
             trials[trial_id].set_user_attr(RAY_TRIAL_ID, trial_id)
         return config
 
-    def _finished_in_storage(self, trial_id: str) -> bool:
-        """A trial the storage had already closed when this state was restored (the journal of a killed driver
-        is ahead of Tune's last snapshot). Only a restore can make it so: the journal is read once then, and a
-        search that was never restored asks nothing of it."""
-        if not hasattr(self, "_closed_before_restore"):
-            return False
-        if self._closed_before_restore is None:
-            states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-            closed = optuna_study(self).get_trials(deepcopy=False, states=states)
-            self._closed_before_restore = {t.number for t in closed}
-        return optuna_trials(self)[trial_id].number in self._closed_before_restore
-
     def on_trial_result(self, trial_id: str, result: dict):
-        if trial_id in optuna_trials(self) and self._finished_in_storage(trial_id):
-            completed_trials(self).add(trial_id)
+        self._rejoin_journal()
+        if trial_id in completed_trials(self):  # closed in the journal before a restore: Tune runs it again
             return
         step = result.get("training_iteration")
         if step is not None and step <= self._last_step.get(trial_id, 0):
@@ -87,28 +108,28 @@ class PruningOptunaSearch(OptunaSearch):
             trial.set_user_attr(TENSORBOARD_RUN, run_name(number, trial.params, trial_id))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        self._rejoin_journal()
         trials, told = optuna_trials(self), completed_trials(self)
-        if trial_id in trials and trial_id not in told:
-            if self._finished_in_storage(trial_id):
-                told.add(trial_id)
-                return
+        step = self._last_step.pop(trial_id, None)
+        if trial_id in told:  # told already, or closed in the journal before a restore
+            return None
+        if trial_id in trials:
             self._name(trial_id, result)
             if not error and (result or {}).get(FAILURE):  # failure-aware pruning stopped it: TPE avoids it
                 mark_infeasible(trials[trial_id], result[FAILURE])
             if error:  # kept RUNNING: a --resume runs it again (resume_errored); a finished search closes it FAIL
                 return None
-        if error or trial_id in told or trial_id not in trials or not result:
+        if error or trial_id not in trials or not result:
             return super().on_trial_complete(trial_id, result=result, error=error)
         # The result that made the scheduler stop the trial never reached on_trial_result
         # (Tune skips the searcher on STOP): record it so the history has every epoch.
-        value, step = result.get(self.metric), result.get("training_iteration")
-        if value is not None and step is not None and step > self._last_step.get(trial_id, 0) and math.isfinite(value):
-            trials[trial_id].report(value, step)
+        value, now = result.get(self.metric), result.get("training_iteration")
+        if value is not None and now is not None and now > (step or 0) and math.isfinite(value):
+            trials[trial_id].report(value, now)
         if not stopped_early(result, self._max_t):
             return super().on_trial_complete(trial_id, result=result, error=error)
         optuna_study(self).tell(trials[trial_id], state=TrialState.PRUNED)
         told.add(trial_id)
-        self._last_step.pop(trial_id, None)
 
     @property
     def study(self):

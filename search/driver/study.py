@@ -24,7 +24,7 @@ from optuna.storages.journal import BaseJournalBackend, JournalFileBackend
 from cvae.errors import UserError
 
 from ..trials import FAILURE
-from .compat import journal_file, journal_lock
+from .compat import journal_file, journal_lock, journal_offsets_reset
 from .files import JOURNAL
 
 # User attributes of each Optuna trial.
@@ -84,6 +84,11 @@ class AppendOnlyJournal(JournalFileBackend):
     It reaches into Optuna's JournalFileBackend through search/driver/compat.py (entry 13);
     tests/test_study.py reads a journal written this way back through `optuna.load_study`.
     """
+
+    def __getstate__(self):
+        """Pickled (in the searcher's state, at every experiment-state save) without Optuna's offset of every line
+        read so far, which grows with the search: an unpickled storage reads the journal from its first line."""
+        return {**self.__dict__, **journal_offsets_reset()}
 
     def append_logs(self, logs):
         data = memoryview(("\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n").encode())

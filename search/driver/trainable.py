@@ -20,16 +20,18 @@ import numpy as np
 import ray
 import torch
 from ray import tune
+from tensorboard.compat.proto.summary_pb2 import Summary
 from torch.utils.tensorboard import SummaryWriter
 
 from cvae.config import Config
 from cvae.errors import first_line
-from cvae.plots import PLOT_CONDITIONS, figure_to_array, plot_samples
+from cvae.plots import PLOT_CONDITIONS
 from cvae.regimes import Regime
+from cvae.sample_image import png_bytes, sample_image
 from cvae.train import Trainer
 
 from ..trials import DIVERGED, FAILURE, FAILURE_DETAIL, failure, objective_regime
-from .compat import QUIET_LOGGERS
+from .compat import QUIET_LOGGERS, use_fast_crc32c
 
 CHECKPOINT_FILE = "trainer.pt"
 # The sample images' event file goes in the trial folder itself, beside Tune's scalars: one run per trial.
@@ -98,6 +100,7 @@ class _Images:
         if regime.kind != "network":
             shown.append(("samples_network_only", Regime("network")))
         if self.writer is None:
+            use_fast_crc32c()  # a picture's event is ~100 KB: checksummed in pure Python, tens of ms
             self.writer = SummaryWriter(log_dir=str(Path.cwd() / IMAGE_DIR))
         trainer.model.eval()
         for tag, each in shown:
@@ -105,9 +108,15 @@ class _Images:
             with torch.no_grad():
                 samples = each.generate(trainer.model, y_val, trainer.functions, count, generator)
             title = f"epoch {epoch}: {count} samples, {each.label}"
-            figure = plot_samples(samples.cpu(), y_val.cpu(), trainer.functions, x_true=x_val.cpu(), title=title)
-            self.writer.add_image(tag, figure_to_array(figure), global_step=epoch, dataformats="HWC")
+            image = sample_image(samples.cpu(), y_val.cpu(), trainer.functions, x_true=x_val.cpu(), title=title)
+            self._add(tag, image, epoch)
         self.writer.flush()  # before the report: artifacts are synced with the checkpoint
+
+    def _add(self, tag: str, image, epoch: int) -> None:
+        """TensorBoard's image summary of the picture (what add_image writes), its PNG from png_bytes."""
+        height, width, _ = image.shape
+        png = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=png_bytes(image))
+        self.writer.file_writer.add_summary(Summary(value=[Summary.Value(tag=tag, image=png)]), global_step=epoch)
 
     def close(self) -> None:
         if self.writer is not None:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import optuna
 import ray
-from optuna.samplers import TPESampler
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
@@ -25,6 +24,7 @@ from .retries import RetryWhileProgressing
 from .searcher import PruningOptunaSearch
 from .storage import Storage
 from .study import journal_path, label_study, open_storage, quiet_optuna
+from .tpe import IncrementalTPESampler
 from .trainable import KEY_COLUMNS, image_epochs, shareable, train_trial
 
 
@@ -119,6 +119,7 @@ def make_tuner(
     sampler=None,
     warm_start=None,
     done: int = 0,
+    scheduler=None,
 ):
     """The Tuner: OptunaSearch (TPE, study in the experiment's Optuna journal) + ASHA, quiet console.
 
@@ -129,8 +130,9 @@ def make_tuner(
     warm_start: earlier experiments' trials for the new study (search/driver/warm_start.py).
     done: trials the experiment already holds (--more, search/driver/extend.py): the study and the trial
     numbers continue after them.
+    scheduler: a Tune scheduler in place of ASHA (benchmarks: FIFO, every trial to max_t).
     """
-    scheduler = ASHAScheduler(
+    scheduler = scheduler or ASHAScheduler(
         time_attr="epoch",  # the trainer's own epoch count: unaffected by restores
         max_t=spec.max_t,
         grace_period=spec.asha.grace_period,
@@ -195,7 +197,7 @@ def make_searcher(
     with warnings.catch_warnings():  # `group` is marked experimental; it is what a conditional space needs
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         # group: each latent family's own keys are modelled together, apart from the other family's
-        sampler = sampler or TPESampler(
+        sampler = sampler or IncrementalTPESampler(
             seed=spec.search.seed, n_startup_trials=spec.search.tpe_startup_trials, group=space.conditional
         )
     searcher = PruningOptunaSearch(
