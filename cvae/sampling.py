@@ -33,7 +33,8 @@ def sample(
     Gaussian latent: noise="prior" draws z ~ N(0, I), the textbook CVAE; "encoder" pushes Gaussian
     noise through the encoder as the original did. temperature scales z's standard deviation
     (> 1 spreads proposals wider than the training posterior).
-    Categorical latent: c ~ p(c | y)^(1/temperature), each sample its component's line pair (the
+    Categorical latent: c ~ p(c | y)^(1/T), T = temperature * config.prior_temperature (the model's own
+    sharpening, a Config key the search can tune), each sample its component's line pair (the
     decoder's mean, as a Gaussian CVAE's sample is); with `distinct` (proposals to select from) the
     first min(samples, C) are the components in order of prior weight, each once, and any beyond are
     draws from the components' Gaussians (std sigma * temperature).
@@ -74,7 +75,7 @@ def _sample_categorical(model, y, samples: int, generator, temperature: float, d
     _n, c = log_prior.shape
     first = min(samples, c) if distinct else 0
     picks = [log_prior.argsort(dim=1, descending=True)[:, :first]]
-    probs = torch.softmax(log_prior / temperature, dim=1)
+    probs = torch.softmax(log_prior / (temperature * model.config.prior_temperature), dim=1)
     picks.append(torch.multinomial(probs, samples - first, replacement=True, generator=generator))
     chosen = ends.gather(1, torch.cat(picks, dim=1).unsqueeze(-1).expand(-1, -1, 4))  # (N, samples, 4)
     if distinct and samples > first:
