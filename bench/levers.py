@@ -72,6 +72,7 @@ def parse_args(argv=None):
     parser.add_argument("--epochs", type=int, help="epochs (default: the recipe's)")
     parser.add_argument("--rows", default=BLOCKS, help="official row blocks, e.g. 0-49,1000-1499")
     parser.add_argument("--temperatures", default="1", help="prior temperatures for network only, e.g. 1,0.5")
+    parser.add_argument("--sampling", help="prior sampling for network only, e.g. independent,systematic")
     parser.add_argument("--refined", action="store_true", help="also network + refinement K=30, 20 LM steps")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--out", type=Path, help="save the trained model here (a model.pt)")
@@ -101,7 +102,9 @@ def train(args) -> tuple[torch.nn.Module, str]:
     if args.out:
         trainer.save(args.out, resumable=False)
     changed = {k: v for k, v in config.to_dict().items() if MAIN_JOB.get(k, Config().to_dict()[k]) != v}
-    note = f"trained here: {rows} rows, {config.epochs} epochs, {seconds / 60:.1f} min, changes {changed}"
+    cpu = sum(row["cpu_seconds"] for row in trainer.history) / 60
+    note = f"trained here: {rows} rows, {config.epochs} epochs, {seconds / 60:.1f} min ({cpu:.1f} CPU-min)"
+    note += f", changes {changed}"
     return trainer.model.eval(), note
 
 
@@ -117,10 +120,12 @@ def score_block(model, x_true, y, functions, args) -> list[dict]:
     """bench/official.py's rows: network only at each prior temperature, then check (and refinement)."""
     sets = branches(y, functions, x_true=x_true)
     config, rows = model.config, []
-    for t in [float(t) for t in args.temperatures.split(",")]:
-        model.config = config.replace(prior_temperature=config.prior_temperature * t)  # the sampler's sharpening
-        row = score(model, x_true, y, functions, (Regime("network"),), branch_sets=sets)[0]
-        rows.append({**row, "regime": f"network only (T={model.config.prior_temperature:g})"})
+    for how in args.sampling.split(",") if args.sampling else [config.prior_sampling]:
+        for t in [float(t) for t in args.temperatures.split(",")]:
+            # the model's own sampler: its prior sharpened by this factor, drawn this way
+            model.config = config.replace(prior_temperature=config.prior_temperature * t, prior_sampling=how)
+            row = score(model, x_true, y, functions, (Regime("network"),), branch_sets=sets)[0]
+            rows.append({**row, "regime": f"network only (T={model.config.prior_temperature:g}, {how})"})
     model.config = config
     regimes = REGIMES[1:] if args.refined else REGIMES[1:2]
     rows += score(model, x_true, y, functions, regimes, branch_sets=sets)

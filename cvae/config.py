@@ -173,6 +173,7 @@ class Config(Model):
     sigma_final: Float = Field(0.0, ge=0)
     precision_epochs: Int = Field(0, ge=0)
     prior_temperature: Float = Field(1.0, gt=0)  # categorical: c ~ p(c | y)^(1/T) when sampling; < 1 sharpens
+    prior_sampling: Literal["independent", "systematic"] = "independent"  # categorical: how S draws of c are made
     # what the network sees of the condition: y itself, or y and arccos(y) (cvae/model.py, condition_inputs)
     condition_features: Literal["y", "y_arccos"] = "y"
     # model (categorical: always an MLP on y with a lines head)

@@ -120,7 +120,8 @@ def test_levers_bench_quick(capsys):
     levers = importlib.import_module("bench.levers")
     levers.main(["--quick", "--temperatures", "1,0.5", "--refined"])
     out = capsys.readouterr().out
-    for regime in ("network only (T=1)", "network only (T=0.5)", "network + check (K=300)", "network + refinement"):
+    shown = ("network only (T=1, independent)", "network only (T=0.5, independent)", "network + check (K=300)")
+    for regime in (*shown, "network + refinement"):
         assert regime in out
     assert out.strip().splitlines()[-1].startswith("RESULT network_coverage_norm_")
 
