@@ -171,3 +171,29 @@ def test_demo_seed_is_refused_in_one_line_before_any_search(one_line_error, tmp_
     one_line_error(
         "demo", "--config", bad, "--seed", "3", "--out", tmp_path / "out", message="cannot read the search file"
     )
+
+
+@pytest.mark.slow
+def test_search_budget_quick_searches_finalizes_and_scores_each_budget(capsys, tmp_path):
+    budget = importlib.import_module("bench.search_budget")
+    budget.main(["--quick", "--json", str(tmp_path / "runs.json")])
+    out = capsys.readouterr().out
+    assert "| 1 min |" in out
+    assert "| 1.5 min |" in out
+    for regime in ("network only", "network + check (K=300)", "network + refinement (K=30, 20 LM steps)"):
+        assert regime in out
+    results = [line for line in out.splitlines() if line.startswith("RESULT ")]
+    assert [line.split()[1] for line in results] == [
+        f"{name}_{kind}"
+        for kind in ("network", "check", "refined")
+        for name in ("quality_rises_with_budget", "longest_minus_shortest")
+    ]
+
+
+@pytest.mark.slow
+def test_objective_alignment_quick_runs_a_search_and_correlates(capsys):
+    alignment = importlib.import_module("bench.objective_alignment")
+    alignment.main(["--quick"])
+    out = capsys.readouterr().out
+    assert "RESULT spearman_val_score_vs_official_valid_alignment" in out
+    assert "trial(s) without checkpoint" in out
