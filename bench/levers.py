@@ -31,7 +31,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import load, machine, result, table
-from bench.official import BLOCKS, REGIMES, official_rows, row_blocks, score
+from bench.official import BLOCKS, official_rows, regimes_for, row_blocks, score
 from cvae.config import Config
 from cvae.data import DataSpec
 from cvae.functions import FunctionPair
@@ -126,9 +126,11 @@ def score_block(model, x_true, y, functions, args) -> list[dict]:
             model.config = config.replace(prior_temperature=config.prior_temperature * t, prior_sampling=how)
             row = score(model, x_true, y, functions, (Regime("network"),), branch_sets=sets)[0]
             rows.append({**row, "regime": f"network only (T={model.config.prior_temperature:g}, {how})"})
+    model.config = config.replace(prior_sampling=how)  # check and refinement draw as the last --sampling
+    regimes = regimes_for(config.latent)[1:] if args.refined else regimes_for(config.latent)[1:2]
+    for row in score(model, x_true, y, functions, regimes, branch_sets=sets):
+        rows.append({**row, "regime": f"{row['regime']} ({how})"})
     model.config = config
-    regimes = REGIMES[1:] if args.refined else REGIMES[1:2]
-    rows += score(model, x_true, y, functions, regimes, branch_sets=sets)
     rows[0]["prior_valid"] = prior_valid_mass(model, y, functions)
     return rows
 

@@ -14,13 +14,22 @@ import torch
 from cvae.data import load_challenge, make_dataset
 from cvae.lines import endpoints_from_lines
 from cvae.metrics import branches, evaluate
-from cvae.regimes import Regime
+from cvae.regimes import SUBMISSION_REFINE_STEPS, Regime, proposal_temperature, submission_regime
 
 OFFICIAL = Path(__file__).resolve().parents[2] / "shared" / "twobirds" / "validation_dataset.pt"
 BLOCKS = "0-49,1000-1499"
 SAMPLES = 30
-# The three regimes of issue 26's goals: the challenge's setting, a check without solver, the solver at K=30.
-REGIMES = (Regime("network"), Regime("check", proposals=300), Regime("refined", proposals=30, refine_steps=20))
+
+
+def regimes_for(latent: str) -> tuple[Regime, Regime, Regime]:
+    """The three regimes of issue 26's goals for a model of this latent family: the challenge's setting, the
+    check as the main job writes it (no solver), the solver at K=30 with the family's proposal temperature."""
+    check = submission_regime("check", latent)
+    refined = Regime("refined", 30, SUBMISSION_REFINE_STEPS, temperature=proposal_temperature(latent))
+    return Regime("network"), check, refined
+
+
+REGIMES = regimes_for("categorical")
 
 
 def row_blocks(text: str = BLOCKS) -> list[tuple[int, int]]:
@@ -52,12 +61,12 @@ def distance_to_solutions(x: torch.Tensor, branch_sets) -> torch.Tensor:
     return out
 
 
-def score(model, x_true, y, functions, regimes=REGIMES, seed: int = 0, branch_sets=None) -> list[dict]:
+def score(model, x_true, y, functions, regimes=None, seed: int = 0, branch_sets=None) -> list[dict]:
     """One row per regime: label, kind, gates_pass, valid_frac, overall_rmse, coverage_norm (cvae.metrics.evaluate,
     the numbers scripts/score.py prints) and, network only, the median distance to the nearest exact solution."""
     sets = branches(y, functions, x_true=x_true) if branch_sets is None else branch_sets
     rows = []
-    for regime in regimes:
+    for regime in regimes or regimes_for(model.config.latent):
         x = regime.generate(model, y, functions, SAMPLES, torch.Generator().manual_seed(seed))
         metrics = evaluate(x, y, functions, branch_sets=sets)
         row = {"regime": regime.label, "kind": regime.kind, "proposals": regime.proposals or SAMPLES}

@@ -91,7 +91,7 @@ def scored(final_model: Path, blocks) -> list[dict]:
     functions = FunctionPair(model.config.functions)
     rows = []
     for label, x, y in official_rows(blocks, functions):
-        rows += [{"rows": label, **row} for row in score(model, x, y, functions, REGIMES)]
+        rows += [{"rows": label, **row} for row in score(model, x, y, functions)]
     return rows
 
 

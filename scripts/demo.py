@@ -202,7 +202,9 @@ def main_job(args) -> int:
     for name, regime in regimes.items():
         options = [] if regime.kind == "network" else ["--regime", regime.kind, "--proposals", regime.proposals]
         if regime.refine_steps:
-            options += ["--refine-steps", regime.refine_steps, "--temperature", regime.temperature]
+            options += ["--refine-steps", regime.refine_steps]
+        if regime.refine_steps or regime.temperature != 1.0:
+            options += ["--temperature", regime.temperature]
         path = final / name
         model = ["--model", final / MODEL, "--scoring", scoring, "--samples", args.samples]
         run("scripts/generate.py", *model, *options, "--out", path)

@@ -108,19 +108,35 @@ def test_prior_temperature_sharpens_the_network_samples():
         ends, log_prior = model(y)
     top = ends[torch.arange(2), log_prior.argmax(1)]
 
-    def share_of_top(temperature: float) -> float:
+    def share_of_top(temperature: float, own_prior: bool = True) -> float:
         model.config = model.config.replace(prior_temperature=temperature)
-        x = sample(model, y, 400, torch.Generator().manual_seed(0))
+        x = sample(model, y, 400, torch.Generator().manual_seed(0), own_prior=own_prior)
         return (endpoints_from_lines(x) - top[:, None]).abs().amax(-1).lt(1e-5).float().mean().item()
 
     assert share_of_top(1e-4) > 0.95 > 0.5 > share_of_top(1.0)
+    assert share_of_top(1e-4, own_prior=False) < 0.5  # proposals for a check or a solver: the regime's temperature
+
+
+def test_systematic_draws_spread_over_the_components_with_the_same_marginals():
+    from cvae.sampling import independent, systematic
+
+    probs = torch.tensor([[0.5, 0.3, 0.2], [0.05, 0.05, 0.9]])
+    picks = systematic(probs, 10, torch.Generator().manual_seed(0))
+    counts = torch.stack([torch.bincount(row, minlength=3) for row in picks])
+    assert (counts - 10 * probs).abs().max() < 1  # floor(n p) or ceil(n p) draws of each component
+    generator = torch.Generator().manual_seed(1)
+    totals = sum(torch.bincount(systematic(probs[:1], 3, generator)[0], minlength=3) for _ in range(3000))
+    assert torch.allclose(totals / 9000, probs[0], atol=0.02)  # each draw is still distributed as probs
+    spread = sum(len(set(systematic(probs[:1], 3, generator)[0].tolist())) for _ in range(200))
+    repeats = sum(len(set(independent(probs[:1], 3, generator)[0].tolist())) for _ in range(200))
+    assert spread > repeats  # more distinct components per condition than independent draws
 
 
 def test_levers_bench_quick(capsys):
     levers = importlib.import_module("bench.levers")
     levers.main(["--quick", "--temperatures", "1,0.5", "--refined"])
     out = capsys.readouterr().out
-    shown = ("network only (T=1, independent)", "network only (T=0.5, independent)", "network + check (K=300)")
+    shown = ("network only (T=1, independent)", "network only (T=0.5, independent)", "network + check (K=300, T=0.5)")
     for regime in (*shown, "network + refinement"):
         assert regime in out
     assert out.strip().splitlines()[-1].startswith("RESULT network_coverage_norm_")
