@@ -1,8 +1,8 @@
-"""The searcher's own cost as finished trials grow, without trial processes: suggest + tell on the laptop space.
+"""The searcher's own cost as finished trials grow, without trial processes: suggest + tell on the wide space.
 
 The searcher is `search.driver.tuner.make_searcher` as `run_search` builds it (PruningOptunaSearch, TPE on the
-default laptop space: 25 parameters, two latent families; its study in an Optuna journal), and Ray's own
-ASHAScheduler (the laptop file's max_t 30, grace 3, reduction factor 3) decides which trials stop. They are fed
+wide space, search/configs/wide.yaml: 25 parameters, two latent families; its study in an Optuna journal), and Ray's own
+ASHAScheduler (that file's max_t 30, grace 3, reduction factor 3) decides which trials stop. They are fed
 synthetic results in the order Tune would call them: --concurrency trials running at once, each suggested,
 then reporting one epoch at a time (a made-up score of its configuration that grows with the epochs) until ASHA
 stops it or it reaches max_t, then completed. No Ray is started and no trial runs.
@@ -30,13 +30,13 @@ from pathlib import Path
 import common
 
 GOAL_MS = 50.0
-LAPTOP = common.ROOT / "search" / "configs" / "laptop.yaml"
+WIDE = common.ROOT / "search" / "configs" / "wide.yaml"
 
 
-def laptop_spec(trials: int, concurrency: int):
+def wide_spec(trials: int, concurrency: int):
     import yaml
 
-    raw = yaml.safe_load(LAPTOP.read_text())
+    raw = yaml.safe_load(WIDE.read_text())
     raw["search"].update(num_samples=trials, max_concurrent_trials=concurrency, time_budget_s=None)
     return common.spec_from(raw)
 
@@ -181,7 +181,7 @@ def main(argv=None):
     trials = args.trials or (40 if args.quick else 1000)
     window = min(args.window, max(10, trials // 4))
     marks = sorted({m for m in (100, 250, 500, 1000, 2000, 5000) if m < trials} | {trials})
-    spec = laptop_spec(trials, args.concurrency)
+    spec = wide_spec(trials, args.concurrency)
     load_before = common.load()
     with tempfile.TemporaryDirectory(prefix="bench-searcher-") as folder:
         searcher, asha = make(spec, folder, args.sampler)
@@ -192,7 +192,7 @@ def main(argv=None):
         wall = time.perf_counter() - started
     print(
         common.machine(
-            f"{trials} trials, laptop space ({len(spec.space)} parameters), {args.sampler} searcher, "
+            f"{trials} trials, wide space ({len(spec.space)} parameters), {args.sampler} searcher, "
             f"{args.concurrency} at a time, ASHA max_t {spec.max_t} grace {spec.asha.grace_period} "
             f"rf {spec.asha.reduction_factor}, {wall:.0f} s in all"
         )

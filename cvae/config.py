@@ -169,6 +169,13 @@ class Config(Model):
     sigma_start: Float = Field(0.0, ge=0)  # categorical: > sigma anneals geometrically from this to sigma ...
     sigma_anneal: Int = Field(0, ge=0)  # ... over this many epochs (wide early, so every component finds a solution)
     wv: Float = Field(0.0, ge=0)  # categorical: weight of the cross-entropy pulling p(c | y) to components that fit y
+    # categorical precision phase: over the last `precision_epochs` epochs sigma falls on to `sigma_final` (0: off)
+    sigma_final: Float = Field(0.0, ge=0)
+    precision_epochs: Int = Field(0, ge=0)
+    prior_temperature: Float = Field(1.0, gt=0)  # categorical: c ~ p(c | y)^(1/T) when sampling; < 1 sharpens
+    prior_sampling: Literal["independent", "systematic"] = "independent"  # categorical: how S draws of c are made
+    # what the network sees of the condition: y itself, or y and arccos(y) (cvae/model.py, condition_inputs)
+    condition_features: Literal["y", "y_arccos"] = "y"
     # model (categorical: always an MLP on y with a lines head)
     model: Literal["conv", "mlp"] = "conv"  # the original conv encoder/decoder, or an MLP
     head: Literal["points", "lines"] = "points"  # 50x2 points as the original, or 4 monotone line endpoints

@@ -26,6 +26,26 @@ CONV_LENGTH = POINTS - 16 + 1 - 8 + 1  # rows left after the two convolutions: 2
 CONV_FEATURES = 64 * CONV_LENGTH
 
 
+def condition_inputs(y: torch.Tensor, features: str = "y") -> torch.Tensor:
+    """What the network sees of conditions y (B, P, 2): y flattened, and with "y_arccos" also arccos(y)
+    rescaled to [-1, 1] (y clamped to [-1, 1] first).
+
+    A fixed, non-learned input transform: for g(a*x0 + b*x1 + c), g in {sin, cos}, arccos(y) is the
+    argument's line folded into [0, pi], so each exact solution's endpoints are piecewise linear in these
+    inputs, which a ReLU network represents exactly; from y alone it has to approximate arccos, whose
+    slope is unbounded where |y| nears 1. The network's output is still the sample: no solver.
+    """
+    flat = y.flatten(1)
+    if features == "y":
+        return flat
+    return torch.cat([flat, torch.arccos(flat.clamp(-1.0, 1.0)) * (2 / torch.pi) - 1.0], dim=1)
+
+
+def condition_width(config: Config) -> int:
+    """Input features of a condition under config.condition_features."""
+    return 2 * POINTS * (2 if config.condition_features == "y_arccos" else 1)
+
+
 def _mlp(sizes: list[int]) -> nn.Sequential:
     layers = []
     for a, b in itertools.pairwise(sizes):
@@ -51,7 +71,7 @@ class ConvDecoder(nn.Module):
 
     def __init__(self, config: Config):
         super().__init__()
-        self.fc = _mlp([config.latent_dim + 2 * POINTS, config.hidden, CONV_FEATURES])
+        self.fc = _mlp([config.latent_dim + condition_width(config), config.hidden, CONV_FEATURES])
         self.deconv = nn.Sequential(
             nn.ConvTranspose2d(64, 32, (8, 1)), nn.ReLU(), nn.ConvTranspose2d(32, 1, (16, 2)), nn.Flatten()
         )
@@ -74,7 +94,7 @@ class MLPEncoder(nn.Module):
 class MLPDecoder(nn.Module):
     def __init__(self, config: Config):
         super().__init__()
-        self.fc = _mlp([config.latent_dim + 2 * POINTS] + [config.hidden] * config.depth)
+        self.fc = _mlp([config.latent_dim + condition_width(config)] + [config.hidden] * config.depth)
         self.out_features = config.hidden
 
     def forward(self, zy):
@@ -117,7 +137,7 @@ class CVAE(nn.Module):
     def __init__(self, config: Config):
         super().__init__()
         self.config = config
-        y_features = 2 * POINTS if config.encoder_sees_y else 0
+        y_features = condition_width(config) if config.encoder_sees_y else 0
         encoder, decoder = (ConvEncoder, ConvDecoder) if config.model == "conv" else (MLPEncoder, MLPDecoder)
         self.encoder = encoder(config, y_features)
         self.to_mu = nn.Linear(config.hidden, config.latent_dim)
@@ -130,11 +150,12 @@ class CVAE(nn.Module):
             self.head = PointsHead(features, identity=config.model == "conv")
 
     def encode(self, x, y):
-        h = self.encoder(x, y.flatten(1) if self.config.encoder_sees_y else None)
+        features = self.config.condition_features
+        h = self.encoder(x, condition_inputs(y, features) if self.config.encoder_sees_y else None)
         return self.to_mu(h), self.to_logvar(h)
 
     def decode(self, z, y):
-        return self.head(self.decoder(torch.cat([z, y.flatten(1)], dim=1)))
+        return self.head(self.decoder(torch.cat([z, condition_inputs(y, self.config.condition_features)], dim=1)))
 
     def forward(self, x, y, generator: torch.Generator | None = None):
         """x_hat, mu, logvar; the reparameterisation noise comes from `generator` for exact resumes."""
@@ -150,13 +171,13 @@ class CategoricalCVAE(nn.Module):
     def __init__(self, config: Config):
         super().__init__()
         self.config = config
-        self.trunk = _mlp([2 * POINTS] + [config.hidden] * config.depth)
+        self.trunk = _mlp([condition_width(config)] + [config.hidden] * config.depth)
         self.to_endpoints = nn.Linear(config.hidden, 4 * config.components)
         self.to_prior = nn.Linear(config.hidden, config.components)
 
     def forward(self, y):
         """(endpoints (B, C, 4), log p(c | y) (B, C))."""
-        h = self.trunk(y.flatten(1))
+        h = self.trunk(condition_inputs(y, self.config.condition_features))
         raw = self.to_endpoints(h).view(h.shape[0], self.config.components, 4)
         return monotone_endpoints(raw), torch.log_softmax(self.to_prior(h), dim=-1)
 

@@ -31,6 +31,10 @@ KINDS = {
 # for check and refined, Levenberg-Marquardt steps, and a Gaussian latent's proposal temperature (docs/quality.md;
 # a categorical latent's proposals come from its components' own Gaussians, at 1).
 SUBMISSION_PROPOSALS, SUBMISSION_REFINE_STEPS, GAUSSIAN_TEMPERATURE = 300, 20, 2.0
+# A categorical check's draws: the prior at this temperature and each component's Gaussian at this times sigma.
+# With no solver to pull a draw in, draws nearer the components (and the likelier ones) are valid more often
+# (docs/quality.md, issue 26: K=300 coverage_norm 0.82 at 1, 0.87 at 0.5).
+CATEGORICAL_CHECK_TEMPERATURE = 0.5
 
 
 def proposal_temperature(latent: str | None) -> float:
@@ -42,7 +46,9 @@ def submission_regime(kind: str, latent: str | None = None, samples: int = 30) -
     """The check or refined submission's regime, as the main job writes it."""
     k = max(SUBMISSION_PROPOSALS, samples)
     if kind == "check":
-        return Regime("check", proposals=k)
+        return Regime(
+            "check", proposals=k, temperature=CATEGORICAL_CHECK_TEMPERATURE if latent == "categorical" else 1.0
+        )
     return Regime(
         "refined", proposals=k, refine_steps=SUBMISSION_REFINE_STEPS, temperature=proposal_temperature(latent)
     )

@@ -27,19 +27,24 @@ def sample(
     noise: str = "prior",
     temperature: float = 1.0,
     distinct: bool = False,
+    own_prior: bool = True,
 ) -> torch.Tensor:
     """x (N, samples, P, 2) for conditions y (N, P, 2).
 
     Gaussian latent: noise="prior" draws z ~ N(0, I), the textbook CVAE; "encoder" pushes Gaussian
     noise through the encoder as the original did. temperature scales z's standard deviation
     (> 1 spreads proposals wider than the training posterior).
-    Categorical latent: c ~ p(c | y)^(1/temperature), each sample its component's line pair (the
+    Categorical latent: c ~ p(c | y)^(1/T), T = temperature * config.prior_temperature (the network's own
+    sharpening, a Config key the search can tune; with `own_prior` False, for proposals that a check or a
+    solver will judge, T = temperature alone), drawn independently or, with config.prior_sampling
+    "systematic", spread over the components (`systematic`); each sample its component's line pair (the
     decoder's mean, as a Gaussian CVAE's sample is); with `distinct` (proposals to select from) the
     first min(samples, C) are the components in order of prior weight, each once, and any beyond are
     draws from the components' Gaussians (std sigma * temperature).
     """
     if model.config.latent == "categorical":
-        return _sample_categorical(model, y, samples, generator, temperature, distinct)
+        prior_temperature = temperature * (model.config.prior_temperature if own_prior else 1.0)
+        return _sample_categorical(model, y, samples, generator, (prior_temperature, temperature), distinct)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -69,13 +74,32 @@ def _components(model, y: torch.Tensor):
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
-def _sample_categorical(model, y, samples: int, generator, temperature: float, distinct: bool) -> torch.Tensor:
+def independent(probs: torch.Tensor, n: int, generator=None) -> torch.Tensor:
+    """n independent draws (N, n) of a component from each row of probs (N, C)."""
+    return torch.multinomial(probs, n, replacement=True, generator=generator)
+
+
+def systematic(probs: torch.Tensor, n: int, generator=None) -> torch.Tensor:
+    """n draws (N, n) from each row of probs (N, C) by systematic sampling: one uniform offset u per row and
+    the points (i + u) / n on the cumulative distribution. Each draw is still distributed as probs, but a
+    component of mass p gets floor(n p) or ceil(n p) of them: fewer repeats of the same component than
+    independent draws give, so n samples reach more of the components the prior believes in."""
+    u = torch.rand(probs.shape[0], 1, generator=generator, device=probs.device, dtype=probs.dtype)
+    points = (torch.arange(n, device=probs.device, dtype=probs.dtype) + u) / n
+    cumulative = probs.cumsum(1)
+    return torch.searchsorted(cumulative, points.contiguous()).clamp(max=probs.shape[1] - 1)
+
+
+def _sample_categorical(model, y, samples: int, generator, temperatures: tuple, distinct: bool) -> torch.Tensor:
+    """temperatures: the prior's and the proposal noise's (std sigma times it)."""
+    prior_temperature, temperature = temperatures
     ends, log_prior = _components(model, y)
     _n, c = log_prior.shape
     first = min(samples, c) if distinct else 0
     picks = [log_prior.argsort(dim=1, descending=True)[:, :first]]
-    probs = torch.softmax(log_prior / temperature, dim=1)
-    picks.append(torch.multinomial(probs, samples - first, replacement=True, generator=generator))
+    probs = torch.softmax(log_prior / prior_temperature, dim=1)
+    draw = systematic if model.config.prior_sampling == "systematic" else independent
+    picks.append(draw(probs, samples - first, generator))
     chosen = ends.gather(1, torch.cat(picks, dim=1).unsqueeze(-1).expand(-1, -1, 4))  # (N, samples, 4)
     if distinct and samples > first:
         # Proposals beyond the C components come from each component's Gaussian (std sigma, widened by
@@ -167,7 +191,16 @@ def generate(
     parts = []
     if k_model > 0:
         parts.append(
-            sample(model, y, k_model, generator=generator, noise=noise, temperature=temperature, distinct=k > samples)
+            sample(
+                model,
+                y,
+                k_model,
+                generator=generator,
+                noise=noise,
+                temperature=temperature,
+                distinct=k > samples,
+                own_prior=k == samples and refine_steps == 0,  # network only: the network's own sampler
+            )
         )
     if k_model < k:
         n = y.shape[0]

@@ -21,7 +21,7 @@ from .errors import UserError, first_line
 from .functions import FunctionPair
 from .inputs import available_devices
 from .lines import endpoints_from_lines
-from .losses import beta_at, categorical_loss, cvae_loss, sigma_at, wv_at, wy_at
+from .losses import beta_at, categorical_loss, closed_form_ok, cvae_loss, sigma_at, wv_at, wy_at
 from .metrics import branches, evaluate
 from .model import build_model
 from .sampling import prior_valid_mass, refine_samples, sample
@@ -46,6 +46,17 @@ def lr_at(config: Config, epoch: int) -> float:
     return config.lr
 
 
+EXACT_RMSE = 1e-4  # lines whose recomputed y is this close to the given y count as exact (float32 rounding)
+
+
+def exact_endpoints(x: torch.Tensor, y: torch.Tensor, functions: FunctionPair) -> torch.Tensor | None:
+    """Endpoints (N, 4) of the lines x when every one reproduces its y and `line_y_error` applies; else None."""
+    if not closed_form_ok(functions, x.shape[-2]):
+        return None
+    error = (functions(x) - y).square().mean((-2, -1)).sqrt()
+    return endpoints_from_lines(x) if bool((error < EXACT_RMSE).all()) else None
+
+
 class Trainer:
     """Trains one CVAE configuration on (x, y) tensors and validates it every epoch."""
 
@@ -64,6 +75,8 @@ class Trainer:
         self.x, self.y = (t.to(self.device, torch.float32) for t in train[:2])
         # every solution of each condition (N, M, 4), NaN-padded, when the data has them (all_branches)
         self.solutions = train[2].to(self.device, torch.float32) if len(train) > 2 else None
+        # endpoints of the lines when they reproduce y: the categorical loss's y-errors then take a closed form
+        self.truth = exact_endpoints(self.x, self.y, self.functions) if config.latent == "categorical" else None
         self.val = None if val is None else tuple(t.to(self.device, torch.float32) for t in val[:2])
         self._val_branches = None  # enumerated on first validation, then reused every epoch
         self.epoch = 0
@@ -90,8 +103,9 @@ class Trainer:
             if categorical:
                 ends, log_prior = self.model(y)
                 targets = endpoints_from_lines(x).unsqueeze(1) if self.solutions is None else self.solutions[index]
+                truth = None if self.truth is None else self.truth[index]
                 total, parts = categorical_loss(
-                    ends, log_prior, targets, y, self.functions, config, beta, wy, wv, sigma
+                    ends, log_prior, targets, y, self.functions, config, beta, wy, wv, sigma, truth
                 )
             else:
                 x_hat, mu, logvar = self.model(x, y, generator=self.generator)

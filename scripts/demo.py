@@ -49,6 +49,12 @@ def parse_args(argv=None):
         help="epochs for the final MLP (default 60: twice the search's budget; on 2 idle cores a categorical "
         "epoch of 100k rows takes 5-9 s; 0 keeps the search's max_t)",
     )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        help="one seed for the search (TPE), the models' initial weights and the synthetic data: a copy of the "
+        "search file with these set is searched (default: the search file's own seeds)",
+    )
     parser.add_argument("--conditions", type=int, default=50, help="official conditions to generate for")
     parser.add_argument("--samples", type=int, default=30, help="samples per condition (challenge: 30)")
     return parser.parse_args(argv)
@@ -64,6 +70,32 @@ def run(*args) -> None:
     done = subprocess.run(command, cwd=REPO)
     if done.returncode != 0:
         raise StepFailed(f"step failed with exit code {done.returncode}: {shlex.join(map(str, args))}")
+
+
+class SearchFileError(UserError):
+    """A search file the main job cannot read to set its seeds."""
+
+
+SEEDED = ("search", "fixed", "data")  # the sections whose `seed` --seed sets
+
+
+def seeded_search_file(path: Path, seed: int, out: Path) -> Path:
+    """A copy of the search file at `path` in `out` with search.seed (TPE), fixed.seed (initial weights) and
+    data.seed (the synthetic data) set to `seed`; the search itself checks everything else in it."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise SearchFileError(f"{path}: cannot read the search file to set --seed ({type(err).__name__})") from None
+    if not isinstance(raw, dict) or any(not isinstance(raw.get(k, {}), dict) for k in SEEDED):
+        raise SearchFileError(f"{path}: not a search file (expected sections {', '.join(SEEDED)}); see docs/search.md")
+    for section in SEEDED:
+        raw[section] = {**(raw.get(section) or {}), "seed": seed}
+    out.mkdir(parents=True, exist_ok=True)
+    copy = out / f"search_seed{seed}.yaml"
+    copy.write_text(f"# {path} with every seed set to {seed} (twobirds-demo --seed)\n" + yaml.safe_dump(raw))
+    return copy
 
 
 def final_data(experiment: Path, rows: int, epochs: int | None = None) -> list[str]:
@@ -145,10 +177,11 @@ def main_job(args) -> int:
     elif experiment.exists():
         run("scripts/tune.py", "--name", "search", "--storage", out, "--resume")
     else:
+        config = args.config if args.seed is None else seeded_search_file(args.config, args.seed, out)
         run(
             "scripts/tune.py",
             "--config",
-            args.config,
+            config,
             "--name",
             "search",
             "--storage",
@@ -169,7 +202,9 @@ def main_job(args) -> int:
     for name, regime in regimes.items():
         options = [] if regime.kind == "network" else ["--regime", regime.kind, "--proposals", regime.proposals]
         if regime.refine_steps:
-            options += ["--refine-steps", regime.refine_steps, "--temperature", regime.temperature]
+            options += ["--refine-steps", regime.refine_steps]
+        if regime.refine_steps or regime.temperature != 1.0:
+            options += ["--temperature", regime.temperature]
         path = final / name
         model = ["--model", final / MODEL, "--scoring", scoring, "--samples", args.samples]
         run("scripts/generate.py", *model, *options, "--out", path)

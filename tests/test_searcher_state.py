@@ -1,6 +1,6 @@
 """The searcher's saved state stays the same size as trials finish, and a restore finds its trials in the journal.
 
-The project's searcher as `run_search` builds it (make_searcher: laptop space, TPE, the Optuna journal), fed
+The project's searcher as `run_search` builds it (make_searcher: wide space, TPE, the Optuna journal), fed
 results as Tune calls it, without Ray; the restore is Tune's: a searcher from the pickled Tuner, then `restore`.
 """
 
@@ -29,7 +29,7 @@ def finish(searcher, trial_id: str, epochs: int, max_t: int) -> None:
 
 
 def test_the_state_is_saved_without_the_trials_and_restored_from_the_journal(repo, tmp_path):
-    spec = load_search_config(repo / "search" / "configs" / "laptop.yaml")
+    spec = load_search_config(repo / "search" / "configs" / "wide.yaml")
     max_t = spec.max_t
     searcher = make_searcher(spec, "exp", Storage(str(tmp_path)))
     for i in range(8):

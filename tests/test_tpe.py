@@ -1,6 +1,6 @@
 """search/driver/tpe.py: IncrementalTPESampler suggests exactly what Optuna's TPESampler does, only faster.
 
-Two studies side by side on the laptop search file's conditional space (two latent families, TPE's `group`),
+Two studies side by side on the wide search file's conditional space (two latent families, TPE's `group`),
 fed the same made-up results: complete, pruned and failed trials, several running at once (the constant liar),
 a constraint some trials break, trials already in the study before the first suggestion (a warm start), and
 the sampler pickled and restored half way (the searcher's state is saved so).
@@ -71,7 +71,7 @@ def drive(study, space, trials: int, running: int, roundtrip_at: int | None = No
 
 @pytest.mark.parametrize("constrained", [False, True])
 def test_the_suggestions_are_tpes_own(repo, constrained):
-    spec = load_search_config(repo / "search" / "configs" / "laptop.yaml")
+    spec = load_search_config(repo / "search" / "configs" / "wide.yaml")
     space = spec.optuna_space()
     warm = [({"latent": "gaussian", "hidden": 256, "lr": 1e-3}, 0.5), ({"latent": "categorical", "lr": 3e-3}, 0.2)]
     options = {"constraints_func": constraint} if constrained else {}
