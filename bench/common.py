@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 SMOKE = ROOT / "search" / "configs" / "smoke.yaml"
-_STARTED = False
+_STARTED = None  # the LocalRay start_ray started
 
 
 def load() -> str:
@@ -85,28 +85,23 @@ def failed(grid) -> None:
 
 
 def start_ray(num_cpus: int = 2, num_gpus: int | None = None):
-    """A local Ray whose workers import this checkout (as search/driver/local_ray.py does)."""
+    """A local Ray as a search starts it (search/driver/local_ray.py: 127.0.0.1, private temp folder and token,
+    this checkout on the workers' PYTHONPATH); the seconds it took to start."""
+    from search.driver.compat import loopback_only
+
+    loopback_only()  # before ray is first imported
     import ray
 
-    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
-    if str(ROOT) not in paths:
-        os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, paths)])
+    from search.driver.local_ray import start
+
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     global _STARTED
     if ray.is_initialized():  # e.g. the tests run several benchmarks on one Ray
         return 0.0
-    _STARTED = True
     started = time.perf_counter()
     kwargs = {} if num_gpus is None else {"num_gpus": num_gpus}
-    ray.init(
-        num_cpus=num_cpus,
-        include_dashboard=False,
-        dashboard_host="127.0.0.1",
-        log_to_driver=False,
-        logging_level="ERROR",
-        **kwargs,
-    )
+    _STARTED = start(num_cpus=num_cpus, log_to_driver=False, logging_level="ERROR", **kwargs)
     return time.perf_counter() - started
 
 
@@ -114,10 +109,8 @@ def stop_ray() -> None:
     """Shut down the Ray that start_ray started (never one the caller already held)."""
     global _STARTED
     if _STARTED:
-        import ray
-
-        ray.shutdown()
-        _STARTED = False
+        _STARTED.stop()
+        _STARTED = None
 
 
 def spec_from(changes: dict):

@@ -173,13 +173,16 @@ def one_line_error():
 
 @pytest.fixture(scope="module")
 def ray_local():
-    """A 2-CPU Ray for the module's tests (started once: Ray takes ~9 s to start on 2 cores)."""
+    """A 2-CPU Ray for the module's tests (started once: Ray takes ~9 s to start on 2 cores), started as a search
+    starts its own (private temp folder and token; the process's environment restored after)."""
     ray = pytest.importorskip("ray")
+    from search.driver import local_ray
+
     if ray.is_initialized():
         ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, dashboard_host="127.0.0.1", log_to_driver=False)
+    started = local_ray.start(num_cpus=2, log_to_driver=False)
     yield ray
-    ray.shutdown()
+    started.stop()
 
 
 # --- a search experiment folder as the search writes it ------------------------------------------

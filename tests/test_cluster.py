@@ -361,7 +361,7 @@ def test_worker_killed_mid_search_loses_no_trial(cluster, shared, tmp_path, driv
 
     experiment = shared / "failover"
     table = pd.read_csv(experiment / "results.csv")
-    state = experiment_state(experiment)
+    assert {s["status"] for s in experiment_state(experiment).values()} == {"TERMINATED"}
     lost = trials - int((table["status"] == "TERMINATED").sum())
     assert lost == 0, table
     assert len(table) == trials, table
@@ -379,7 +379,7 @@ def test_worker_killed_mid_search_loses_no_trial(cluster, shared, tmp_path, driv
         switch = pid_switch(rows)
         if switch is None:
             continue  # finished before the node died (the kill raced its last epochs)
-        assert state[trial_id]["num_failures"] >= 1, state[trial_id]
+        # its failure came after progress, so search/driver/retries.py forgave it: Tune's num_failures is back to 0
         before, after = epochs[switch - 1], epochs[switch]
         # Restored from the last checkpoint, the epochs continue: see CHECKPOINT_LAG.
         history = [(r["epoch"], r["pid"], r["iterations_since_restore"]) for r in rows]
@@ -389,7 +389,7 @@ def test_worker_killed_mid_search_loses_no_trial(cluster, shared, tmp_path, driv
         assert by_pid[rows[switch]["pid"]] == head_id  # retried on the surviving node
         resumed.append((trial_id, before, after))
     assert resumed, f"no trial resumed from a checkpoint: victims {victims}"
-    retried = {t for t, s in state.items() if s["num_failures"] > 0}
+    retried = {t for t, rows in results.items() if pid_switch(rows) is not None}  # ran in a second process
     # A retried trial with no result before the failure had no checkpoint yet: it restarts at epoch 1.
     from_checkpoint = {t for t in retried if (i := pid_switch(results[t])) is not None and results[t][i]["epoch"] > 1}
     print(

@@ -319,3 +319,20 @@ def test_a_full_disk_stops_the_search_in_one_line_and_resume_finishes_once_there
     assert (table["status"] == "TERMINATED").all()
     assert finished <= set(table["trial_id"])
     print(f"full disk: stopped in {done.seconds:.1f} s, {len(finished)} finished kept, resumed {resumed.seconds:.0f} s")
+
+
+@pytest.mark.slow
+def test_local_rays_one_after_another_in_one_process_each_use_their_own_token(monkeypatch):
+    """Ray caches its token per process and sets RAY_AUTH_MODE for good: a second local Ray (a benchmark after a
+    search, as the tests run them) must still start, and the environment is as it was after each."""
+    import ray
+
+    for key in local_ray.AUTH_VARIABLES:
+        monkeypatch.delenv(key, raising=False)
+    if ray.is_initialized():
+        ray.shutdown()
+    for _ in range(2):
+        started = local_ray.start()
+        assert ray.get(ray.put(1)) == 1
+        started.stop()
+        assert not [key for key in local_ray.AUTH_VARIABLES if key in os.environ]

@@ -121,6 +121,11 @@ and the cluster and search tests, then widen the bound in pyproject.toml.
    replaced by google_crc32c's C one (`use_fast_crc32c`): both are pure Python without TensorFlow or the `crc32c`
    package, ~0.2 us a byte (tens of ms for a picture). The same values (tests/test_ray_compat.py).
    Replacement: TensorFlow installed, or tensorboardX's optional `crc32c` package (for tensorboardX only).
+25. Ray's per-process auth token cache, `ray._raylet.AuthenticationTokenLoader.instance().reset_cache()` after
+   `ray._raylet.Config.initialize("")` (`forget_auth_token`, what Ray's own `authentication_test_utils` does):
+   a process loads the token once, and `ray.init` also sets `RAY_AUTH_MODE` for good. A second local Ray in the
+   same process (a benchmark's, a test's, a search after another) with its own private token would otherwise
+   present the first one's token to its GCS and fail with InvalidAuthToken. Replacement: none (one Ray per process).
 
 Nothing here imports ray at module level: `loopback_only` must run before ray is first imported, and
 the switches of entry 4 are read then.
@@ -610,3 +615,14 @@ def use_fast_crc32c() -> None:
     for module in (pywrap_tensorflow, tensorboardx_writer):
         _attribute(module, "crc32c", owner=module.__name__)
         module.crc32c = google_crc32c.value
+
+
+# 25. Ray's auth token cache
+
+
+def forget_auth_token() -> None:
+    """Make this process read Ray's authentication settings and token afresh at the next ray.init (entry 25)."""
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()

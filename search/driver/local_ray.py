@@ -21,7 +21,7 @@ from pathlib import Path
 
 import ray
 
-from .compat import temp_dir_kwargs
+from .compat import forget_auth_token, temp_dir_kwargs
 from .files import write_private
 from .reaper import RUN_VARIABLE
 
@@ -47,13 +47,14 @@ class LocalRay:
     saved_env: dict = field(default_factory=dict)
 
     def stop(self) -> None:
-        """ray.shutdown, then this process's environment as it was before `start`."""
+        """ray.shutdown, then this process's environment (Ray's authentication settings included) as before `start`."""
         ray.shutdown()
         for key, value in self.saved_env.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+        forget_auth_token()  # a later Ray of this process reads its own token
 
 
 def _environment(folder: Path) -> dict[str, str]:
@@ -69,14 +70,17 @@ def _environment(folder: Path) -> dict[str, str]:
     return env
 
 
-def start() -> LocalRay:
-    """ray.init a local Ray on 127.0.0.1 without a dashboard, in a private temp folder."""
+def start(**init_options) -> LocalRay:
+    """ray.init a local Ray on 127.0.0.1 without a dashboard, in a private temp folder (`init_options`: more of
+    ray.init's arguments, e.g. a benchmark's num_cpus)."""
     folder = Path(tempfile.mkdtemp(prefix="twobirds-ray-", dir="/tmp" if Path("/tmp").is_dir() else None))
     env = _environment(folder)
-    started = LocalRay(str(folder), {k: os.environ.get(k) for k in env})
+    started = LocalRay(str(folder), {k: os.environ.get(k) for k in {*env, *AUTH_VARIABLES}})  # ray.init sets the mode
     os.environ.update(env)
+    forget_auth_token()  # an earlier Ray of this process (a test's, a benchmark's) left its token cached
     _start_reaper(folder)
-    ray.init(address="local", include_dashboard=False, dashboard_host="127.0.0.1", **temp_dir_kwargs(str(folder)))
+    options = {"include_dashboard": False, "dashboard_host": "127.0.0.1", **init_options}
+    ray.init(address="local", **options, **temp_dir_kwargs(str(folder)))
     return started
 
 
