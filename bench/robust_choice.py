@@ -1,4 +1,5 @@
-"""Does a choice you can trust pay? (issue 25) On the laptop space, at a reduced fidelity:
+"""Does a choice you can trust pay? (issue 25) On the wide space (search/configs/wide.yaml: both
+latent families, where trials collapse or ignore their condition), at a reduced fidelity:
 
 (a) robust finalize: over a few short searches, the optimism of best-of-N (the search's best score minus the
     mean of its configuration re-run with fresh seeds) and the final models of the lcb pick against the best
@@ -9,7 +10,7 @@
     best scores. A trial counts as failed in both arms by the same rule (search.trials.failure over its
     epochs, or diverged). Goal: >= 30% less compute on failed trials at an equal or better best score.
 
-Reduced fidelity (say so where the numbers go): the laptop space and start points, --rows training rows,
+Reduced fidelity (say so where the numbers go): the wide space and start points, --rows training rows,
 max_t --max-t epochs (ASHA grace 1, factor 3), --budget / --pruning-budget seconds a search of (a) / (b);
 finalize's retrain --final-rows rows
 for --final-epochs epochs, scored on the search's validation conditions.
@@ -30,14 +31,14 @@ import common
 import pandas as pd
 import yaml
 
-LAPTOP = common.ROOT / "search" / "configs" / "laptop.yaml"
+WIDE = common.ROOT / "search" / "configs" / "wide.yaml"  # the former laptop space, of part (a)'s run
 SAVING_GOAL = 0.30
 FAILED_REASONS = {"collapsed", "ignores_condition", "diverged"}
 
 
 def search_file(args, folder: Path, seed: int, prune: bool = True, budget: float | None = None) -> Path:
-    """The bench's search file: the laptop space (or the smoke space with --quick) at the reduced fidelity."""
-    raw = yaml.safe_load((common.SMOKE if args.quick else LAPTOP).read_text())
+    """The bench's search file: the wide space (or the smoke space with --quick) at the reduced fidelity."""
+    raw = yaml.safe_load((common.SMOKE if args.quick else WIDE).read_text())
     raw["data"]["train_size"] = args.rows
     budget = args.budget if budget is None else budget
     raw["search"].update(seed=seed, time_budget_s=budget, num_samples=args.trials, images="none")
@@ -280,7 +281,7 @@ def main(argv=None):
     common.stop_ray()
     print(
         common.machine(
-            f"{'smoke' if args.quick else 'laptop'} space, {args.rows} rows, max_t {args.max_t}, "
+            f"{'smoke' if args.quick else 'wide'} space, {args.rows} rows, max_t {args.max_t}, "
             f"{args.budget} / {args.pruning_budget} s a search of (a) / (b), top {args.top_k} x {args.seeds} "
             f"re-runs, final {args.final_rows} rows x {args.final_epochs} epochs; "
             f"{time.perf_counter() - started:.0f} s in all"
