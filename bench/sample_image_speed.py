@@ -6,7 +6,7 @@ torch's `add_image` (PNG at the default zlib level); after, `sample_image` (the 
 the fastest level, as the trial's `_Images` writes it. Each repeat draws new samples; the two ways alternate;
 the first picture of each (the after one builds its layers) is reported apart. Wall and CPU seconds, 1 thread.
 Both write through the same torch SummaryWriter; the event's checksum is TensorBoard's pure-Python one before,
-google_crc32c's after (search/driver/compat.py entry 24).
+google_crc32c's after (search/driver/compat entry 24).
 
     .venv/bin/python bench/sample_image_speed.py              # 20 pictures each
     .venv/bin/python bench/sample_image_speed.py --quick      # 3 each (a test)

@@ -1,4 +1,4 @@
-"""search/driver/compat.py against the installed Ray: every internal it names is there and does what it says.
+"""search/driver/compat against the installed Ray: every internal it names is there and does what it says.
 
 Offline and quick (no Ray started): the first tests to read after a Ray upgrade.
 """

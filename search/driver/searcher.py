@@ -8,7 +8,7 @@ value and step, and TPE ranks pruned trials by (step, value) below every complet
 With `storage` (search/driver/study.py: a JournalStorage in the experiment folder) the study is one Optuna's
 own tools open; each Optuna trial carries the Ray trial id and its TensorBoard run as user attributes.
 The searcher's own state (Optuna trial per Ray trial, the study, trials told) is OptunaSearch's private
-state, reached through search/driver/compat.py; it is saved without the Optuna trials, which the journal holds.
+state, reached through search/driver/compat; it is saved without the Optuna trials, which the journal holds.
 """
 
 from __future__ import annotations

@@ -81,7 +81,7 @@ class AppendOnlyJournal(JournalFileBackend):
     as for Tune's own state files, which are not fsync'ed either; only a machine crash can lose the
     last seconds, which `--resume` then runs again. The file is the same format: Optuna reads it. A
     write that fails (a full disk) is cut back to the last whole line, so the journal stays readable.
-    It reaches into Optuna's JournalFileBackend through search/driver/compat.py (entry 13);
+    It reaches into Optuna's JournalFileBackend through search/driver/compat (entry 13);
     tests/test_study.py reads a journal written this way back through `optuna.load_study`.
     """
 

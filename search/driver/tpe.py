@@ -16,7 +16,7 @@ Python function per element. `log_ndtr` below computes the same values, bit for 
 and `log` per element, the same arithmetic in numpy), without a Python call per element; the sampler puts it in
 Optuna's place when it is created.
 
-It overrides private methods of TPESampler, listed in search/driver/compat.py (entries 21 and 22).
+It overrides private methods of TPESampler, listed in search/driver/compat (entries 21 and 22).
 """
 
 from __future__ import annotations
