@@ -196,7 +196,7 @@ def test_search_budget_quick_searches_finalizes_and_scores_each_budget(capsys, t
     out = capsys.readouterr().out
     assert "| 1 min |" in out
     assert "| 1.5 min |" in out
-    for regime in ("network only", "network + check (K=300)", "network + refinement (K=30, 20 LM steps)"):
+    for regime in ("network only", "network + check (K=300", "network + refinement (K=30, 20 LM steps"):
         assert regime in out
     results = [line for line in out.splitlines() if line.startswith("RESULT ")]
     assert [line.split()[1] for line in results] == [

@@ -265,7 +265,11 @@ def test_only_failures_without_progress_use_up_the_retries(ray_local, spec, tmp_
     result = _fit(spec, tmp_path, "progressing", crashes, checkpoint_every=1)
     assert crashes.count() == 3
     assert result.error is None
-    assert list(result.metrics_dataframe["epoch"]) == [1, 2, 3, 4]
+    epochs = list(result.metrics_dataframe["epoch"])
+    # each retry went on from its last checkpoint: no epoch twice, to the end (the result of a process killed
+    # just after reporting can be lost in flight, so [1, 2, 4] happens too)
+    assert epochs == sorted(set(epochs))
+    assert epochs[-1] == 4
     # a crash loop at epoch 3 (restarted from epoch 2 each time): the first failure followed
     # progress, the next two got no further, and the second of those is beyond max_failures=1
     crashes = _Crashes(tmp_path / "loop", epochs=(3,), every_time=True)

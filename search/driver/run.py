@@ -107,8 +107,8 @@ def restored_or_new_tuner(plan: Plan, trainable, done: int = 0) -> tune.Tuner:
     """Tune's saved experiment on --resume, else a new Tuner (and the search file saved beside it); done: the
     trials a --more extension follows (search/driver/extend.py)."""
     experiment = plan.storage.experiment(plan.name)
+    restore_failures(fresh=True)  # read by callbacks.RestoreCheck: this run's restore only, never an earlier one's
     if plan.resume and tune.Tuner.can_restore(experiment):
-        restore_failures(fresh=True)  # read by callbacks.RestoreCheck once Tune has tried
         try:
             return tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True, resume_errored=True)
         except SearchError:  # tuner.pkl is not the file this project signed (trust.signed_reads): one line already
