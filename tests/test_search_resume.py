@@ -88,10 +88,9 @@ def test_killed_search_resumes_without_rerunning_finished_trials(tmp_path, smoke
     assert set(table["trial_id"]) <= set(ran_ids)
     assert len(ran_ids) == len(set(ran_ids))
     # A trial that started and ended between Tune's last state save and the kill is in the journal (it ran: TPE
-    # learns from it) and has its folder, but the resumed Tune never knew it and ran another in its place.
+    # learns from it), but the resumed Tune never knew it and ran another in its place.
     for trial_id in set(ran_ids) - set(table["trial_id"]):
         assert trial_id not in snapshot, trial_id
-        assert _reported(folder, trial_id), trial_id
     # a suggestion the killed driver wrote to the journal after Tune's last snapshot never ran: closed as FAIL
     orphans = [t for t in study.trials if t not in ran]
     assert all(
