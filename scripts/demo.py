@@ -33,7 +33,7 @@ def parse_args(argv=None):
         "--time-budget",
         type=float,
         default=360,
-        help="seconds for the search (default 360, so the whole job fits ~20 min on 2 cores)",
+        help="seconds for the search (default 360; the whole job takes about 30 min on 2 cores, README)",
     )
     parser.add_argument(
         "--final-rows",

@@ -38,6 +38,15 @@ def repo() -> Path:
     return REPO
 
 
+@pytest.fixture(scope="module")
+def bench_on_path(repo):
+    """bench/ on sys.path, as when a benchmark runs as a script (they import bench/common.py)."""
+    folder = str(repo / "bench")
+    sys.path.insert(0, folder)
+    yield
+    sys.path.remove(folder)
+
+
 @pytest.fixture(scope="session")
 def shared() -> Path:
     """../shared/twobirds beside the checkout: the challenge's reference files (absent outside the workspace)."""

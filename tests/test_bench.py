@@ -6,20 +6,13 @@ All of them share one local Ray (the `ray_local` fixture) so Ray starts once.
 
 import importlib
 import re
-import sys
 
 import pytest
 
 RESULT = re.compile(r"^RESULT (\w+) (\S+) goal (\S+) (met|missed)$")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def bench(repo):
-    """bench/ on sys.path, as when a benchmark runs as a script (they import bench/common.py)."""
-    folder = str(repo / "bench")
-    sys.path.insert(0, folder)
-    yield
-    sys.path.remove(folder)
+pytestmark = pytest.mark.usefixtures("bench_on_path")  # tests/conftest.py
 
 
 def run_quick(name, capsys, *extra):
