@@ -118,15 +118,36 @@ def plot_training_curves(history: list[dict], title: str = "", objective: str = 
     def series(key):
         return np.array([row.get(key, np.nan) for row in history], dtype=float)
 
+    _draw_losses(left, epochs, series, marker)
+    drawn = _draw_validation(middle, epochs, series, marker, objective)
+    rmse_drawn = _draw_rmse(right, epochs, series, marker, objective == "val_refined_score")
+    for ax in (left, middle, right):
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(True, which="both", alpha=0.3)
+    for ax, ok in ((middle, drawn), (right, rmse_drawn)):
+        if not ok:
+            ax.text(0.5, 0.5, "no validation metrics recorded", ha="center", va="center", transform=ax.transAxes)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def _draw_losses(ax, epochs, series, marker) -> None:
     for key, label in _LOSS_LABELS.items():
         values = series(key)
         values = np.where(np.isfinite(values) & (values > 0), values, np.nan)
         if np.isfinite(values).any():
-            left.plot(epochs, values, marker=marker, ms=3, label=label, lw=2 if key == "loss" else 1.2)
-    left.set_yscale("log")
-    left.set_ylabel("training loss (log scale, lower is better)")
-    left.set_title("Training losses (mean per epoch)", fontsize=10)
-    left.legend(fontsize=8)
+            ax.plot(epochs, values, marker=marker, ms=3, label=label, lw=2 if key == "loss" else 1.2)
+    ax.set_yscale("log")
+    ax.set_ylabel("training loss (log scale, lower is better)")
+    ax.set_title("Training losses (mean per epoch)", fontsize=10)
+    ax.legend(fontsize=8)
+
+
+def _draw_validation(ax, epochs, series, marker, objective: str) -> bool:
+    """The objective and its parts per epoch; False when no validation metric was recorded."""
     drawn = False
     refined = objective == "val_refined_score"
     shown = list(_REFINED_LABELS.items()) if refined else []
@@ -137,35 +158,30 @@ def plot_training_curves(history: list[dict], title: str = "", objective: str = 
             dashed = refined and not key.startswith("val_refined_")
             width = 2.2 if key == objective else 1.2
             label = f"{label}: the objective" if key == objective else label
-            middle.plot(epochs, values, marker=marker, ms=3, label=label, ls="--" if dashed else "-", lw=width)
+            ax.plot(epochs, values, marker=marker, ms=3, label=label, ls="--" if dashed else "-", lw=width)
             drawn = True
-    middle.set_ylabel("share / score (higher is better)")
-    middle.set_title(f"Validation after each epoch; searched objective: {objective}", fontsize=10)
+    ax.set_ylabel("share / score (higher is better)")
+    ax.set_title(f"Validation after each epoch; searched objective: {objective}", fontsize=10)
     if drawn:
-        middle.legend(fontsize=8)
+        ax.legend(fontsize=8)
+    return drawn
+
+
+def _draw_rmse(ax, epochs, series, marker, refined: bool) -> bool:
+    """The validation RMSE against the challenge gate; False when none was recorded."""
     rmse = series("val_overall_rmse")
     refined_rmse = series("val_refined_overall_rmse")
     if refined and np.isfinite(refined_rmse).any():
-        right.plot(epochs, refined_rmse, color="tab:green", marker=marker, ms=3, label="overall RMSE after refinement")
+        ax.plot(epochs, refined_rmse, color="tab:green", marker=marker, ms=3, label="overall RMSE after refinement")
     if np.isfinite(rmse).any():
         label = "overall RMSE of f(generated x) vs y" + (" (network only)" if refined else "")
-        right.plot(epochs, rmse, color="black", marker=marker, ms=3, label=label)
-        right.axhline(VALID_RMSE, color="red", lw=1.2, ls="--", label=f"challenge gate: RMSE < {VALID_RMSE} passes")
-        right.set_ylim(bottom=0, top=max(0.12, float(np.nanmax(rmse)) * 1.1))
-        right.legend(fontsize=8)
-    right.set_ylabel("RMSE (lower is better)")
-    right.set_title("Validation RMSE against the challenge gate", fontsize=10)
-    for ax in (left, middle, right):
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(True, which="both", alpha=0.3)
-    for ax, ok in ((middle, drawn), (right, np.isfinite(rmse).any())):
-        if not ok:
-            ax.text(0.5, 0.5, "no validation metrics recorded", ha="center", va="center", transform=ax.transAxes)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+        ax.plot(epochs, rmse, color="black", marker=marker, ms=3, label=label)
+        ax.axhline(VALID_RMSE, color="red", lw=1.2, ls="--", label=f"challenge gate: RMSE < {VALID_RMSE} passes")
+        ax.set_ylim(bottom=0, top=max(0.12, float(np.nanmax(rmse)) * 1.1))
+        ax.legend(fontsize=8)
+    ax.set_ylabel("RMSE (lower is better)")
+    ax.set_title("Validation RMSE against the challenge gate", fontsize=10)
+    return bool(np.isfinite(rmse).any())
 
 
 def plot_coverage(x, y, functions: FunctionPair, x_true=None, conditions: int = PLOT_CONDITIONS, title: str = ""):
@@ -183,83 +199,24 @@ def plot_coverage(x, y, functions: FunctionPair, x_true=None, conditions: int = 
     y = torch.as_tensor(y).detach().float().cpu()
     n = min(conditions, x.shape[0])
     if functions.trig is None:
-        fig, ax = plt.subplots(figsize=(8, 2.5))
-        ax.axis("off")
-        ax.text(
-            0.5,
-            0.5,
-            f"No coverage picture: {functions.texts} are not both sin/cos(a*x0 + b*x1 + c),\n"
-            "so the exact solution branches cannot be enumerated.",
-            ha="center",
-            va="center",
-        )
-        return fig
+        return _no_branches_figure(functions)
     x_true_n = None if x_true is None else torch.as_tensor(x_true)[:n].float().cpu()
     cover = coverage(x[:n], y[:n], functions, x_true=x_true_n)
     valid = validity(x[:n], y[:n], functions)["valid"]
     ends = endpoints_from_lines(x[:n].double()).numpy()
     fig, axes = plt.subplots(2, n, figsize=(4.3 * n, 9.6), squeeze=False, layout="constrained")
-    planes = (
-        ("x0", 0, 1, "x0 line (descending: end < start)"),
-        ("x1", 2, 3, "x1 line (ascending: end > start)"),
-    )
     for i in range(n):
         branch = cover["branches"][i].cpu().numpy()
         hit = cover["hit"][i].cpu().numpy().astype(bool)
         ok = valid[i].numpy().astype(bool)
-        for row, (name, a, b, what) in enumerate(planes):
-            ax = axes[row, i]
-            ax.plot([0, 1], [0, 1], color="0.75", lw=1, zorder=0, label="start = end (constant line)")
-            ax.scatter(
-                ends[i, ~ok, a],
-                ends[i, ~ok, b],
-                s=14,
-                color="0.55",
-                alpha=0.6,
-                label="generated sample, invalid",
-                zorder=1,
-            )
-            ax.scatter(
-                ends[i, ok, a],
-                ends[i, ok, b],
-                s=14,
-                color="tab:blue",
-                alpha=0.7,
-                label="generated sample, valid",
-                zorder=2,
-            )
-            ax.scatter(
-                branch[~hit, a],
-                branch[~hit, b],
-                s=70,
-                facecolors="none",
-                edgecolors="tab:red",
-                linewidths=1.5,
-                label="exact solution missed",
-                zorder=3,
-            )
-            ax.scatter(
-                branch[hit, a],
-                branch[hit, b],
-                s=70,
-                color="tab:green",
-                edgecolors="black",
-                linewidths=0.8,
-                label="exact solution hit",
-                zorder=4,
-            )
-            ax.set_xlim(-0.03, 1.03)
-            ax.set_ylim(-0.03, 1.03)
-            ax.set_xlabel(f"{name} at the first point (start)")
-            ax.set_ylabel(f"{name} at the last point (end)")
-            ax.grid(True, alpha=0.3)
+        for row, plane in enumerate(_ENDPOINT_PLANES):
             head = (
                 f"condition {i}: {int(hit.sum())} of {len(branch)} exact solutions hit\n"
                 f"{int(ok.sum())} of {ok.size} samples valid\n"
                 if row == 0
                 else ""
             )
-            ax.set_title(f"{head}{what}", fontsize=9)
+            _draw_endpoint_plane(axes[row, i], plane, ends[i], ok, branch, hit, head)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=9, frameon=False, markerscale=1.2)
     fig.suptitle(
@@ -269,3 +226,57 @@ def plot_coverage(x, y, functions: FunctionPair, x_true=None, conditions: int = 
         fontsize=11,
     )
     return fig
+
+
+_ENDPOINT_PLANES = (
+    ("x0", 0, 1, "x0 line (descending: end < start)"),
+    ("x1", 2, 3, "x1 line (ascending: end > start)"),
+)
+
+
+def _no_branches_figure(functions: FunctionPair):
+    fig, ax = plt.subplots(figsize=(8, 2.5))
+    ax.axis("off")
+    ax.text(
+        0.5,
+        0.5,
+        f"No coverage picture: {functions.texts} are not both sin/cos(a*x0 + b*x1 + c),\n"
+        "so the exact solution branches cannot be enumerated.",
+        ha="center",
+        va="center",
+    )
+    return fig
+
+
+def _draw_endpoint_plane(ax, plane, ends, ok, branch, hit, head: str) -> None:
+    """One condition's samples and exact solutions in one line's (start, end) plane."""
+    name, a, b, what = plane
+    ax.plot([0, 1], [0, 1], color="0.75", lw=1, zorder=0, label="start = end (constant line)")
+    ax.scatter(ends[~ok, a], ends[~ok, b], s=14, color="0.55", alpha=0.6, label="generated sample, invalid", zorder=1)
+    ax.scatter(ends[ok, a], ends[ok, b], s=14, color="tab:blue", alpha=0.7, label="generated sample, valid", zorder=2)
+    ax.scatter(
+        branch[~hit, a],
+        branch[~hit, b],
+        s=70,
+        facecolors="none",
+        edgecolors="tab:red",
+        linewidths=1.5,
+        label="exact solution missed",
+        zorder=3,
+    )
+    ax.scatter(
+        branch[hit, a],
+        branch[hit, b],
+        s=70,
+        color="tab:green",
+        edgecolors="black",
+        linewidths=0.8,
+        label="exact solution hit",
+        zorder=4,
+    )
+    ax.set_xlim(-0.03, 1.03)
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_xlabel(f"{name} at the first point (start)")
+    ax.set_ylabel(f"{name} at the last point (end)")
+    ax.grid(True, alpha=0.3)
+    ax.set_title(f"{head}{what}", fontsize=9)

@@ -50,6 +50,20 @@ def parse_args(argv=None):
         help="challenge .pt file whose y holds the conditions (one per row; a submission's repeated rows count once)",
     )
     parser.add_argument("--out", type=Path, default=Path("result.pt"), help="output file (default result.pt)")
+    _sampling_args(parser)
+    parser.add_argument(
+        "--functions",
+        nargs=2,
+        metavar="EXPR",
+        help="condition functions (default: the model's; without a model the official pair)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, ...")
+    return parser.parse_args(argv)
+
+
+def _sampling_args(parser: argparse.ArgumentParser) -> None:
+    """How the samples are drawn: the regime and the flags it sets."""
     parser.add_argument(
         "--regime",
         choices=("network", "check", "refined", "uniform"),
@@ -89,15 +103,6 @@ def parse_args(argv=None):
         default=0.5,
         help="with --proposals-from mixed: fraction of proposals from the network (default 0.5)",
     )
-    parser.add_argument(
-        "--functions",
-        nargs=2,
-        metavar="EXPR",
-        help="condition functions (default: the model's; without a model the official pair)",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, ...")
-    return parser.parse_args(argv)
 
 
 def apply_regime(args) -> None:

@@ -42,6 +42,14 @@ def parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _what_and_where(p)
+    _resources(p)
+    _iterations(p)
+    return p
+
+
+def _what_and_where(p: argparse.ArgumentParser) -> None:
+    """The search file, the experiment's name and folder, how many trials."""
     p.add_argument(
         "--config",
         metavar="FILE",
@@ -56,6 +64,10 @@ def parser() -> argparse.ArgumentParser:
         help="local or NFS folder, or an s3:// / gs:// URI (shared by all nodes on a cluster)",
     )
     p.add_argument("--num-samples", type=int, metavar="N", help="number of trials (search.num_samples)")
+
+
+def _resources(p: argparse.ArgumentParser) -> None:
+    """Where the trials run and for how long."""
     p.add_argument(
         "--address",
         metavar="A",
@@ -76,6 +88,10 @@ def parser() -> argparse.ArgumentParser:
         metavar="S",
         help="stop the whole search after S seconds (search.time_budget_s)",
     )
+
+
+def _iterations(p: argparse.ArgumentParser) -> None:
+    """Going on from earlier experiments: resume, trust, warm start, more trials."""
     p.add_argument(
         "--resume",
         action="store_true",
@@ -102,7 +118,6 @@ def parser() -> argparse.ArgumentParser:
         help="run N more trials in the finished experiment --name (same search file, the study and the trial "
         "numbering continue; with --time-budget S they stop after S seconds)",
     )
-    return p
 
 
 def main(argv=None) -> int:

@@ -154,7 +154,14 @@ def make_tuner(
         trial_name_creator=trial_name,
         trial_dirname_creator=trial_name,
     )
-    run_config = tune.RunConfig(
+    run_config = _run_config(spec, name, storage, out)
+    # param_space stays empty: the searcher owns the space, fixed values travel with the trainable.
+    return tune.Tuner(trainable, tune_config=tune_config, run_config=run_config)
+
+
+def _run_config(spec: SearchSpec, name: str, storage: Storage, out) -> tune.RunConfig:
+    """Where the experiment lives, checkpoints kept, retries, and the callbacks."""
+    return tune.RunConfig(
         name=name,
         storage_path=storage.path,
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
@@ -168,12 +175,10 @@ def make_tuner(
             SigningCallback(storage.path, name),
             StorageFullCallback(storage.path),
             RestoreCheck(),
-            RetryWhileProgressing(),  # max_failures counts only failures without a newer checkpoint
+            RetryWhileProgressing(),  # max_failures counts only failures without progress
         ],
         verbose=0,  # no Tune boxes or tables: TrialLines prints
     )
-    # param_space stays empty: the searcher owns the space, fixed values travel with the trainable.
-    return tune.Tuner(trainable, tune_config=tune_config, run_config=run_config)
 
 
 def start_points(spec: SearchSpec, warm_start=None) -> list[dict]:
