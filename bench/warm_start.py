@@ -102,9 +102,7 @@ def main(argv=None):
     if args.quick:
         args.seeds, args.trials, args.epochs, args.rows = 1, 2, 1, 256
     from cvae.functions import FunctionPair
-    from search.driver.compat import loopback_only
 
-    loopback_only()  # before Ray is imported: the benchmark's Ray stays on 127.0.0.1, as a search's does
     spec = make_spec(args, 0, args.trials)
     data = spec.data.build(FunctionPair(spec.functions))
     loads, root = [common.load()], Path(tempfile.mkdtemp(prefix="bench-warm-"))
