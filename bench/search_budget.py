@@ -1,13 +1,13 @@
 """What a longer search buys (issue 26, item 1): the laptop space at several time budgets, each best
 configuration finalized the same way and scored in every regime on official rows.
 
-For each budget (default 6, 20 and 60 minutes) the main job's own steps run (scripts/demo.py: the search
-with that --time-budget, then finalize on --final-rows rows for --final-epochs epochs), and the final model
-is scored on official validation rows 0-49 and 1000-1499 (30 samples each, never trained on) in the three
-regimes of bench/official.py: network only, network + check (K=300), network + refinement (K=30, 20 LM
-steps). Prints a markdown table (configuration chosen, trials, wall times, load) and RESULT lines: quality
-(cvae.metrics' score, averaged over the row blocks) rises with the budget in every regime, and the longest
-budget's model beats the shortest's in every regime.
+For each budget (default 6, 20 and 60 minutes) the main job's own steps run (scripts/demo.py: the search with
+that --time-budget, then finalize on --final-rows rows for --final-steps steps, at most --final-epochs
+epochs), and the final model is scored on official validation rows 0-49 and 1000-1499 (30 samples each, never
+trained on) in the three regimes of bench/official.py: network only, network + check (K=300), network +
+refinement (K=30, 20 LM steps). Prints a markdown table (configuration chosen, trials, wall times, load) and
+RESULT lines: quality (cvae.metrics' score, averaged over the row blocks) rises with the budget in every
+regime, and the longest budget's model beats the shortest's in every regime.
 
     flock /work/bench.lock .venv/bin/python bench/search_budget.py --out runs/budget      # ~1 h 45 min on 2 cores
     .venv/bin/python bench/search_budget.py --quick                                         # the smoke space, ~1-2 min
@@ -49,7 +49,13 @@ def parse_args(argv=None):
     )
     parser.add_argument("--config", type=Path, default=LAPTOP, help="search file (default the laptop space)")
     parser.add_argument("--final-rows", type=int, default=100_000, help="finalize's rows (default 100000, as demo)")
-    parser.add_argument("--final-epochs", type=int, default=60, help="finalize's epochs (default 60, as demo)")
+    parser.add_argument("--final-epochs", type=int, default=60, help="finalize's epochs at most (default 60, as demo)")
+    parser.add_argument(
+        "--final-steps",
+        type=int,
+        default=demo.FINAL_STEPS,
+        help=f"finalize's steps (default {demo.FINAL_STEPS}, as demo)",
+    )
     parser.add_argument("--seed", type=int, help="demo.py --seed for every budget (default the search file's)")
     parser.add_argument("--rows", default=BLOCKS, help=f"official row blocks (default {BLOCKS})")
     parser.add_argument("--quick", action="store_true", help="smoke space, two tiny budgets, 3 rows (no timing)")
@@ -74,7 +80,7 @@ def budget_run(minutes: float, out: Path, args) -> dict:
         times["search_s"] = time.perf_counter() - started
         loads["after_search"] = one_minute_load()
         started = time.perf_counter()
-        options = demo.final_data(experiment, args.final_rows, args.final_epochs)
+        options = demo.final_data(experiment, args.final_rows, args.final_epochs, args.final_steps)
         demo.run("scripts/finalize.py", "--experiment", experiment, "--out", final, "--quiet", *options)
         times["finalize_s"] = time.perf_counter() - started
     loads["after"] = one_minute_load()

@@ -17,9 +17,11 @@ from pathlib import Path
 
 from cvae.errors import UserError, run_command
 from cvae.regimes import Regime, submission_regime
+from search.cli import number_at_least
 from search.driver.files import BEST_CONFIG, FINAL, MODEL, REPORT_MD, RESULTS_CSV
 
 REPO = Path(__file__).resolve().parents[1]
+FINAL_STEPS = 40_000  # ~10 minutes of a 256-wide categorical MLP on 2 cores (docs/quality.md)
 OFFICIAL = REPO.parent / "shared" / "twobirds" / "validation_dataset.pt"
 
 
@@ -31,23 +33,31 @@ def parse_args(argv=None):
     parser.add_argument("--out", default="runs/demo", help="everything lands here (default runs/demo)")
     parser.add_argument(
         "--time-budget",
-        type=float,
+        type=number_at_least(float, minimum=1),
         default=360,
         help="seconds for the search (default 360; the whole job takes about 30 min on 2 cores, README)",
     )
     parser.add_argument(
         "--final-rows",
-        type=int,
+        type=number_at_least(int, minimum=1),
         default=100_000,
         help="training rows for the final MLP (default 100000, the official training set's size; "
         "a conv model keeps the search's rows, its epochs cost ~15x more)",
     )
     parser.add_argument(
         "--final-epochs",
-        type=int,
+        type=number_at_least(int, minimum=0),
         default=60,
-        help="epochs for the final MLP (default 60: twice the search's budget; on 2 idle cores a categorical "
-        "epoch of 100k rows takes 5-9 s; 0 keeps the search's max_t)",
+        help="at most this many epochs for the final MLP (default 60: twice the search's budget; 0 keeps the "
+        "search's max_t)",
+    )
+    parser.add_argument(
+        "--final-steps",
+        type=number_at_least(int, minimum=0),
+        default=FINAL_STEPS,
+        help=f"gradient steps for the final MLP (default {FINAL_STEPS}): its epochs are these steps' worth of "
+        "--final-rows at the chosen batch size, at most --final-epochs, so a small chosen batch does not double "
+        "finalize's time; 0: always --final-epochs",
     )
     parser.add_argument(
         "--seed",
@@ -55,8 +65,12 @@ def parse_args(argv=None):
         help="one seed for the search (TPE), the models' initial weights and the synthetic data: a copy of the "
         "search file with these set is searched (default: the search file's own seeds)",
     )
-    parser.add_argument("--conditions", type=int, default=50, help="official conditions to generate for")
-    parser.add_argument("--samples", type=int, default=30, help="samples per condition (challenge: 30)")
+    parser.add_argument(
+        "--conditions", type=number_at_least(int, minimum=1), default=50, help="official conditions to generate for"
+    )
+    parser.add_argument(
+        "--samples", type=number_at_least(int, minimum=1), default=30, help="samples per condition (challenge: 30)"
+    )
     return parser.parse_args(argv)
 
 
@@ -98,8 +112,18 @@ def seeded_search_file(path: Path, seed: int, out: Path) -> Path:
     return copy
 
 
-def final_data(experiment: Path, rows: int, epochs: int | None = None) -> list[str]:
-    """finalize's data options: more rows (and epochs) for a chosen MLP, whose epochs are cheap."""
+def final_epochs(epochs: int, steps: int, rows: int, batch_size: int) -> int:
+    """The final model's epochs: `steps` gradient steps' worth of `rows` at `batch_size`, at most `epochs`.
+
+    Finalize's time goes with its steps, and a chosen batch of 64 takes twice the steps of 128 per epoch.
+    """
+    if not steps:
+        return epochs
+    return max(1, min(epochs, round(steps * batch_size / rows)))
+
+
+def final_data(experiment: Path, rows: int, epochs: int | None = None, steps: int = 0) -> list[str]:
+    """finalize's data options: more rows (and epochs, within a step budget) for a chosen MLP."""
     import yaml
 
     path = experiment / BEST_CONFIG
@@ -109,6 +133,13 @@ def final_data(experiment: Path, rows: int, epochs: int | None = None) -> list[s
     if best.get("model") != "mlp":
         print(f"finalize: the chosen model is {best.get('model')!r}, not an MLP: training rows as in the search")
         return []
+    if epochs and steps and isinstance(best.get("batch_size"), int):
+        chosen = final_epochs(epochs, steps, rows, best["batch_size"])
+        if chosen < epochs:
+            print(
+                f"finalize: {chosen} epochs of {rows} rows at batch {best['batch_size']} ({steps} steps, --final-steps)"
+            )
+        epochs = chosen
     return ["--train-size", str(rows), *(["--epochs", str(epochs)] if epochs else [])]
 
 
@@ -189,7 +220,7 @@ def main_job(args) -> int:
             "--time-budget",
             args.time_budget,
         )
-    final_options = final_data(experiment, args.final_rows, args.final_epochs)
+    final_options = final_data(experiment, args.final_rows, args.final_epochs, args.final_steps)
     run("scripts/finalize.py", "--experiment", experiment, "--out", final, *final_options)
     scoring = conditions_file(final, args.conditions)
     # Every regime (cvae/regimes.py) generated and scored apart: the network alone, no solver, the solver.

@@ -19,7 +19,9 @@ EPILOG = """examples:
 then: tensorboard --logdir runs/laptop   (results.csv, results.parquet, best_config.yaml in that folder)"""
 
 
-def _positive(kind, minimum=0):
+def number_at_least(kind, minimum=0):
+    """An argparse type: a number of `kind` (int or float) no smaller than `minimum`, else argparse's one-line error."""
+
     def parse(text):
         try:
             value = kind(text)
@@ -74,17 +76,17 @@ def _resources(p: argparse.ArgumentParser) -> None:
         help="none: start Ray on this machine's cores; 'auto', host:port or ray://host:10001: join that cluster",
     )
     p.add_argument(
-        "--cpus-per-trial", type=_positive(float), metavar="C", help="CPUs per trial (search.cpus_per_trial)"
+        "--cpus-per-trial", type=number_at_least(float), metavar="C", help="CPUs per trial (search.cpus_per_trial)"
     )
     p.add_argument(
         "--gpus-per-trial",
-        type=_positive(float),
+        type=number_at_least(float),
         metavar="G",
         help="GPUs per trial, fractions allowed: 0.25 runs four trials per GPU (search.gpus_per_trial)",
     )
     p.add_argument(
         "--time-budget",
-        type=_positive(float),
+        type=number_at_least(float),
         metavar="S",
         help="stop the whole search after S seconds (search.time_budget_s)",
     )
@@ -113,7 +115,7 @@ def _iterations(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--more",
-        type=_positive(int, minimum=1),
+        type=number_at_least(int, minimum=1),
         metavar="N",
         help="run N more trials in the finished experiment --name (same search file, the study and the trial "
         "numbering continue; with --time-budget S they stop after S seconds)",

@@ -55,3 +55,24 @@ def test_the_main_job_searches_finalizes_generates_and_scores(tmp_path, repo):
     # the report names the objective's regime first (smoke.yaml ranks by score: network only)
     assert report["regimes"][0]["label"] == "network only"
     assert report["objective"]["name"] == "score"
+
+
+def test_the_final_models_epochs_are_a_step_budget_at_the_chosen_batch(tmp_path):
+    from scripts.demo import final_data, final_epochs
+
+    # 40,000 steps of 100,000 rows: 26 epochs at batch 64, 51 at 128, capped at 60 at 256; 0 steps: always 60
+    assert [final_epochs(60, 40_000, 100_000, batch) for batch in (64, 128, 256)] == [26, 51, 60]
+    assert final_epochs(60, 0, 100_000, 64) == 60
+    assert final_epochs(60, 10, 100_000, 64) == 1
+    (tmp_path / "best_config.yaml").write_text("model: mlp\nbatch_size: 64\n")
+    assert final_data(tmp_path, 100_000, 60, 40_000) == ["--train-size", "100000", "--epochs", "26"]
+    assert final_data(tmp_path, 100_000, 60, 0) == ["--train-size", "100000", "--epochs", "60"]
+
+
+@pytest.mark.parametrize("flag", ["--final-steps", "--final-rows", "--conditions"])
+def test_the_main_job_refuses_a_negative_count_before_any_work(run_main, flag):
+    ran = run_main("demo", flag, "-5")
+    assert ran.returncode == 2
+    assert ran.stderr.strip().splitlines()[-1] == f"twobirds-demo: error: argument {flag}: must be >= " + (
+        "0, got -5" if flag == "--final-steps" else "1, got -5"
+    )
