@@ -5,7 +5,7 @@ with max_concurrent_trials 1 and 2 on a 2-CPU Ray (ASHA grace period = max_t, so
 stopped early and both runs do the same work). The variants alternate over the repeats.
 Also: per-trial start-up cost = (wall x concurrency - time spent in epochs) / trials, at
 concurrency 1, with actor reuse (the project's setting) and without; goal <= 5% of a 1-minute trial.
-Goal: trials/hour(2) / trials/hour(1) >= 1.8.
+Goal: trials/hour(2) / trials/hour(1) >= 1.9 (issue 22).
 
     .venv/bin/python bench/parallel_scaling.py [--quick] [--trials 8] [--epochs 3] [--rows 4096]
 """
@@ -17,7 +17,7 @@ import statistics
 
 import common
 
-GOAL = 1.8
+GOAL = 1.9  # issue 22 (it was 1.8 before)
 
 
 # The smoke space without its diverging corner (SGD/RMSprop at lr up to 3e-2 can turn NaN on large
