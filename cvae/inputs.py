@@ -6,6 +6,7 @@ file that is not one fails in a second instead of after the data is built or a m
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import torch
@@ -24,6 +25,23 @@ def user_path(text) -> Path:
         return Path(text).expanduser()
     except RuntimeError:  # pathlib: "Could not determine home directory"
         raise InputError(f"{text}: no home folder for {str(text).split('/')[0]!r}; write the path out") from None
+
+
+def number_at_least(kind, minimum=0):
+    """An argparse type: a number of `kind` (int or float) no smaller than `minimum`, else argparse's one-line error."""
+
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'a whole' if kind is int else 'a'} number, got {text!r}"
+            ) from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text}")
+        return value
+
+    return parse
 
 
 def available_devices() -> list[str]:

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 from cvae.errors import UserError, run_command
+from cvae.inputs import number_at_least
 from cvae.regimes import Regime, submission_regime
-from search.cli import number_at_least
 from search.driver.files import BEST_CONFIG, FINAL, MODEL, REPORT_MD, RESULTS_CSV
 
 REPO = Path(__file__).resolve().parents[1]

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from cvae.errors import run_command
+from cvae.inputs import number_at_least
 
 from . import run_search
 
@@ -17,23 +18,6 @@ EPILOG = """examples:
   %(prog)s --name laptop --storage runs --more 20                    # 20 more trials, same study
   %(prog)s --config narrower.yaml --name laptop2 --storage runs --warm-start runs/laptop
 then: tensorboard --logdir runs/laptop   (results.csv, results.parquet, best_config.yaml in that folder)"""
-
-
-def number_at_least(kind, minimum=0):
-    """An argparse type: a number of `kind` (int or float) no smaller than `minimum`, else argparse's one-line error."""
-
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected {'a whole' if kind is int else 'a'} number, got {text!r}"
-            ) from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text}")
-        return value
-
-    return parse
 
 
 def parser() -> argparse.ArgumentParser:
