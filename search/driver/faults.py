@@ -13,7 +13,7 @@ import errno
 import logging
 
 from ..spec import SearchError
-from .compat import TUNE_CONTROLLER_LOGGER
+from .compat import TUNE_CONTROLLER_LOGGER, TUNE_RUN_LOGGER
 
 NO_SPACE = ("No space left on device", "errno 28", "Errno 28", "Disk quota exceeded")
 
@@ -27,6 +27,8 @@ class RestoreFailed(SearchError):
 
 
 def is_no_space(error: BaseException | str) -> bool:
+    if isinstance(error, StorageFull):  # ours, raised where a write found the disk full (its one line follows)
+        return True
     if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
     return any(marker in str(error) for marker in NO_SPACE)
@@ -41,17 +43,24 @@ def storage_full(storage: str, where: str = "a trial's checkpoint") -> StorageFu
 
 
 class _QuietNoSpace(logging.Filter):
-    """Tune logs each trial failure with the worker's traceback; for a full disk the one line says it all."""
+    """Tune logs each trial failure (and a failed final snapshot) with a traceback; for a full disk the one line
+    says it all."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        error = record.exc_info[1] if record.exc_info else None
-        return not (error is not None and is_no_space(error))
+        error, seen = (record.exc_info[1] if record.exc_info else None), set()
+        while error is not None and id(error) not in seen:  # the full disk may be the cause of what was raised
+            if is_no_space(error):
+                return False
+            seen.add(id(error))
+            error = error.__cause__ or error.__context__
+        return True
 
 
 def quiet_no_space() -> None:
-    logger = logging.getLogger(TUNE_CONTROLLER_LOGGER)
-    if not any(isinstance(f, _QuietNoSpace) for f in logger.filters):
-        logger.addFilter(_QuietNoSpace())
+    for name in (TUNE_CONTROLLER_LOGGER, TUNE_RUN_LOGGER):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _QuietNoSpace) for f in logger.filters):
+            logger.addFilter(_QuietNoSpace())
 
 
 def search_error_in(error: BaseException) -> SearchError | None:

@@ -47,7 +47,8 @@ and the cluster and search tests, then widen the bound in pyproject.toml.
    cloud provider).
 9. Internal logger names (module paths: they move when Ray's modules do). `TUNE_CONTROLLER_LOGGER`
    (search/driver/faults.py and search/driver/trust.py filter its records: a full disk's trial failure, and
-   "Failed to restore the run state", `RESTORE_FAILED`, turned into one error); `QUIET_LOGGERS` are
+   "Failed to restore the run state", `RESTORE_FAILED`, turned into one error) and `TUNE_RUN_LOGGER` (tune.run's
+   failed final snapshot, filtered the same way for a full disk); `QUIET_LOGGERS` are
    the ones search/driver/callbacks.py and search/driver/trainable.py lower (token-auth note, worker start lines,
    `warn_if_slow`, a line per checkpoint). Replacement: none (Ray's public
    logging config sets levels for "ray" and "ray.tune" only).
@@ -146,6 +147,7 @@ from .base import (
     RESTORE_FAILED,
     TIMEOUT_REACHED,
     TUNE_CONTROLLER_LOGGER,
+    TUNE_RUN_LOGGER,
     RayCompatError,
     loopback_only,
 )
@@ -204,6 +206,7 @@ __all__ = [
     "RESTORE_FAILED",
     "TIMEOUT_REACHED",
     "TUNE_CONTROLLER_LOGGER",
+    "TUNE_RUN_LOGGER",
     "LogRecorder",
     "RayCompatError",
     "add_summaries",

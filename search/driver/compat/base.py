@@ -15,6 +15,7 @@ LOOPBACK = ("127.0.0.1", "localhost")
 LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 HEAD_NODE_RESOURCE = "node:__internal_head__"
 TUNE_CONTROLLER_LOGGER = "ray.tune.execution.tune_controller"
+TUNE_RUN_LOGGER = "ray.tune.tune"  # tune.run: logs a failed final experiment-state snapshot with its traceback
 RESTORE_FAILED = "Failed to restore the run state"
 TIMEOUT_REACHED = "Reached timeout of"
 QUIET_LOGGERS = {
