@@ -27,8 +27,6 @@ class RestoreFailed(SearchError):
 
 
 def is_no_space(error: BaseException | str) -> bool:
-    if isinstance(error, StorageFull):  # ours, raised where a write found the disk full (its one line follows)
-        return True
     if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
     return any(marker in str(error) for marker in NO_SPACE)
@@ -47,13 +45,9 @@ class _QuietNoSpace(logging.Filter):
     says it all."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        error, seen = (record.exc_info[1] if record.exc_info else None), set()
-        while error is not None and id(error) not in seen:  # the full disk may be the cause of what was raised
-            if is_no_space(error):
-                return False
-            seen.add(id(error))
-            error = error.__cause__ or error.__context__
-        return True
+        # the full disk, or our StorageFull that says so in one line, may be the cause of what was raised
+        chain = causes(record.exc_info[1] if record.exc_info else None)
+        return not any(isinstance(error, StorageFull) or is_no_space(error) for error in chain)
 
 
 def quiet_no_space() -> None:
@@ -63,12 +57,15 @@ def quiet_no_space() -> None:
             logger.addFilter(_QuietNoSpace())
 
 
-def search_error_in(error: BaseException) -> SearchError | None:
-    """The SearchError (restore failure, full storage) behind an exception Tune raised, if any."""
+def causes(error: BaseException | None):
+    """`error`, then what caused it, and so on (each once)."""
     seen = set()
     while error is not None and id(error) not in seen:
-        if isinstance(error, SearchError):
-            return error
+        yield error
         seen.add(id(error))
         error = error.__cause__ or error.__context__
-    return None
+
+
+def search_error_in(error: BaseException) -> SearchError | None:
+    """The SearchError (restore failure, full storage) behind an exception Tune raised, if any."""
+    return next((each for each in causes(error) if isinstance(each, SearchError)), None)
