@@ -10,6 +10,7 @@ RESULT lines: quality (cvae.metrics' score, averaged over the row blocks) rises 
 regime, and the longest budget's model beats the shortest's in every regime.
 
     flock /work/bench.lock .venv/bin/python bench/search_budget.py --out runs/budget      # ~1 h 45 min on 2 cores
+    .venv/bin/python bench/search_budget.py --num-samples 1000 --seed 1   # each budget, not 40 trials, ends its search
     .venv/bin/python bench/search_budget.py --quick                                         # the smoke space, ~1-2 min
 
 Each budget's folder (<out>/b<minutes>/) keeps its search and final model; a budget whose final model exists
@@ -57,6 +58,12 @@ def parse_args(argv=None):
         help=f"finalize's steps (default {demo.FINAL_STEPS}, as demo)",
     )
     parser.add_argument("--seed", type=int, help="demo.py --seed for every budget (default the search file's)")
+    parser.add_argument(
+        "--num-samples",
+        type=int,
+        help="trials at most for every budget (default the search file's; the laptop file's 40 ends a 20-minute "
+        "search early, so give a long budget more)",
+    )
     parser.add_argument("--rows", default=BLOCKS, help=f"official row blocks (default {BLOCKS})")
     parser.add_argument("--quick", action="store_true", help="smoke space, two tiny budgets, 3 rows (no timing)")
     parser.add_argument("--json", type=Path, help="write every measured row here too")
@@ -76,6 +83,8 @@ def budget_run(minutes: float, out: Path, args) -> dict:
         search_file = args.config if args.seed is None else demo.seeded_search_file(args.config, args.seed, out)
         if not (experiment / RESULTS_CSV).is_file():
             storage = ["--name", "search", "--storage", out, "--time-budget", minutes * 60]
+            if args.num_samples:
+                storage += ["--num-samples", args.num_samples]
             demo.run("scripts/tune.py", "--config", search_file, *storage)
         times["search_s"] = time.perf_counter() - started
         loads["after_search"] = one_minute_load()
