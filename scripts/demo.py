@@ -22,6 +22,7 @@ from search.driver.files import BEST_CONFIG, FINAL, MODEL, REPORT_MD, RESULTS_CS
 
 REPO = Path(__file__).resolve().parents[1]
 FINAL_STEPS = 60_000  # about 10 minutes of a 256-wide categorical MLP on 2 cores (docs/quality.md)
+FINAL_SECONDS = 600.0  # the search's 6 minutes + 10 of training + ~1.5 of the rest: the job within 20 minutes
 OFFICIAL = REPO.parent / "shared" / "twobirds" / "validation_dataset.pt"
 
 
@@ -58,6 +59,13 @@ def parse_args(argv=None):
         help=f"gradient steps for the final MLP (default {FINAL_STEPS}): its epochs are these steps' worth of "
         "--final-rows at the chosen batch size, at most --final-epochs, so a small chosen batch does not double "
         "finalize's time; 0: always --final-epochs",
+    )
+    parser.add_argument(
+        "--final-time-budget",
+        type=number_at_least(float, minimum=1),
+        default=FINAL_SECONDS,
+        help=f"seconds of training at most for the final model (default {FINAL_SECONDS:g}; finalize --time-budget: "
+        "epochs that fit at the first epoch's pace), so a wide network or a large batch keeps the job's time",
     )
     parser.add_argument(
         "--seed",
@@ -221,6 +229,7 @@ def main_job(args) -> int:
             args.time_budget,
         )
     final_options = final_data(experiment, args.final_rows, args.final_epochs, args.final_steps)
+    final_options += ["--time-budget", f"{args.final_time_budget:g}"]
     run("scripts/finalize.py", "--experiment", experiment, "--out", final, *final_options)
     scoring = conditions_file(final, args.conditions)
     # Every regime (cvae/regimes.py) generated and scored apart: the network alone, no solver, the solver.

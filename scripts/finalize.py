@@ -16,6 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from cvae.inputs import number_at_least
 from search.driver.files import FINAL
 from search.trials import PICKS
 
@@ -54,6 +55,13 @@ def parse_args(argv=None):
         help="output folder (default: <experiment>/final, or final/ next to --config)",
     )
     parser.add_argument("--epochs", type=int, help="override the configuration's epochs (default: its full budget)")
+    parser.add_argument(
+        "--time-budget",
+        metavar="S",
+        type=number_at_least(float, minimum=1),
+        help="seconds of training at most: the first epoch is timed and the epochs cut to those that fit (the "
+        "cosine schedule follows); report.json says how many ran (default: no limit)",
+    )
     parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, ...")
     parser.add_argument("--samples", type=int, default=30, help="samples per validation condition (default 30)")
     data = parser.add_argument_group("data (override the experiment's data section)")
@@ -169,6 +177,7 @@ def run_finalize(args) -> int:
         samples=args.samples,
         progress=not args.quiet,
         choice=choice,
+        time_budget=args.time_budget,
     )
     v, objective = report["validation"], report["objective"]
     gates = "PASS" if v["gates_pass"] else "FAIL"

@@ -17,6 +17,7 @@ from cvae.functions import FunctionPair
 from cvae.plots import figure_to_png, plot_coverage, plot_training_curves
 from cvae.train import load_checkpoint, load_model
 from search.finalize import FinalizeError, load_config_file, load_experiment, retrain
+from search.finalize.run import epochs_within
 
 
 def _decodes(png: bytes):
@@ -104,6 +105,30 @@ def test_retraining_is_seeded_and_the_model_loads_without_unpickling_code(tmp_pa
     model = load_model(path)
     y = val[1][:2]
     assert torch.allclose(model.decode(torch.zeros(2, 4), y), first.model.eval().decode(torch.zeros(2, 4), y))
+
+
+def test_a_time_budget_keeps_the_epochs_that_fit_and_the_saved_config_says_so(tmp_path, tiny_config):
+    config = Config(**{**tiny_config, "epochs": 4, "lr_schedule": "cosine"})
+    train, val = DataSpec(train_size=128, val_conditions=3).build(FunctionPair())
+    said = []
+    short = retrain(config, train, val, "cpu", progress=False, time_budget=1e-6, log=said.append)
+    assert (short.epoch, short.status, short.config.epochs) == (1, "finished", 1)
+    assert len(said) == 1
+    assert "1 of 4 epochs fit" in said[0]
+    path = short.save(tmp_path / "model.pt", resumable=False)
+    assert load_checkpoint(path)["config"]["epochs"] == 1
+    ample = retrain(config, train, val, "cpu", progress=False, time_budget=1e6, log=said.append)
+    plain = retrain(config, train, val, "cpu", progress=False)
+    assert (ample.epoch, ample.config.epochs, len(said)) == (4, 4, 1)
+    for key, value in ample.model.state_dict().items():  # timing the first epoch changes nothing else
+        assert torch.equal(value, plain.model.state_dict()[key]), key
+
+
+def test_epochs_within_a_budget():
+    assert epochs_within(600, 10, 60) == 60
+    assert epochs_within(600, 14.5, 60) == 41
+    assert epochs_within(600, 900, 60) == 1
+    assert epochs_within(600, 0.0, 5) == 5
 
 
 # --- plots ---

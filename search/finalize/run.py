@@ -59,13 +59,44 @@ def _progress_callback(bar):
     return callback
 
 
-def retrain(config: Config, train: tuple, val: tuple | None, device=None, progress: bool = True) -> Trainer:
-    """A Trainer that has trained `config` for config.epochs, with a tqdm bar (epochs, losses, ETA)."""
+def retrain(
+    config: Config,
+    train: tuple,
+    val: tuple | None,
+    device=None,
+    progress: bool = True,
+    time_budget: float | None = None,
+    log=print,
+) -> Trainer:
+    """A Trainer that has trained `config` for config.epochs, with a tqdm bar (epochs, losses, ETA).
+
+    time_budget (seconds): the first epoch is timed and the epochs are cut to those that fit, so a wide
+    network or a large batch does not overrun the time a user set aside. The first epoch does not depend on the
+    total (its learning rate is the configured one in either schedule), so the cosine schedule is fitted to the
+    shorter run from the second epoch on."""
     trainer = Trainer(config, train, val, device)
     options = dict(total=config.epochs, desc="retraining", unit="epoch", file=sys.stderr, dynamic_ncols=True)
     with tqdm(disable=not progress, **options) as bar:
-        trainer.fit(callback=_progress_callback(bar))
+        callback = _progress_callback(bar)
+        if time_budget is not None and config.epochs > 1:
+            trainer.fit(epochs=1, callback=callback)
+            fitting = epochs_within(time_budget, trainer.history[-1]["seconds"], config.epochs)
+            if trainer.status == "finished" and fitting < config.epochs:
+                log(
+                    f"finalize: {fitting} of {config.epochs} epochs fit in --time-budget {time_budget:g} s "
+                    f"(the first took {trainer.history[-1]['seconds']:.1f} s)"
+                )
+                trainer.config = config.replace(epochs=fitting)
+                bar.total = fitting
+                bar.refresh()
+        if trainer.status not in ("diverged", "stopped"):
+            trainer.fit(callback=callback)
     return trainer
+
+
+def epochs_within(seconds: float, first_epoch_s: float, epochs: int) -> int:
+    """The epochs (at least 1, at most `epochs`) that fit in `seconds` at the first epoch's pace."""
+    return max(1, min(epochs, int(seconds // max(first_epoch_s, 1e-9))))
 
 
 def finalize(
@@ -78,11 +109,13 @@ def finalize(
     progress: bool = True,
     log=print,
     choice: dict | None = None,
+    time_budget: float | None = None,
 ) -> dict:
     """Retrain, validate, save model.pt, plots and report.json/report.md in `out`; returns the report.
 
     choice: search/finalize/choice.py's re-runs of the top configurations (experiment.config is the picked
-    one): the report says how sure the choice is and where the final model landed."""
+    one): the report says how sure the choice is and where the final model landed. time_budget: seconds of
+    training at most (retrain)."""
     clock, out = Stopwatch(), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     config = experiment.config if epochs is None else experiment.config.replace(epochs=epochs)
@@ -94,7 +127,7 @@ def finalize(
             f"{val[0].shape[0]} validation conditions ({experiment.data.val_file or 'synthetic'})"
         )
         with clock("train_s"):
-            trainer = retrain(config, train, val, device, progress)
+            trainer = retrain(config, train, val, device, progress, time_budget, log)
         clock["epoch_mean_s"] = clock["train_s"] / max(trainer.epoch, 1)
         trainer.save(out / MODEL, resumable=False)
         if trainer.status != "finished":
