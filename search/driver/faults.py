@@ -69,3 +69,13 @@ def causes(error: BaseException | None):
 def search_error_in(error: BaseException) -> SearchError | None:
     """The SearchError (restore failure, full storage) behind an exception Tune raised, if any."""
     return next((each for each in causes(error) if isinstance(each, SearchError)), None)
+
+
+def search_failure(error: BaseException, storage: str) -> SearchError | None:
+    """The one line for an exception out of `Tuner.fit`: the SearchError behind it (a failed restore, our
+    StorageFull), or a full disk met where no callback of ours stood (the searcher's appends to the Optuna journal,
+    a file of Tune's own); None for anything else."""
+    found = search_error_in(error)
+    if found is None and any(is_no_space(each) for each in causes(error)):
+        return storage_full(storage, "the experiment's files (the Optuna journal or Tune's state)")
+    return found

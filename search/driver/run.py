@@ -17,7 +17,7 @@ from ..spec import SearchError
 from . import results, trust
 from .callbacks import quiet_ray, staging_folder
 from .compat import checked_state_reads, never_unpickle_trial_errors, restore_failures, time_budget_ends
-from .faults import RestoreFailed, is_no_space, search_error_in, storage_full
+from .faults import RestoreFailed, is_no_space, search_failure, storage_full
 from .files import (
     BEST_CONFIG,
     JOURNAL,
@@ -77,7 +77,7 @@ def fit(plan: Plan) -> pd.DataFrame:
         try:
             tuner.fit()
         except Exception as err:
-            failure = search_error_in(err)  # a failed restore, a full storage: one line
+            failure = search_failure(err, plan.storage.path)  # a failed restore, a full storage: one line
             if failure is None:
                 raise
             raise failure from None
@@ -182,7 +182,12 @@ def close_journal(plan: Plan, table: pd.DataFrame) -> None:
     if table.empty:
         return
     errored = table.loc[table["stop_reason"] == "error", "trial_id"]
-    close_running(study_folder(plan.storage, plan.name), known=table["trial_id"], errored=errored)
+    try:
+        close_running(study_folder(plan.storage, plan.name), known=table["trial_id"], errored=errored)
+    except OSError as err:
+        if not is_no_space(err):
+            raise
+        raise storage_full(plan.storage.path, f"{plan.name}/{JOURNAL}") from None
 
 
 def check_outcome(table: pd.DataFrame, plan: Plan, left: int) -> None:
