@@ -70,33 +70,36 @@ def retrain(
 ) -> Trainer:
     """A Trainer that has trained `config` for config.epochs, with a tqdm bar (epochs, losses, ETA).
 
-    time_budget (seconds): the first epoch is timed and the epochs are cut to those that fit, so a wide
-    network or a large batch does not overrun the time a user set aside. The first epoch does not depend on the
-    total (its learning rate is the configured one in either schedule), so the cosine schedule is fitted to the
-    shorter run from the second epoch on."""
+    time_budget (seconds): after each epoch the epochs are cut to those that still fit at the last epoch's pace,
+    so a wide network or a large batch does not overrun the time a user set aside (an epoch can grow dearer
+    mid-run: the y-term starts after wy_delay). The cosine schedule follows the shorter total: its learning rate
+    only ever falls, since a cut lowers it."""
     trainer = Trainer(config, train, val, device)
     options = dict(total=config.epochs, desc="retraining", unit="epoch", file=sys.stderr, dynamic_ncols=True)
     with tqdm(disable=not progress, **options) as bar:
         callback = _progress_callback(bar)
-        if time_budget is not None and config.epochs > 1:
-            trainer.fit(epochs=1, callback=callback)
-            fitting = epochs_within(time_budget, trainer.history[-1]["seconds"], config.epochs)
-            if trainer.status == "finished" and fitting < config.epochs:
-                log(
-                    f"finalize: {fitting} of {config.epochs} epochs fit in --time-budget {time_budget:g} s "
-                    f"(the first took {trainer.history[-1]['seconds']:.1f} s)"
-                )
-                trainer.config = config.replace(epochs=fitting)
+        if time_budget is None:
+            trainer.fit(callback=callback)
+            return trainer
+        while trainer.epoch < trainer.config.epochs and trainer.status not in ("diverged", "stopped"):
+            trainer.fit(epochs=trainer.epoch + 1, callback=callback)
+            spent = sum(row["seconds"] for row in trainer.history)
+            more = epochs_within(time_budget - spent, trainer.history[-1]["seconds"], trainer.config.epochs)
+            fitting = min(trainer.config.epochs, trainer.epoch + more)
+            if fitting < trainer.config.epochs:
+                trainer.config = trainer.config.replace(epochs=fitting)
                 bar.total = fitting
                 bar.refresh()
-        if trainer.status not in ("diverged", "stopped"):
-            trainer.fit(callback=callback)
+        if trainer.epoch < config.epochs:
+            spent = sum(row["seconds"] for row in trainer.history)
+            budget = f"--time-budget {time_budget:g} s"
+            log(f"finalize: trained {trainer.epoch} of {config.epochs} epochs in {spent:.0f} s ({budget})")
     return trainer
 
 
-def epochs_within(seconds: float, first_epoch_s: float, epochs: int) -> int:
-    """The epochs (at least 1, at most `epochs`) that fit in `seconds` at the first epoch's pace."""
-    return max(1, min(epochs, int(seconds // max(first_epoch_s, 1e-9))))
+def epochs_within(seconds: float, epoch_s: float, epochs: int) -> int:
+    """The epochs (0 to `epochs`) that fit in `seconds` at `epoch_s` an epoch."""
+    return max(0, min(epochs, int(seconds // max(epoch_s, 1e-9))))
 
 
 def finalize(
