@@ -65,7 +65,7 @@ def parse_args(argv=None):
         type=number_at_least(float, minimum=1),
         default=FINAL_SECONDS,
         help=f"seconds of training at most for the final model (default {FINAL_SECONDS:g}; finalize --time-budget: "
-        "epochs that fit at the first epoch's pace), so a wide network or a large batch keeps the job's time",
+        "the epochs that still fit, re-planned after each), so a wide network or a large batch keeps the job's time",
     )
     parser.add_argument(
         "--seed",

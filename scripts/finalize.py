@@ -33,6 +33,31 @@ def parse_args(argv=None):
         ),
         epilog="Exit status: 0 done, 1 training diverged (files are still written), 2 bad input.",
     )
+    source_arguments(parser)
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        type=Path,
+        help="output folder (default: <experiment>/final, or final/ next to --config)",
+    )
+    parser.add_argument("--epochs", type=int, help="override the configuration's epochs (default: its full budget)")
+    parser.add_argument(
+        "--time-budget",
+        metavar="S",
+        type=number_at_least(float, minimum=1),
+        help="seconds of training at most: after every epoch the epochs are cut to those that still fit at its "
+        "pace (the cosine schedule follows); report.json says how many ran (default: no limit)",
+    )
+    parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--samples", type=int, default=30, help="samples per validation condition (default 30)")
+    data_arguments(parser)
+    choice_arguments(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser.parse_args(argv)
+
+
+def source_arguments(parser) -> None:
+    """--experiment or --config: what to retrain."""
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--experiment",
@@ -48,22 +73,10 @@ def parse_args(argv=None):
         "search_config.yaml beside it, else the defaults (20000 synthetic rows, 50 synthetic validation "
         "conditions), then the options below; no plots of the search",
     )
-    parser.add_argument(
-        "--out",
-        metavar="DIR",
-        type=Path,
-        help="output folder (default: <experiment>/final, or final/ next to --config)",
-    )
-    parser.add_argument("--epochs", type=int, help="override the configuration's epochs (default: its full budget)")
-    parser.add_argument(
-        "--time-budget",
-        metavar="S",
-        type=number_at_least(float, minimum=1),
-        help="seconds of training at most: the first epoch is timed and the epochs cut to those that fit (the "
-        "cosine schedule follows); report.json says how many ran (default: no limit)",
-    )
-    parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, ...")
-    parser.add_argument("--samples", type=int, default=30, help="samples per validation condition (default 30)")
+
+
+def data_arguments(parser) -> None:
+    """The data section's overrides: rows, files, seed, lines, targets."""
     data = parser.add_argument_group("data (override the experiment's data section)")
     data.add_argument("--train-size", type=int, help="training rows")
     data.add_argument("--train-file", help="a challenge .pt file to train on instead of synthetic lines")
@@ -81,9 +94,6 @@ def parse_args(argv=None):
         help="train on each line as drawn, on a uniformly drawn exact solution of its condition, or on all "
         "of its solutions (all_branches: the categorical latent averages its loss over them)",
     )
-    choice_arguments(parser)
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    return parser.parse_args(argv)
 
 
 def choice_arguments(parser) -> None:

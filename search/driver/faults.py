@@ -9,6 +9,7 @@ checkpoint).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 
@@ -38,6 +39,17 @@ def storage_full(storage: str, where: str = "a trial's checkpoint") -> StorageFu
         "Free some space (or move the experiment to a larger disk), then rerun with --resume: "
         "finished trials are kept"
     )
+
+
+@contextlib.contextmanager
+def no_space_is_storage_full(storage: str, where: str):
+    """A full disk while writing `where` ends the search in StorageFull's one line; other OSErrors pass."""
+    try:
+        yield
+    except OSError as err:
+        if not is_no_space(err):
+            raise
+        raise storage_full(storage, where) from None
 
 
 class _QuietNoSpace(logging.Filter):

@@ -17,7 +17,7 @@ from ..spec import SearchError
 from . import results, trust
 from .callbacks import quiet_ray, staging_folder
 from .compat import checked_state_reads, never_unpickle_trial_errors, restore_failures, time_budget_ends
-from .faults import RestoreFailed, is_no_space, search_failure, storage_full
+from .faults import RestoreFailed, no_space_is_storage_full, search_failure
 from .files import (
     BEST_CONFIG,
     JOURNAL,
@@ -135,12 +135,8 @@ def sign_final_state(plan: Plan) -> None:
     """Sign Tune's state as this process wrote it, for a later --resume: its staging copies, so that a file
     someone replaced on the storage meanwhile is not signed (the signing callback did this at every save;
     this is the last one's, in case that failed)."""
-    try:
+    with no_space_is_storage_full(plan.storage.path, f"{plan.name}/{MANIFEST}"):
         trust.sign_staged(plan.storage, plan.name, staging_folder(plan.name))
-    except OSError as err:
-        if not is_no_space(err):
-            raise
-        raise storage_full(plan.storage.path, f"{plan.name}/{MANIFEST}") from None
 
 
 def result_files(table: pd.DataFrame, plan: Plan) -> dict[str, bytes | str]:
@@ -156,12 +152,8 @@ def result_files(table: pd.DataFrame, plan: Plan) -> dict[str, bytes | str]:
 def write_files(plan: Plan, files: dict[str, bytes | str]) -> None:
     """The one writer of the experiment's own files (Tune writes its own): a full storage is one line."""
     for file, content in files.items():
-        try:
+        with no_space_is_storage_full(plan.storage.path, f"{plan.name}/{file}"):
             plan.storage.write(plan.name, file, content)
-        except OSError as err:
-            if not is_no_space(err):
-                raise
-            raise storage_full(plan.storage.path, f"{plan.name}/{file}") from None
 
 
 def write_results(plan: Plan, files: dict[str, bytes | str]) -> Path:
@@ -182,12 +174,8 @@ def close_journal(plan: Plan, table: pd.DataFrame) -> None:
     if table.empty:
         return
     errored = table.loc[table["stop_reason"] == "error", "trial_id"]
-    try:
+    with no_space_is_storage_full(plan.storage.path, f"{plan.name}/{JOURNAL}"):
         close_running(study_folder(plan.storage, plan.name), known=table["trial_id"], errored=errored)
-    except OSError as err:
-        if not is_no_space(err):
-            raise
-        raise storage_full(plan.storage.path, f"{plan.name}/{JOURNAL}") from None
 
 
 def check_outcome(table: pd.DataFrame, plan: Plan, left: int) -> None:

@@ -77,24 +77,32 @@ def retrain(
     trainer = Trainer(config, train, val, device)
     options = dict(total=config.epochs, desc="retraining", unit="epoch", file=sys.stderr, dynamic_ncols=True)
     with tqdm(disable=not progress, **options) as bar:
-        callback = _progress_callback(bar)
         if time_budget is None:
-            trainer.fit(callback=callback)
-            return trainer
-        while trainer.epoch < trainer.config.epochs and trainer.status not in ("diverged", "stopped"):
-            trainer.fit(epochs=trainer.epoch + 1, callback=callback)
-            spent = sum(row["seconds"] for row in trainer.history)
-            more = epochs_within(time_budget - spent, trainer.history[-1]["seconds"], trainer.config.epochs)
-            fitting = min(trainer.config.epochs, trainer.epoch + more)
-            if fitting < trainer.config.epochs:
-                trainer.config = trainer.config.replace(epochs=fitting)
-                bar.total = fitting
-                bar.refresh()
-        if trainer.epoch < config.epochs:
-            spent = sum(row["seconds"] for row in trainer.history)
-            budget = f"--time-budget {time_budget:g} s"
-            log(f"finalize: trained {trainer.epoch} of {config.epochs} epochs in {spent:.0f} s ({budget})")
+            trainer.fit(callback=_progress_callback(bar))
+        else:
+            spent = fit_within(trainer, time_budget, bar)
+            if trainer.epoch < config.epochs:
+                budget = f"--time-budget {time_budget:g} s"
+                log(f"finalize: trained {trainer.epoch} of {config.epochs} epochs in {spent:.0f} s ({budget})")
     return trainer
+
+
+def fit_within(trainer: Trainer, seconds: float, bar) -> float:
+    """Train epoch by epoch, cutting the trainer's epochs to those that still fit in `seconds`; returns the
+    seconds spent."""
+    callback, spent = _progress_callback(bar), 0.0
+    while trainer.epoch < trainer.config.epochs and trainer.status not in ("diverged", "stopped"):
+        trainer.fit(epochs=trainer.epoch + 1, callback=callback)
+        last = trainer.history[-1]["seconds"]
+        spent += last
+        fitting = min(
+            trainer.config.epochs, trainer.epoch + epochs_within(seconds - spent, last, trainer.config.epochs)
+        )
+        if fitting < trainer.config.epochs:
+            trainer.config = trainer.config.replace(epochs=fitting)
+            bar.total = fitting
+            bar.refresh()
+    return spent
 
 
 def epochs_within(seconds: float, epoch_s: float, epochs: int) -> int:
