@@ -91,9 +91,10 @@ def test_killed_search_resumes_without_rerunning_finished_trials(tmp_path, smoke
     # learns from it), but the resumed Tune never knew it and ran another in its place.
     for trial_id in set(ran_ids) - set(table["trial_id"]):
         assert trial_id not in snapshot, trial_id
-    # a suggestion the killed driver wrote to the journal after Tune's last snapshot never ran: closed as FAIL
+    # a suggestion the killed driver wrote to the journal after Tune's last snapshot never ran: closed as FAIL.
+    # A kill between Optuna's ask and the next write leaves it without its Ray trial id (`.get`).
     orphans = [t for t in study.trials if t not in ran]
     assert all(
-        t.state == TrialState.FAIL and t.user_attrs["ray_trial_id"] not in set(table["trial_id"]) for t in orphans
+        t.state == TrialState.FAIL and t.user_attrs.get("ray_trial_id") not in set(table["trial_id"]) for t in orphans
     )
     assert len(orphans) <= 2, orphans

@@ -10,6 +10,7 @@ import pickle
 
 from optuna.trial import TrialState
 
+from search.driver.compat import optuna_study
 from search.driver.searcher import PruningOptunaSearch
 from search.driver.storage import Storage
 from search.driver.study import load_study
@@ -48,6 +49,7 @@ def test_the_state_is_saved_without_the_trials_and_restored_from_the_journal(rep
     # the driver runs on a little after the snapshot: the journal gets ahead of it
     searcher.on_trial_complete("run1", result(1, 0.5, done=True))  # closed: PRUNED at epoch 1
     searcher.suggest("orphan")  # suggested, never run
+    optuna_study(searcher).ask()  # killed between Optuna's ask and the Ray trial id's write: no id, never run
 
     restored = PruningOptunaSearch(max_t=max_t)  # as Tune unpickles it from tuner.pkl
     restored.restore(str(snapshot))
@@ -64,6 +66,7 @@ def test_the_state_is_saved_without_the_trials_and_restored_from_the_journal(rep
     assert trials["run2"].state == TrialState.COMPLETE
     assert trials["run2"].value == 0.02 * max_t
     assert trials["orphan"].state == TrialState.FAIL
+    assert trials[None].state == TrialState.FAIL
     assert trials["next"].state == TrialState.RUNNING
     assert sum(t.state == TrialState.RUNNING for t in trials.values()) == 1
     # and it saves again, as small
