@@ -79,6 +79,7 @@ class Trainer:
         self.truth = exact_endpoints(self.x, self.y, self.functions) if config.latent == "categorical" else None
         self.val = None if val is None else tuple(t.to(self.device, torch.float32) for t in val[:2])
         self._val_branches = None  # enumerated on first validation, then reused every epoch
+        self._categorical_loss = categorical_loss  # compile_loss() swaps in a compiled one
         self.epoch = 0
         self.history: list[dict] = []
         self.status = "new"
@@ -104,7 +105,7 @@ class Trainer:
                 ends, log_prior = self.model(y)
                 targets = endpoints_from_lines(x).unsqueeze(1) if self.solutions is None else self.solutions[index]
                 truth = None if self.truth is None else self.truth[index]
-                total, parts = categorical_loss(
+                total, parts = self._categorical_loss(
                     ends, log_prior, targets, y, self.functions, config, beta, wy, wv, sigma, truth
                 )
             else:
@@ -119,6 +120,33 @@ class Trainer:
         if categorical:
             row["sigma"] = sigma
         return row
+
+    def compile_loss(self) -> str | None:
+        """Compile the categorical loss with torch.compile (its elementwise y-errors fuse into a few loops, most
+        of a y-phase step on a CPU) and compile it now, so no epoch's time includes it. Both of the loss's
+        graphs (before and after the y phase starts) are built on a few rows: forward and backward, gradients
+        dropped, no step taken. Returns None, or why training stays eager (no C++ compiler, an unsupported
+        device): the eager loss is kept and training is as without it."""
+        if self.config.latent != "categorical":
+            return "torch.compile is used for the categorical family only"
+        config = self.config
+        compiled = torch.compile(categorical_loss, dynamic=True)
+        rows = slice(0, min(8, self.x.shape[0]))
+        x, y = self.x[rows], self.y[rows]
+        targets = endpoints_from_lines(x).unsqueeze(1) if self.solutions is None else self.solutions[rows]
+        truth = None if self.truth is None else self.truth[rows]
+        phases = {(wy_at(config, e), wv_at(config, e)) for e in range(min(config.wy_delay, config.epochs - 1) + 1)}
+        try:
+            for wy, wv in phases:  # the weights the epochs will use: the graphs they need, no more
+                ends, log_prior = self.model(y)
+                total, _ = compiled(ends, log_prior, targets, y, self.functions, config, 1.0, wy, wv, 0.01, truth)
+                total.backward()
+        except Exception as err:  # any backend failure: keep training, eagerly
+            return f"torch.compile failed ({first_line(err)}); training without it"
+        finally:
+            self.optimizer.zero_grad(set_to_none=True)
+        self._categorical_loss = compiled
+        return None
 
     def validate(self) -> dict:
         """Challenge metrics of `val_samples` samples per held-out condition (fixed noise)."""

@@ -68,6 +68,12 @@ def parse_args(argv=None):
         "the epochs that still fit, re-planned after each), so a wide network or a large batch keeps the job's time",
     )
     parser.add_argument(
+        "--final-compile",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="finalize --compile: torch.compile the loss, more epochs in the time budget (default on)",
+    )
+    parser.add_argument(
         "--seed",
         type=int,
         help="one seed for the search (TPE), the models' initial weights and the synthetic data: a copy of the "
@@ -229,7 +235,7 @@ def main_job(args) -> int:
             args.time_budget,
         )
     final_options = final_data(experiment, args.final_rows, args.final_epochs, args.final_steps)
-    final_options += ["--time-budget", f"{args.final_time_budget:g}"]
+    final_options += ["--time-budget", f"{args.final_time_budget:g}", *(["--compile"] if args.final_compile else [])]
     run("scripts/finalize.py", "--experiment", experiment, "--out", final, *final_options)
     scoring = conditions_file(final, args.conditions)
     # Every regime (cvae/regimes.py) generated and scored apart: the network alone, no solver, the solver.

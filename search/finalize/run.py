@@ -67,14 +67,26 @@ def retrain(
     progress: bool = True,
     time_budget: float | None = None,
     log=print,
+    compile: bool = False,
 ) -> Trainer:
     """A Trainer that has trained `config` for config.epochs, with a tqdm bar (epochs, losses, ETA).
 
     time_budget (seconds): after each epoch the epochs are cut to those that still fit at the last epoch's pace,
     so a wide network or a large batch does not overrun the time a user set aside (an epoch can grow dearer
     mid-run: the y-term starts after wy_delay). The cosine schedule follows the shorter total: its learning rate
-    only ever falls, since a cut lowers it."""
+    only ever falls, since a cut lowers it. compile: the loss compiled first (Trainer.compile_loss), its time
+    counted in the budget."""
     trainer = Trainer(config, train, val, device)
+    if compile:
+        started = time.perf_counter()
+        why_not = trainer.compile_loss()
+        compile_s = time.perf_counter() - started
+        log(
+            f"finalize: {why_not}"
+            if why_not
+            else f"finalize: compiled the loss with torch.compile in {compile_s:.0f} s"
+        )
+        time_budget = None if time_budget is None else max(time_budget - compile_s, 1.0)
     options = dict(total=config.epochs, desc="retraining", unit="epoch", file=sys.stderr, dynamic_ncols=True)
     with tqdm(disable=not progress, **options) as bar:
         if time_budget is None:
@@ -121,12 +133,13 @@ def finalize(
     log=print,
     choice: dict | None = None,
     time_budget: float | None = None,
+    compile: bool = False,
 ) -> dict:
     """Retrain, validate, save model.pt, plots and report.json/report.md in `out`; returns the report.
 
     choice: search/finalize/choice.py's re-runs of the top configurations (experiment.config is the picked
     one): the report says how sure the choice is and where the final model landed. time_budget: seconds of
-    training at most (retrain)."""
+    training at most, compile: torch.compile the loss first (retrain)."""
     clock, out = Stopwatch(), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     config = experiment.config if epochs is None else experiment.config.replace(epochs=epochs)
@@ -138,7 +151,7 @@ def finalize(
             f"{val[0].shape[0]} validation conditions ({experiment.data.val_file or 'synthetic'})"
         )
         with clock("train_s"):
-            trainer = retrain(config, train, val, device, progress, time_budget, log)
+            trainer = retrain(config, train, val, device, progress, time_budget, log, compile)
         clock["epoch_mean_s"] = clock["train_s"] / max(trainer.epoch, 1)
         trainer.save(out / MODEL, resumable=False)
         if trainer.status != "finished":
