@@ -45,8 +45,9 @@ def parse_args(argv=None):
         "--time-budget",
         metavar="S",
         type=number_at_least(float, minimum=1),
-        help="seconds of training at most: after every epoch the epochs are cut to those that still fit at its "
-        "pace (the cosine schedule follows); report.json says how many ran (default: no limit)",
+        help="seconds of training at most: after every epoch the epochs are re-planned to those that still fit "
+        "at its pace, at most --epochs (the cosine schedule follows); report.json says how many ran "
+        "(default: no limit)",
     )
     parser.add_argument(
         "--compile",

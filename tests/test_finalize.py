@@ -17,7 +17,7 @@ from cvae.functions import FunctionPair
 from cvae.plots import figure_to_png, plot_coverage, plot_training_curves
 from cvae.train import load_checkpoint, load_model
 from search.finalize import FinalizeError, load_config_file, load_experiment, retrain
-from search.finalize.run import epochs_within
+from search.finalize.run import epochs_planned, epochs_within
 
 
 def _decodes(png: bytes):
@@ -130,6 +130,13 @@ def test_epochs_within_a_budget():
     assert epochs_within(600, 900, 60) == 0
     assert epochs_within(-5, 10, 60) == 0
     assert epochs_within(600, 0.0, 5) == 5
+
+
+def test_the_plan_is_cut_at_a_slow_pace_and_taken_back_at_a_faster_one():
+    assert epochs_planned(60, 1, 600 - 13, 13.0) == 1 + 45  # a slow first epoch cuts the plan
+    assert epochs_planned(60, 2, 600 - 20, 7.0) == 60  # the next, faster one takes the cut back, up to the plan
+    assert epochs_planned(60, 12, 600 - 100, 16.0) == 12 + 31  # a dearer phase cuts again
+    assert epochs_planned(60, 43, 0.5, 16.0) == 43  # nothing left: the epochs done
 
 
 # --- plots ---

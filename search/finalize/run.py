@@ -71,11 +71,11 @@ def retrain(
 ) -> Trainer:
     """A Trainer that has trained `config` for config.epochs, with a tqdm bar (epochs, losses, ETA).
 
-    time_budget (seconds): after each epoch the epochs are cut to those that still fit at the last epoch's pace,
-    so a wide network or a large batch does not overrun the time a user set aside (an epoch can grow dearer
-    mid-run: the y-term starts after wy_delay). The cosine schedule follows the shorter total: its learning rate
-    only ever falls, since a cut lowers it. compile: the loss compiled first (Trainer.compile_loss), its time
-    counted in the budget."""
+    time_budget (seconds): after each epoch the epochs are re-planned to those that still fit at the last epoch's
+    pace, at most config.epochs, so a wide network or a large batch does not overrun the time a user set aside
+    (an epoch can grow dearer mid-run: the y-term starts after wy_delay). The cosine schedule follows the current
+    total (a cut lowers the learning rate a little, a cut taken back raises it). compile: the loss compiled first
+    (Trainer.compile_loss), its time counted in the budget."""
     trainer = Trainer(config, train, val, device)
     if compile:
         started = time.perf_counter()
@@ -100,21 +100,25 @@ def retrain(
 
 
 def fit_within(trainer: Trainer, seconds: float, bar) -> float:
-    """Train epoch by epoch, cutting the trainer's epochs to those that still fit in `seconds`; returns the
-    seconds spent."""
-    callback, spent = _progress_callback(bar), 0.0
+    """Train epoch by epoch, re-planning the trainer's epochs after each (`epochs_planned`); returns the seconds
+    spent."""
+    callback, spent, planned = _progress_callback(bar), 0.0, trainer.config.epochs
     while trainer.epoch < trainer.config.epochs and trainer.status not in ("diverged", "stopped"):
         trainer.fit(epochs=trainer.epoch + 1, callback=callback)
-        last = trainer.history[-1]["seconds"]
-        spent += last
-        fitting = min(
-            trainer.config.epochs, trainer.epoch + epochs_within(seconds - spent, last, trainer.config.epochs)
-        )
-        if fitting < trainer.config.epochs:
+        spent += trainer.history[-1]["seconds"]
+        fitting = epochs_planned(planned, trainer.epoch, seconds - spent, trainer.history[-1]["seconds"])
+        if fitting != trainer.config.epochs:
             trainer.config = trainer.config.replace(epochs=fitting)
             bar.total = fitting
             bar.refresh()
     return spent
+
+
+def epochs_planned(planned: int, done: int, seconds_left: float, epoch_s: float) -> int:
+    """The epochs to train in all: those done and those that still fit at the last epoch's pace, at most the
+    plan. A cut can be taken back: the first epoch is often slower than the rest (caches, a compiled loss's
+    first calls), and a plan made from it alone would keep the slow pace's epochs."""
+    return done + epochs_within(seconds_left, epoch_s, planned - done)
 
 
 def epochs_within(seconds: float, epoch_s: float, epochs: int) -> int:
