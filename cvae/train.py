@@ -131,7 +131,11 @@ class Trainer:
             return "torch.compile is used for the categorical family only"
         config = self.config
         compiled = torch.compile(categorical_loss, dynamic=True)
-        rows = slice(0, min(8, self.x.shape[0]))
+        # A few rows, copied as an epoch's batches are (a view's guards fail on a copy), and as many as no other
+        # dimension (torch.compile would take the two as equal and build again for the real batches)
+        taken = {config.components, 4, *self.x.shape[1:], *self.y.shape[1:], *getattr(self.solutions, "shape", ())[1:]}
+        count = next(n for n in range(8, 1000) if n not in taken)
+        rows = torch.arange(min(count, self.x.shape[0]), device=self.device)
         x, y = self.x[rows], self.y[rows]
         targets = endpoints_from_lines(x).unsqueeze(1) if self.solutions is None else self.solutions[rows]
         truth = None if self.truth is None else self.truth[rows]
