@@ -1,10 +1,10 @@
 """What a longer search buys (issue 26, item 1): the laptop space at several time budgets, each best
 configuration finalized the same way and scored in every regime on official rows.
 
-For each budget (default 6, 20 and 60 minutes) the main job's own steps run (scripts/demo.py: the search with
-that --time-budget, then finalize on --final-rows rows for --final-steps steps, at most --final-epochs
-epochs), and the final model is scored on official validation rows 0-49 and 1000-1499 (30 samples each, never
-trained on) in the three regimes of bench/official.py: network only, network + check (K=300), network +
+For each budget (default 6, 20 and 60 minutes) the main job's own steps run (scripts/demo.py: the search with that
+--time-budget, then finalize on --final-rows rows for at most --final-epochs epochs within --final-time-budget, its
+loss compiled), and the final model is scored on official validation rows 0-49 and 1000-1499 (30 samples each,
+never trained on) in the three regimes of bench/official.py: network only, network + check (K=300), network +
 refinement (K=30, 20 LM steps). Prints a markdown table (configuration chosen, trials, wall times, load) and
 RESULT lines: quality (cvae.metrics' score, averaged over the row blocks) rises with the budget in every
 regime, and the longest budget's model beats the shortest's in every regime.
@@ -50,12 +50,29 @@ def parse_args(argv=None):
     )
     parser.add_argument("--config", type=Path, default=LAPTOP, help="search file (default the laptop space)")
     parser.add_argument("--final-rows", type=int, default=100_000, help="finalize's rows (default 100000, as demo)")
-    parser.add_argument("--final-epochs", type=int, default=60, help="finalize's epochs at most (default 60, as demo)")
+    parser.add_argument(
+        "--final-epochs",
+        type=int,
+        default=demo.FINAL_EPOCHS,
+        help=f"finalize's epochs at most (default {demo.FINAL_EPOCHS}, as demo)",
+    )
     parser.add_argument(
         "--final-steps",
         type=int,
         default=demo.FINAL_STEPS,
         help=f"finalize's steps (default {demo.FINAL_STEPS}, as demo)",
+    )
+    parser.add_argument(
+        "--final-time-budget",
+        type=float,
+        default=demo.FINAL_SECONDS,
+        help=f"finalize --time-budget (default {demo.FINAL_SECONDS:g}, as demo)",
+    )
+    parser.add_argument(
+        "--final-compile",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="finalize --compile (default on, as demo; off with --quick)",
     )
     parser.add_argument("--seed", type=int, help="demo.py --seed for every budget (default the search file's)")
     parser.add_argument(
@@ -90,6 +107,7 @@ def budget_run(minutes: float, out: Path, args) -> dict:
         loads["after_search"] = one_minute_load()
         started = time.perf_counter()
         options = demo.final_data(experiment, args.final_rows, args.final_epochs, args.final_steps)
+        options += ["--time-budget", args.final_time_budget, *(["--compile"] if args.final_compile else [])]
         demo.run("scripts/finalize.py", "--experiment", experiment, "--out", final, "--quiet", *options)
         times["finalize_s"] = time.perf_counter() - started
     loads["after"] = one_minute_load()
@@ -155,7 +173,7 @@ def main(argv=None) -> int:
     budgets = [1.0, 1.5] if args.quick else [float(b) for b in args.budgets.split(",")]
     blocks = row_blocks("0-2" if args.quick else args.rows)
     if args.quick:
-        args.config, args.final_rows, args.final_epochs = SMOKE, 300, 1
+        args.config, args.final_rows, args.final_epochs, args.final_compile = SMOKE, 300, 1, False
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder) if args.quick else args.out.resolve()
         runs = []

@@ -21,7 +21,8 @@ from cvae.regimes import Regime, submission_regime
 from search.driver.files import BEST_CONFIG, FINAL, MODEL, REPORT_MD, RESULTS_CSV
 
 REPO = Path(__file__).resolve().parents[1]
-FINAL_STEPS = 60_000  # about 10 minutes of a 256-wide categorical MLP on 2 cores (docs/quality.md)
+FINAL_EPOCHS = 90  # at most; the time budget decides (a chosen MLP's network-only validity follows its epochs)
+FINAL_STEPS = 0  # no step budget: the time budget bounds finalize's time now (docs/quality.md)
 FINAL_SECONDS = 600.0  # the search's 6 minutes + 10 of training + ~1.5 of the rest: the job within 20 minutes
 OFFICIAL = REPO.parent / "shared" / "twobirds" / "validation_dataset.pt"
 
@@ -48,17 +49,16 @@ def parse_args(argv=None):
     parser.add_argument(
         "--final-epochs",
         type=number_at_least(int, minimum=0),
-        default=60,
-        help="at most this many epochs for the final MLP (default 60: twice the search's budget; 0 keeps the "
-        "search's max_t)",
+        default=FINAL_EPOCHS,
+        help=f"at most this many epochs for the final MLP (default {FINAL_EPOCHS}: --final-time-budget decides; "
+        "0 keeps the search's max_t)",
     )
     parser.add_argument(
         "--final-steps",
         type=number_at_least(int, minimum=0),
         default=FINAL_STEPS,
-        help=f"gradient steps for the final MLP (default {FINAL_STEPS}): its epochs are these steps' worth of "
-        "--final-rows at the chosen batch size, at most --final-epochs, so a small chosen batch does not double "
-        "finalize's time; 0: always --final-epochs",
+        help="gradient steps for the final MLP: its epochs are these steps' worth of --final-rows at the chosen "
+        "batch size, at most --final-epochs (default 0: no step budget, --final-time-budget bounds the time)",
     )
     parser.add_argument(
         "--final-time-budget",
