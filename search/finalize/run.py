@@ -105,8 +105,9 @@ def fit_within(trainer: Trainer, seconds: float, bar) -> float:
     callback, spent, planned = _progress_callback(bar), 0.0, trainer.config.epochs
     while trainer.epoch < trainer.config.epochs and trainer.status not in ("diverged", "stopped"):
         trainer.fit(epochs=trainer.epoch + 1, callback=callback)
-        spent += trainer.history[-1]["seconds"]
-        fitting = epochs_planned(planned, trainer.epoch, seconds - spent, trainer.history[-1]["seconds"])
+        last = trainer.history[-1]["seconds"]
+        spent += last
+        fitting = epochs_planned(planned, trainer.epoch, seconds - spent, last)
         if fitting != trainer.config.epochs:
             trainer.config = trainer.config.replace(epochs=fitting)
             bar.total = fitting
