@@ -59,7 +59,7 @@ def random_fifo(spec, data, seed: int):
     from ray.tune.schedulers import FIFOScheduler
     from ray.tune.search.optuna import OptunaSearch
 
-    from search.driver.tuner import make_trainable
+    from search.driver.tuner import CHECKPOINTS_KEPT, make_trainable
     from search.trials import trial_name
 
     searcher = OptunaSearch(
@@ -81,7 +81,7 @@ def random_fifo(spec, data, seed: int):
         run_config=tune.RunConfig(
             name="random",
             storage_path=tempfile.mkdtemp(prefix="bench-"),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
             sync_config=tune.SyncConfig(sync_artifacts=True),
             verbose=0,
         ),

@@ -27,6 +27,13 @@ from .study import journal_path, label_study, open_storage, quiet_optuna
 from .tpe import IncrementalTPESampler
 from .trainable import KEY_COLUMNS, image_epochs, shareable, train_trial
 
+# Checkpoints Tune keeps per trial. Tune also forces a full experiment-state save as soon as a trial has written
+# this many since the last save (when its checkpoint that save names is deleted). With 2, a trial that wrote two
+# (a rung's and its last epoch's) forced a save when it ended, though nothing of it was in the last save: in a
+# search of short trials, a save per trial in the driver's loop between a trial's end and the next one's start.
+# With 3 such trials force none; a long trial forces one every 3 checkpoints instead of 2, at one more kept.
+CHECKPOINTS_KEPT = 3
+
 
 def connect(address: str | None):
     """Start or join Ray; returns what stops it at the end (None when a Ray was already running here).
@@ -164,7 +171,7 @@ def _run_config(spec: SearchSpec, name: str, storage: Storage, out) -> tune.RunC
     return tune.RunConfig(
         name=name,
         storage_path=storage.path,
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
         failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
         sync_config=tune.SyncConfig(sync_artifacts=True),  # the trials' image event files
         # One TensorBoard run per trial folder with grouped tags; one console line per trial; signs Tune's
