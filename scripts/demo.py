@@ -37,7 +37,7 @@ def parse_args(argv=None):
         "--time-budget",
         type=number_at_least(float, minimum=1),
         default=360,
-        help="seconds for the search (default 360; the whole job takes about 15-17 min on 2 cores, README)",
+        help="seconds for the search (default 360; the whole job takes about 17 min on 2 cores, README)",
     )
     parser.add_argument(
         "--final-rows",
