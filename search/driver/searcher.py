@@ -21,7 +21,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from ..trials import FAILURE, run_name, stopped_early
 from .compat import completed_trials, optuna_study, optuna_trials, running_trial, searcher_state
-from .study import RAY_TRIAL_ID, TENSORBOARD_RUN, mark_infeasible
+from .study import RAY_TRIAL_ID, TENSORBOARD_RUN, mark_infeasible, writes_together
 
 
 class PruningOptunaSearch(OptunaSearch):
@@ -85,10 +85,11 @@ class PruningOptunaSearch(OptunaSearch):
         if getattr(self, "_orphans_pending", False):
             self._orphans_pending = False
             self._close_orphans()
-        config = super().suggest(trial_id)
-        trials = optuna_trials(self)
-        if trial_id in trials and config is not None:
-            trials[trial_id].set_user_attr(RAY_TRIAL_ID, trial_id)
+        with writes_together(optuna_study(self)):  # a line per parameter, under one hold of the journal's lock
+            config = super().suggest(trial_id)
+            trials = optuna_trials(self)
+            if trial_id in trials and config is not None:
+                trials[trial_id].set_user_attr(RAY_TRIAL_ID, trial_id)
         return config
 
     def on_trial_result(self, trial_id: str, result: dict):

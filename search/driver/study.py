@@ -11,6 +11,7 @@ its TensorBoard run, i.e. its folder name (`tensorboard_run`), as user attribute
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import warnings
@@ -24,7 +25,7 @@ from optuna.storages.journal import BaseJournalBackend, JournalFileBackend
 from cvae.errors import UserError
 
 from ..trials import FAILURE
-from .compat import journal_file, journal_lock, journal_offsets_reset
+from .compat import journal_backend, journal_file, journal_lock, journal_offsets_reset
 from .files import JOURNAL
 
 # User attributes of each Optuna trial.
@@ -85,14 +86,30 @@ class AppendOnlyJournal(JournalFileBackend):
     tests/test_study.py reads a journal written this way back through `optuna.load_study`.
     """
 
+    _held = False  # True while `held` keeps the lock for a run of appends
+
     def __getstate__(self):
         """Pickled (in the searcher's state, at every experiment-state save) without Optuna's offset of every line
         read so far, which grows with the search: an unpickled storage reads the journal from its first line."""
-        return {**self.__dict__, **journal_offsets_reset()}
+        return {**self.__dict__, **journal_offsets_reset(), "_held": False}
+
+    @contextlib.contextmanager
+    def held(self):
+        """The journal's lock taken once for all the appends inside (a suggestion writes a line per parameter, and
+        each append would take and release the lock, a symlink made and removed, on its own)."""
+        if self._held:
+            yield
+            return
+        with journal_lock(self):
+            self._held = True
+            try:
+                yield
+            finally:
+                self._held = False
 
     def append_logs(self, logs):
         data = memoryview(("\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n").encode())
-        with journal_lock(self):
+        with contextlib.nullcontext() if self._held else journal_lock(self):
             fd = os.open(journal_file(self), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             start = os.lseek(fd, 0, os.SEEK_END)
             try:
@@ -103,6 +120,13 @@ class AppendOnlyJournal(JournalFileBackend):
                 raise
             finally:
                 os.close(fd)
+
+
+def writes_together(study):
+    """A context in which the study's journal writes take its lock once (`AppendOnlyJournal.held`); nothing for
+    another storage."""
+    backend = journal_backend(study)
+    return backend.held() if isinstance(backend, AppendOnlyJournal) else contextlib.nullcontext()
 
 
 def load_study(experiment_dir, name: str | None = None, read_only: bool = False):

@@ -10,6 +10,12 @@ so the suggestions are the same as TPESampler's with the same arguments and seed
 constraints and a study that starts with trials in it (warm start) work as in TPESampler. The kept values are
 not pickled (the searcher's state is saved often): after a restore they are computed again, once.
 
+At cluster scale (thousands of trials, a thousand running) one fit of the Parzen estimators still costs tens of
+milliseconds, and ASHA stops trials in waves that ask for hundreds of suggestions at once. So a fit is kept and
+drawn from again until the trials it modelled have changed by more than `REFIT_SHARE` of them (each trial finished
+or suggested since counts one): TPE with a model at most 1.5% out of date. Below 67 trials that allows no change,
+so every suggestion gets a fit of its own, as in TPESampler.
+
 What is left grows with the trials too, mostly in numpy, but Optuna's log of the normal CDF
 (`_truncnorm._log_ndtr`, for each discrete parameter's candidates against every trial, and in sampling) calls a
 Python function per element. `log_ndtr` below computes the same values, bit for bit (the same libm `erf`, `erfc`
@@ -25,6 +31,7 @@ import copy
 import math
 import sys
 from operator import itemgetter
+from typing import NamedTuple
 
 import numpy as np
 from optuna.samplers import TPESampler
@@ -34,7 +41,8 @@ from optuna.trial import TrialState
 from .compat import group_decomposition, tpe_default_gamma, tpe_log_ndtr, tpe_rank_keys, use_tpe_log_ndtr
 
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-_KEPT = ("_groups_seen", "_groups_copy", "_reprs", "_ranks", "_last_split")  # rebuilt after unpickling
+_KEPT = ("_groups_seen", "_groups_copy", "_reprs", "_ranks", "_last_split", "_fits")  # rebuilt after unpickling
+REFIT_SHARE = 0.015  # a fit is drawn from until this share of the trials it modelled has changed
 
 
 class IncrementalTPESampler(TPESampler):
@@ -52,6 +60,7 @@ class IncrementalTPESampler(TPESampler):
         self._reprs: dict = {}  # search space -> {finished trial number: its values in internal form, or None}
         self._ranks: dict = {}  # finished trial number -> (kind, sort key) as TPE splits them
         self._last_split = (None, None)  # (the suggestion it was made for, below/above): the same for every group
+        self._fits: dict = {}  # search space -> _Fit: the Parzen estimators last fitted for it
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -110,23 +119,33 @@ class IncrementalTPESampler(TPESampler):
     def _sample(self, study, trial, search_space):
         if study._is_multi_objective():
             return super()._sample(study, trial, search_space)
+        mpe_below, mpe_above = self._estimators(study, trial, search_space)
+        samples_below = mpe_below.sample(self._rng.rng, self._n_ei_candidates)
+        acquisition = self._compute_acquisition_func(samples_below, mpe_below, mpe_above)
+        chosen = TPESampler._compare(samples_below, acquisition)
+        return {name: d.to_external_repr(chosen[name]) for name, d in search_space.items()}
+
+    def _estimators(self, study, trial, search_space) -> tuple:
+        """TPE's Parzen estimators below and above for `trial`: the kept fit while fresh enough, else a new one."""
         states = [*_FINISHED, TrialState.RUNNING] if self._constant_liar else list(_FINISHED)
         trials = study._get_trials(deepcopy=False, states=states, use_cache=not self._constant_liar)
         if self._constant_liar:
             trials = [t for t in trials if trial.number != t.number]
+        finished = sum(t.state != TrialState.RUNNING for t in trials)
+        group = tuple(search_space.items())
+        fit = self._fits.get(group)
+        if fit is not None and fit.changes(trial.number, finished) <= int(REFIT_SHARE * fit.trials):
+            return fit.below, fit.above
         if self._gamma is None:
             self._gamma = tpe_default_gamma()
-        finished = sum(t.state != TrialState.RUNNING for t in trials)
         key = (trial.number, len(trials), finished)
         if self._last_split[0] != key:
             self._last_split = (key, self._split(study, trials, self._gamma(finished)))
         below, above = self._last_split[1]
         mpe_below = self._build_parzen_estimator(study, search_space, below, handle_below=True)
         mpe_above = self._build_parzen_estimator(study, search_space, above, handle_below=False)
-        samples_below = mpe_below.sample(self._rng.rng, self._n_ei_candidates)
-        acquisition = self._compute_acquisition_func(samples_below, mpe_below, mpe_above)
-        chosen = TPESampler._compare(samples_below, acquisition)
-        return {name: d.to_external_repr(chosen[name]) for name, d in search_space.items()}
+        self._fits[group] = _Fit(trial.number, finished, len(trials), mpe_below, mpe_above)
+        return mpe_below, mpe_above
 
     def _rank(self, trial, study) -> tuple:
         """(kind, key): TPE's order within complete, pruned and infeasible trials (kept once finished)."""
@@ -167,6 +186,20 @@ class IncrementalTPESampler(TPESampler):
 
 
 _MISSING = object()
+
+
+class _Fit(NamedTuple):
+    """One fit of TPE's two Parzen estimators, and the study it was made on."""
+
+    number: int  # the trial it was made for: later trials were suggested since
+    finished: int
+    trials: int  # how many trials it modelled
+    below: object
+    above: object
+
+    def changes(self, number: int, finished: int) -> int:
+        """Trials suggested or finished since the fit."""
+        return (number - self.number) + (finished - self.finished)
 
 
 def _attrs(trial) -> tuple:

@@ -65,9 +65,11 @@ and the cluster and search tests, then widen the bound in pyproject.toml.
    trials an interrupted search still owes, read from its saved searcher state. Replacement: none
    without running `Tuner.restore`.
 13. Optuna 5.0's `JournalFileBackend._lock`, `._file_path` and `optuna.storages.journal._file.get_lock_file`
-   (`journal_lock`, `journal_file`): search/driver/study.py appends to the journal without an fsync per
-   line; and `._log_number_offset` (`journal_offsets_reset`), the byte offset of every line read so far, which
-   it leaves out of a pickle. Replacement: Optuna's own backend (an fsync per write).
+   (`journal_lock`, `journal_file`), and `Study._storage._backend` (`journal_backend`): search/driver/study.py
+   appends to the journal without an fsync per line, and a suggestion's lines under one hold of the lock; and
+   `._log_number_offset` (`journal_offsets_reset`), the byte offset of every line read so far, which it leaves out of
+   a pickle. Replacement: Optuna's own backend (an fsync per write).
+
 14. Tune logs "Failed to restore the run state" and then restarts a half-restored experiment, which can
    hang (`restore_failures`, a `LogRecorder` filter on `TUNE_CONTROLLER_LOGGER`, records it;
    search/driver/callbacks.py's `RestoreCheck` stops the run on it at setup, before any trial runs). Replacement:
@@ -162,6 +164,7 @@ from .core import (
 from .studies import (
     completed_trials,
     group_decomposition,
+    journal_backend,
     journal_file,
     journal_lock,
     journal_offsets_reset,
@@ -218,6 +221,7 @@ __all__ = [
     "forgive_failure",
     "gcs_actors",
     "group_decomposition",
+    "journal_backend",
     "journal_file",
     "journal_lock",
     "journal_offsets_reset",

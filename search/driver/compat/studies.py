@@ -40,6 +40,11 @@ def journal_lock(backend):
     return get_lock_file(_attribute(backend, "_lock"))
 
 
+def journal_backend(study):
+    """The backend under a study's JournalStorage (Study._storage._backend); None for another storage."""
+    return getattr(_attribute(study, "_storage"), "_backend", None)
+
+
 def journal_file(backend) -> str:
     return _attribute(backend, "_file_path")
 
