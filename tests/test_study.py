@@ -8,7 +8,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
 from search.driver.searcher import PruningOptunaSearch
-from search.driver.study import load_study, open_storage
+from search.driver.study import load_study, open_storage, writes_together
 
 
 def _searcher(folder, name="exp"):
@@ -65,3 +65,22 @@ def test_a_journal_write_that_fills_the_disk_leaves_only_whole_lines(small_disk)
     reread = optuna.load_study(study_name="full", storage=open_storage(small_disk))
     assert reread.user_attrs == {"after": 1}
     assert len(reread.trials) == 1
+
+
+def test_a_suggestion_writes_its_lines_under_one_hold_of_the_lock(tmp_path):
+    """The driver's suggestion (a line per parameter) holds the journal's lock from its first write to its last,
+    and lets it go after; what it wrote is the journal Optuna reads."""
+    study = optuna.create_study(study_name="exp", storage=open_storage(tmp_path, create=True, fsync=False))
+    lock = tmp_path / "optuna.journal.lock"  # Optuna's symlink lock: present while someone holds it
+    with writes_together(study):
+        assert lock.is_symlink()
+        trial = study.ask()
+        with writes_together(study):  # nested: the hold goes on
+            trial.suggest_float("lr", 1e-4, 1e-2, log=True)
+        trial.suggest_int("depth", 1, 4)
+        assert lock.is_symlink()
+    assert not lock.is_symlink()
+    study.tell(trial, 0.5)
+    reread = optuna.load_study(study_name="exp", storage=open_storage(tmp_path))
+    assert reread.trials[0].params == trial.params
+    assert reread.best_value == 0.5

@@ -115,3 +115,35 @@ def test_log_ndtr_equals_optunas_bit_for_bit():
         assert np.array_equal(log_ndtr(part).view(np.int64), tpe_log_ndtr(part).view(np.int64)), size
     assert log_ndtr(a.reshape(-1, 1)).shape == (a.size, 1)
     assert log_ndtr(np.array([])).shape == (0,)
+
+
+class CountingTPE(IncrementalTPESampler):
+    """Counts the Parzen estimators it builds (two per fit)."""
+
+    built = 0
+
+    def _build_parzen_estimator(self, *args, **kwargs):
+        self.built += 1
+        return super()._build_parzen_estimator(*args, **kwargs)
+
+
+@pytest.mark.parametrize(("finished", "fits"), [(40, 12), (200, 3)])
+def test_a_fit_is_drawn_from_again_until_its_trials_have_changed(finished, fits):
+    """Below 67 trials every suggestion has a fit of its own (TPESampler's way); at 200, a fit serves until
+    int(1.5% of 200) = 3 trials have been suggested or finished since: 12 suggestions, 3 fits."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sampler = CountingTPE(seed=0, n_startup_trials=4, multivariate=True, constant_liar=True)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    rng = np.random.default_rng(0)
+    space = {"x": optuna.distributions.FloatDistribution(0, 1), "n": optuna.distributions.IntDistribution(1, 9)}
+    for x, n in zip(rng.random(finished), rng.integers(1, 10, finished)):
+        params = {"x": float(x), "n": int(n)}
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=space, value=-((x - 0.3) ** 2)))
+    asked = [study.ask(space) for _ in range(12)]  # all left running: the constant liar's trials
+    assert sampler.built == 2 * fits
+    assert len({t.params["x"] for t in asked}) == 12  # each suggestion drawn on its own from the fit it used
+    for trial in asked[:4]:  # four finished: the kept fit is out of date at the next suggestion
+        study.tell(trial, 0.0)
+    study.ask(space)
+    assert sampler.built == 2 * (fits + 1)
