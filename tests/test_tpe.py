@@ -147,3 +147,49 @@ def test_a_fit_is_drawn_from_again_until_its_trials_have_changed(finished, fits)
         study.tell(trial, 0.0)
     study.ask(space)
     assert sampler.built == 2 * (fits + 1)
+
+
+def test_kept_masses_score_as_optunas_own_bit_for_bit():
+    """A fit drawn from again scores candidates with its components' masses kept: the values of Optuna's log_pdf."""
+    from search.driver.compat import parzen_mixture
+    from search.driver.parzen import KeptMixture, keep_masses
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sampler = IncrementalTPESampler(seed=0, n_startup_trials=4, multivariate=True, constant_liar=True)
+    study = optuna.create_study(sampler=sampler)
+    d = optuna.distributions
+    space = {  # every kind of parameter TPE models: plain, log, stepped, stepped log, categorical
+        "x": d.FloatDistribution(-1, 1),
+        "lr": d.FloatDistribution(1e-5, 1e-1, log=True),
+        "w": d.FloatDistribution(0, 2, step=0.25),
+        "n": d.IntDistribution(1, 9),
+        "h": d.IntDistribution(16, 1024, log=True),
+        "opt": d.CategoricalDistribution(["adam", "sgd", "rmsprop"]),
+    }
+    rng = np.random.default_rng(0)
+    for _ in range(120):
+        params = {name: dist.to_external_repr(_draw(dist, rng)) for name, dist in space.items()}
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=space, value=float(rng.random())))
+    study.ask(space)
+    estimators = [e for fit in sampler._fits.values() for e in (fit.below, fit.above)]
+    assert estimators
+    for estimator in estimators:
+        samples = estimator.sample(np.random.RandomState(1), 500)
+        expected = estimator.log_pdf(samples)
+        keep_masses(estimator)
+        assert isinstance(parzen_mixture(estimator), KeptMixture)
+        got = estimator.log_pdf(samples)
+        assert np.array_equal(got.view(np.int64), expected.view(np.int64))
+
+
+def _draw(distribution, rng):
+    """A value of the distribution in Optuna's internal form."""
+    if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+        return int(rng.integers(len(distribution.choices)))
+    low, high = distribution.low, distribution.high
+    if distribution.log:
+        return float(np.exp(rng.uniform(np.log(low), np.log(high))))
+    step = distribution.step
+    value = rng.uniform(low, high)
+    return float(low + round((value - low) / step) * step) if step else float(value)

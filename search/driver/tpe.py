@@ -39,6 +39,7 @@ from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from .compat import group_decomposition, tpe_default_gamma, tpe_log_ndtr, tpe_rank_keys, use_tpe_log_ndtr
+from .parzen import keep_masses
 
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 _KEPT = ("_groups_seen", "_groups_copy", "_reprs", "_ranks", "_last_split", "_fits")  # rebuilt after unpickling
@@ -135,6 +136,8 @@ class IncrementalTPESampler(TPESampler):
         group = tuple(search_space.items())
         fit = self._fits.get(group)
         if fit is not None and fit.changes(trial.number, finished) <= int(REFIT_SHARE * fit.trials):
+            keep_masses(fit.below)  # drawn from again: its components' masses computed once
+            keep_masses(fit.above)
             return fit.below, fit.above
         if self._gamma is None:
             self._gamma = tpe_default_gamma()

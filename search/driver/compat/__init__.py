@@ -111,7 +111,9 @@ and the cluster and search tests, then widen the bound in pyproject.toml.
    search/driver/tpe.py overrides TPESampler's private `_get_internal_repr`, `_sample` (reusing its
    `_get_params`, `_build_parzen_estimator`, `_compute_acquisition_func`, `_compare`, `_rng`, `_gamma`,
    `_constant_liar`, `_n_ei_candidates`) and the group bookkeeping of `infer_relative_search_space`
-   (`_group`, `_search_space_group`), to keep per finished trial what TPE recomputes at every suggestion.
+   (`_group`, `_search_space_group`), to keep per finished trial what TPE recomputes at every suggestion;
+   search/driver/parzen.py scores with a fit's Parzen mixtures (`_ParzenEstimator._mixture_distribution`,
+   `parzen_mixture`) by the parts of Optuna's log_pdf (`parzen_parts`), each component's mass kept.
    tests/test_tpe.py checks its suggestions equal TPESampler's. Replacement: TPESampler (slower).
 22. Optuna 5.1's `optuna.samplers._tpe._truncnorm._log_ndtr`, replaced process-wide by `use_tpe_log_ndtr`
    with search/driver/tpe.py's `log_ndtr`: the same values bit for bit (tests/test_tpe.py), without a Python
@@ -170,8 +172,11 @@ from .studies import (
     journal_offsets_reset,
     optuna_study,
     optuna_trials,
+    parzen_mixture,
+    parzen_parts,
     running_trial,
     searcher_state,
+    set_parzen_mixture,
     tpe_default_gamma,
     tpe_log_ndtr,
     tpe_rank_keys,
@@ -231,10 +236,13 @@ __all__ = [
     "never_unpickle_trial_errors",
     "optuna_study",
     "optuna_trials",
+    "parzen_mixture",
+    "parzen_parts",
     "restore_failures",
     "restored_search",
     "running_trial",
     "searcher_state",
+    "set_parzen_mixture",
     "set_progress_metrics",
     "state_trial_ids",
     "temp_dir_kwargs",

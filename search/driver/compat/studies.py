@@ -78,6 +78,29 @@ def tpe_default_gamma():
     return default_gamma
 
 
+def parzen_mixture(estimator):
+    """A TPE Parzen estimator's mixture (`_ParzenEstimator._mixture_distribution`), what its log_pdf scores with."""
+    return _attribute(estimator, "_mixture_distribution", owner="optuna _ParzenEstimator")
+
+
+def set_parzen_mixture(estimator, mixture) -> None:
+    parzen_mixture(estimator)  # still there
+    estimator._mixture_distribution = mixture
+
+
+def parzen_parts():
+    """What a Parzen mixture's log_pdf is made of (optuna.samplers._tpe.probability_distributions, _truncnorm)."""
+    from optuna.samplers._tpe import _truncnorm, probability_distributions
+
+    return (
+        probability_distributions._BatchedCategoricalDistributions,
+        probability_distributions._unique_inverse_2d,
+        probability_distributions._log_gauss_mass_unique,
+        _truncnorm._log_gauss_mass,
+        _truncnorm._norm_logpdf,
+    )
+
+
 # 22. TPE's log of the normal CDF
 
 _optuna_log_ndtr = None  # Optuna's own, once use_tpe_log_ndtr replaced it
