@@ -2,11 +2,12 @@
 
 TPE scores each suggestion's candidates under two Parzen mixtures (below and above), a component per trial.
 Optuna's `_MixtureOfProductDistribution.log_pdf` computes at every call each component's probability mass
-within the parameter's range (a log of a difference of normal CDFs per component and numerical parameter);
-with a thousand trials that is most of a call, and it depends on the mixture alone. search/driver/tpe.py draws
-several suggestions from one fit at cluster scale, so `KeptMixture` computes those masses once per fit and the
-rest as Optuna does, in the same order: the same values bit for bit (tests/test_tpe.py). It reads Optuna's
-private parts through search/driver/compat (entry 21).
+within the parameter's range, and for a stepped parameter its mass in the step around each candidate's value
+(a log of a difference of normal CDFs per component and parameter): with a thousand trials that is most of a
+call, and it depends on the mixture and the value alone (a stepped parameter takes few values). search/driver/
+tpe.py draws several suggestions from one fit at cluster scale, so `KeptMixture` computes each of those masses
+once per fit and the rest as Optuna does, in the same order: the same values bit for bit (tests/test_tpe.py).
+It reads Optuna's private parts through search/driver/compat (entry 21).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class KeptMixture:
             else:
                 mu, sigma, inverse = unique_inverse_2d(d.mu, d.sigma)
                 mass = log_gauss_mass((d.adapted_low - mu) / sigma, (d.adapted_high - mu) / sigma)[inverse]
-                self._terms.append((i, d, (mu, sigma, inverse, mass)))
+                self._terms.append((i, d, (mu, sigma, inverse, mass, {})))
         self._continuous = [(i, d.is_log) for i, d in continuous]
         if continuous:
             self._loc = np.asarray([d.mu for _, d in continuous]).T
@@ -65,11 +66,15 @@ class KeptMixture:
                 xi = x[:, i, np.newaxis, np.newaxis].astype(np.int64)
                 weighted += np.log(np.take_along_axis(d.weights[np.newaxis], xi, axis=-1))[..., 0]
                 continue
-            mu, sigma, inverse, mass = kept
+            mu, sigma, inverse, mass, rows = kept
             xi, xi_inverse = np.unique(x[:, i], return_inverse=True)
-            left = np.log(xi - d.step / 2) if d.is_log else (xi - d.step / 2)
-            right = np.log(xi + d.step / 2) if d.is_log else (xi + d.step / 2)
-            between = log_gauss_mass_unique((left[:, np.newaxis] - mu) / sigma, (right[:, np.newaxis] - mu) / sigma)
+            new = np.asarray([value for value in xi.tolist() if value not in rows])
+            if new.size:  # a stepped parameter takes few values: each value's masses, once
+                left = np.log(new - d.step / 2) if d.is_log else (new - d.step / 2)
+                right = np.log(new + d.step / 2) if d.is_log else (new + d.step / 2)
+                masses = log_gauss_mass_unique((left[:, np.newaxis] - mu) / sigma, (right[:, np.newaxis] - mu) / sigma)
+                rows.update(zip(new.tolist(), masses))
+            between = np.asarray([rows[value] for value in xi.tolist()])
             weighted += between[np.ix_(xi_inverse, inverse)]
             weighted -= mass
         if self._continuous:
