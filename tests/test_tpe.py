@@ -127,13 +127,14 @@ class CountingTPE(IncrementalTPESampler):
         return super()._build_parzen_estimator(*args, **kwargs)
 
 
+@pytest.mark.parametrize("group", [False, True])
 @pytest.mark.parametrize(("finished", "fits"), [(40, 12), (200, 3)])
-def test_a_fit_is_drawn_from_again_until_its_trials_have_changed(finished, fits):
+def test_a_fit_is_drawn_from_again_until_its_trials_have_changed(finished, fits, group):
     """Below 67 trials every suggestion has a fit of its own (TPESampler's way); at 200, a fit serves until
     int(1.5% of 200) = 3 trials have been suggested or finished since: 12 suggestions, 3 fits."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        sampler = CountingTPE(seed=0, n_startup_trials=4, multivariate=True, constant_liar=True)
+        sampler = CountingTPE(seed=0, n_startup_trials=4, multivariate=True, constant_liar=True, group=group)
     study = optuna.create_study(direction="maximize", sampler=sampler)
     rng = np.random.default_rng(0)
     space = {"x": optuna.distributions.FloatDistribution(0, 1), "n": optuna.distributions.IntDistribution(1, 9)}

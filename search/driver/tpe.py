@@ -128,17 +128,17 @@ class IncrementalTPESampler(TPESampler):
 
     def _estimators(self, study, trial, search_space) -> tuple:
         """TPE's Parzen estimators below and above for `trial`: the kept fit while fresh enough, else a new one."""
+        group, counted = tuple(search_space.items()), self._finished_count(study)
+        fit = self._fits.get(group)
+        if fit is not None and fit.changes(trial.number, counted) <= int(REFIT_SHARE * fit.trials):
+            keep_masses(fit.below)  # drawn from again: its components' masses computed once
+            keep_masses(fit.above)
+            return fit.below, fit.above
         states = [*_FINISHED, TrialState.RUNNING] if self._constant_liar else list(_FINISHED)
         trials = study._get_trials(deepcopy=False, states=states, use_cache=not self._constant_liar)
         if self._constant_liar:
             trials = [t for t in trials if trial.number != t.number]
         finished = sum(t.state != TrialState.RUNNING for t in trials)
-        group = tuple(search_space.items())
-        fit = self._fits.get(group)
-        if fit is not None and fit.changes(trial.number, finished) <= int(REFIT_SHARE * fit.trials):
-            keep_masses(fit.below)  # drawn from again: its components' masses computed once
-            keep_masses(fit.above)
-            return fit.below, fit.above
         if self._gamma is None:
             self._gamma = tpe_default_gamma()
         key = (trial.number, len(trials), finished)
@@ -147,8 +147,14 @@ class IncrementalTPESampler(TPESampler):
         below, above = self._last_split[1]
         mpe_below = self._build_parzen_estimator(study, search_space, below, handle_below=True)
         mpe_above = self._build_parzen_estimator(study, search_space, above, handle_below=False)
-        self._fits[group] = _Fit(trial.number, finished, len(trials), mpe_below, mpe_above)
+        self._fits[group] = _Fit(trial.number, counted, len(trials), mpe_below, mpe_above)
         return mpe_below, mpe_above
+
+    def _finished_count(self, study) -> int:
+        """How many trials have finished: those infer_relative_search_space has just gone through, where it did."""
+        if self._group and self._is_multivariate(study):
+            return len(self._groups_seen)
+        return len(study._get_trials(deepcopy=False, states=_FINISHED, use_cache=True))
 
     def _rank(self, trial, study) -> tuple:
         """(kind, key): TPE's order within complete, pruned and infeasible trials (kept once finished)."""
