@@ -8,13 +8,16 @@ then reporting one epoch at a time (a made-up score of its configuration that gr
 stops it or it reaches max_t, then completed. No Ray is started and no trial runs.
 
 Per trial: the searcher's suggest, its results and its completion (suggest + tell), in wall and CPU seconds,
-averaged over the trials suggested just before each mark of finished trials; at each mark, one save of the
-searcher's state (what Tune does at every experiment-state save) and its size. `--sampler stock` runs Optuna's
-own TPESampler with the same settings and Ray's own state save (pickling every Optuna trial): the project's
-searcher before issue 22.
+and the made-up quality of the configurations it suggested (what the search is for: a faster searcher must not
+suggest worse ones), averaged over the trials suggested just before each mark of finished trials; at each mark,
+one save of the searcher's state (what Tune does at every experiment-state save) and its size. `--sampler
+stock` runs Optuna's own TPESampler with the same settings and Ray's own state save (pickling every Optuna
+trial): the project's searcher before issue 22. `--sampler exact` runs the project's TPE with a fit of its
+own for every suggestion, as TPESampler (its default draws from a kept fit past 67 trials).
 
     .venv/bin/python bench/searcher_speed.py                      # 1,000 trials, the project's searcher
     .venv/bin/python bench/searcher_speed.py --sampler stock      # the same with Optuna's TPE and Ray's save
+    .venv/bin/python bench/searcher_speed.py --sampler exact      # the project's TPE, a fit per suggestion
     .venv/bin/python bench/searcher_speed.py --quick              # 40 trials (a test)
 """
 
@@ -25,6 +28,7 @@ import math
 import random
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import common
@@ -41,12 +45,16 @@ def wide_spec(trials: int, concurrency: int):
     return common.spec_from(raw)
 
 
-def synthetic_score(config: dict, epoch: int, rng: random.Random) -> float:
-    """A made-up val_score in [0, ~1.5] with a clear optimum (lr 1e-3, small beta, Adam), rising with epochs."""
+def synthetic_quality(config: dict) -> float:
+    """How good a configuration is on the made-up objective, in [0, 1.6]: a clear optimum (lr 1e-3, beta 0.1, Adam)."""
     quality = math.exp(-((math.log10(config["lr"]) + 3.0) ** 2)) + 0.3 * math.exp(-abs(math.log10(config["beta"]) + 1))
     quality += {"Adam": 0.2, "RMSprop": 0.1, "SGD": 0.0}[config["optimizer"]]
-    quality += 0.1 if config["latent"] == "categorical" else 0.05 * (config.get("head") == "lines")
-    return max(0.0, quality * (1 - 0.7 / (1 + epoch)) + rng.gauss(0, 0.03))
+    return quality + (0.1 if config["latent"] == "categorical" else 0.05 * (config.get("head") == "lines"))
+
+
+def synthetic_score(config: dict, epoch: int, rng: random.Random) -> float:
+    """A made-up val_score: the configuration's quality, rising with epochs, with noise."""
+    return max(0.0, synthetic_quality(config) * (1 - 0.7 / (1 + epoch)) + rng.gauss(0, 0.03))
 
 
 class Clock:
@@ -68,16 +76,19 @@ def make(spec, folder: str, sampler: str):
     import optuna
 
     from search.driver.storage import Storage
+    from search.driver.tpe import IncrementalTPESampler
     from search.driver.tuner import make_searcher
 
-    stock = None
-    if sampler == "stock":
-        stock = optuna.samplers.TPESampler(
-            seed=spec.search.seed,
-            n_startup_trials=spec.search.tpe_startup_trials,
-            group=spec.optuna_space().conditional,
-        )
-    return make_searcher(spec, "speed", Storage(folder), sampler=stock), asha_for(spec)
+    chosen = None
+    settings = dict(seed=spec.search.seed, n_startup_trials=spec.search.tpe_startup_trials)
+    settings.update(group=spec.optuna_space().conditional)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if sampler == "stock":
+            chosen = optuna.samplers.TPESampler(**settings)
+        elif sampler == "exact":
+            chosen = IncrementalTPESampler(**settings, refit_share=0.0)
+    return make_searcher(spec, "speed", Storage(folder), sampler=chosen), asha_for(spec)
 
 
 def asha_for(spec):
@@ -127,7 +138,10 @@ def feed(searcher, asha, spec, trials: int, concurrency: int, marks, folder: Pat
                 config = searcher.suggest(trial_id)
             asha.on_trial_add(None, Trial(trial_id))
             live.append({"id": trial_id, "config": config, "epoch": 0, "n": made, "suggest": suggest, "tell": Clock()})
-            records.append({"finished": finished, "epochs": 0, "suggest": suggest, "tell": live[-1]["tell"]})
+            quality = synthetic_quality(config)
+            records.append(
+                {"finished": finished, "epochs": 0, "suggest": suggest, "tell": live[-1]["tell"], "quality": quality}
+            )
             made += 1
         trial = live.pop(0)
         trial["epoch"] += 1
@@ -165,6 +179,7 @@ def at_mark(records, mark: int, window: int) -> dict:
         "tell": sum(r["tell"].wall for r in chosen) / n,
         "cpu": sum(r["suggest"].cpu + r["tell"].cpu for r in chosen) / n,
         "epochs": sum(r["epochs"] for r in chosen) / n,
+        "quality": sum(r["quality"] for r in chosen) / n,
     }
 
 
@@ -175,7 +190,10 @@ def main(argv=None):
     parser.add_argument("--concurrency", type=int, default=2, help="trials running at once (default 2)")
     parser.add_argument("--window", type=int, default=50, help="trials averaged before each mark (default 50)")
     parser.add_argument(
-        "--sampler", choices=("project", "stock"), default="project", help="stock: Optuna's TPE and Ray's save"
+        "--sampler",
+        choices=("project", "stock", "exact"),
+        default="project",
+        help="stock: Optuna's TPE and Ray's save; exact: the project's TPE with a fit per suggestion",
     )
     args = parser.parse_args(argv)
     trials = args.trials or (40 if args.quick else 1000)
@@ -210,12 +228,22 @@ def main(argv=None):
                 f"**{1000 * total:.1f}**",
                 f"{1000 * m['cpu']:.1f}",
                 f"{m['epochs']:.1f}",
+                f"{m['quality']:.3f}",
                 f"{1000 * save_s:.1f} ms, {size / 1024:,.0f} KB",
             ]
         )
     print(f"\nper trial, mean of the {window} trials suggested before each mark (ms)")
     common.table(
-        ["finished", "suggest", "tell (results + complete)", "suggest + tell", "of it CPU", "epochs", "state save"],
+        [
+            "finished",
+            "suggest",
+            "tell (results + complete)",
+            "suggest + tell",
+            "of it CPU",
+            "epochs",
+            "quality",
+            "state save",
+        ],
         rows,
     )
     last = at_mark(records, trials, window)

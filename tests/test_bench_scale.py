@@ -34,6 +34,7 @@ def test_searcher_speed(capsys):
     assert [r.group(1) for r in results] == ["searcher_ms_at_40"]
     assert "| 40 |" in out  # the row of the last mark, with the state save's size
     assert " KB |" in out
+    assert "| quality |" in out  # the made-up quality of what it suggested, beside its cost
 
 
 def test_driver_replay(capsys):

@@ -49,8 +49,9 @@ REFIT_SHARE = 0.015  # a fit is drawn from until this share of the trials it mod
 class IncrementalTPESampler(TPESampler):
     """TPESampler (same arguments) whose cost per suggestion grows far more slowly with the finished trials."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, refit_share: float = REFIT_SHARE, **kwargs):
         super().__init__(*args, **kwargs)
+        self._refit_share = refit_share  # 0: a fit per suggestion at any scale, as TPESampler
         use_tpe_log_ndtr(log_ndtr)
         self._groups = group_decomposition()  # the space's groups, from every finished trial seen so far
         self._forget()
@@ -130,7 +131,7 @@ class IncrementalTPESampler(TPESampler):
         """TPE's Parzen estimators below and above for `trial`: the kept fit while fresh enough, else a new one."""
         group, counted = tuple(search_space.items()), self._finished_count(study)
         fit = self._fits.get(group)
-        if fit is not None and fit.changes(trial.number, counted) <= int(REFIT_SHARE * fit.trials):
+        if fit is not None and fit.changes(trial.number, counted) <= int(self._refit_share * fit.trials):
             keep_masses(fit.below)  # drawn from again: its components' masses computed once
             keep_masses(fit.above)
             return fit.below, fit.above
