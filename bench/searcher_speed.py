@@ -41,7 +41,8 @@ def wide_spec(trials: int, concurrency: int):
     import yaml
 
     raw = yaml.safe_load(WIDE.read_text())
-    raw["search"].update(num_samples=trials, max_concurrent_trials=concurrency, time_budget_s=None)
+    # running trials are replaced until the last mark: its window has suggestions at any concurrency
+    raw["search"].update(num_samples=trials + concurrency, max_concurrent_trials=concurrency, time_budget_s=None)
     return common.spec_from(raw)
 
 
@@ -123,7 +124,8 @@ def save_state(searcher, folder: Path, stock: bool) -> tuple[float, int]:
 
 
 def feed(searcher, asha, spec, trials: int, concurrency: int, marks, folder: Path, stock: bool):
-    """Suggest, report and complete `trials` trials, `concurrency` at a time, as Tune calls a searcher.
+    """Suggest, report and complete trials, `concurrency` at a time (each that ends replaced at once), as Tune
+    calls a searcher, until `trials` have finished.
 
     Returns per-trial records (finished when suggested, suggest/tell wall and CPU seconds, epochs) and the
     state saves at the marks {mark: (seconds, bytes)}.
@@ -132,7 +134,7 @@ def feed(searcher, asha, spec, trials: int, concurrency: int, marks, folder: Pat
 
     rng, live, records, saves, finished, made = random.Random(0), [], [], {}, 0, 0
     while finished < trials:
-        while len(live) < concurrency and made < trials:
+        while len(live) < concurrency:
             trial_id, suggest = f"t{made:05d}", Clock()
             with suggest:
                 config = searcher.suggest(trial_id)
