@@ -6,15 +6,17 @@ trial's parameters in internal form, and each trial's rank (its value; a pruned 
 far it breaks its constraints). That grows with the trials: most of a suggestion's cost after a few hundred.
 A finished trial never changes, so this sampler computes those once per finished trial and keeps them (and a
 running trial's values, the constant liar's, once it has been suggested). Everything else is TPESampler's own,
-so the suggestions are the same as TPESampler's with the same arguments and seed (tests/test_tpe.py checks it);
-constraints and a study that starts with trials in it (warm start) work as in TPESampler. The kept values are
+so up to 66 trials (and at any scale with `refit_share=0`) the suggestions are the same as TPESampler's with the
+same arguments and seed (tests/test_tpe.py checks it); constraints and a study that starts with trials in it
+(warm start) work as in TPESampler. The kept values are
 not pickled (the searcher's state is saved often): after a restore they are computed again, once.
 
 At cluster scale (thousands of trials, a thousand running) one fit of the Parzen estimators still costs tens of
 milliseconds, and ASHA stops trials in waves that ask for hundreds of suggestions at once. So a fit is kept and
 drawn from again until the trials it modelled have changed by more than `REFIT_SHARE` of them (each trial finished
-or suggested since counts one): TPE with a model at most 1.5% out of date. Below 67 trials that allows no change,
-so every suggestion gets a fit of its own, as in TPESampler.
+or suggested since counts one): TPE with a model at most 1.5% out of date (the suggestions' quality is measured
+against a fit per suggestion in docs/benchmarks.md, section 10). Below 67 trials that allows no change, so every
+suggestion gets a fit of its own, as in TPESampler.
 
 What is left grows with the trials too, mostly in numpy, but Optuna's log of the normal CDF
 (`_truncnorm._log_ndtr`, for each discrete parameter's candidates against every trial, and in sampling) calls a

@@ -114,7 +114,8 @@ and the cluster and search tests, then widen the bound in pyproject.toml.
    (`_group`, `_search_space_group`), to keep per finished trial what TPE recomputes at every suggestion;
    search/driver/parzen.py scores with a fit's Parzen mixtures (`_ParzenEstimator._mixture_distribution`,
    `parzen_mixture`) by the parts of Optuna's log_pdf (`parzen_parts`), each component's mass kept.
-   tests/test_tpe.py checks its suggestions equal TPESampler's. Replacement: TPESampler (slower).
+   tests/test_tpe.py checks its suggestions equal TPESampler's (up to 66 trials; past them it draws from kept
+   fits). Replacement: TPESampler (slower).
 22. Optuna 5.1's `optuna.samplers._tpe._truncnorm._log_ndtr`, replaced process-wide by `use_tpe_log_ndtr`
    with search/driver/tpe.py's `log_ndtr`: the same values bit for bit (tests/test_tpe.py), without a Python
    call per element. Replacement: Optuna's own (`tpe_log_ndtr`; the same suggestions, slower).
