@@ -81,8 +81,11 @@ def make(spec, folder: str, sampler: str):
     from search.driver.tuner import make_searcher
 
     chosen = None
-    settings = dict(seed=spec.search.seed, n_startup_trials=spec.search.tpe_startup_trials)
-    settings.update(group=spec.optuna_space().conditional)
+    settings = {
+        "seed": spec.search.seed,
+        "n_startup_trials": spec.search.tpe_startup_trials,
+        "group": spec.optuna_space().conditional,
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if sampler == "stock":

@@ -28,7 +28,7 @@ class KeptMixture:
     """Optuna's Parzen mixture (sampled as before) with a log_pdf that reuses each component's mass."""
 
     def __init__(self, mixture):
-        categorical, unique_inverse_2d, _, log_gauss_mass, _ = parzen_parts()
+        categorical, unique_inverse_2d, self._log_gauss_mass_unique, log_gauss_mass, self._norm_logpdf = parzen_parts()
         self._mixture = mixture
         self._log_weights = np.log(mixture.weights[np.newaxis])
         self._terms = []  # (index, distribution, None) for a categorical, (index, distribution, kept) for a step
@@ -46,20 +46,17 @@ class KeptMixture:
         if continuous:
             self._loc = np.asarray([d.mu for _, d in continuous]).T
             self._scale = np.asarray([d.sigma for _, d in continuous]).T
-            lows, highs = np.asarray([d.adapted_low for _, d in continuous]), [d.adapted_high for _, d in continuous]
-            a, b = (lows - self._loc) / self._scale, (np.asarray(highs) - self._loc) / self._scale
+            lows = np.asarray([d.adapted_low for _, d in continuous])
+            highs = np.asarray([d.adapted_high for _, d in continuous])
+            a, b = (lows - self._loc) / self._scale, (highs - self._loc) / self._scale
             self._a, self._b = np.atleast_1d(a, b)
             self._mass, self._log_scale = log_gauss_mass(self._a, self._b), np.log(self._scale)
 
-    def sample(self, rng, batch_size: int) -> np.ndarray:
-        return self._mixture.sample(rng, batch_size)
-
-    def __getattr__(self, name):  # weights, distributions: the mixture's own
+    def __getattr__(self, name):  # sample, weights, distributions: the mixture's own
         return getattr(self._mixture, name)
 
     def log_pdf(self, x: np.ndarray) -> np.ndarray:
         """`_MixtureOfProductDistribution.log_pdf`, step by step, with the masses computed once."""
-        _, _, log_gauss_mass_unique, _, norm_logpdf = parzen_parts()
         weighted = np.zeros((len(x), len(self._log_weights[0])), dtype=np.float64)
         for i, d, kept in self._terms:
             if kept is None:
@@ -72,7 +69,8 @@ class KeptMixture:
             if new.size:  # a stepped parameter takes few values: each value's masses, once
                 left = np.log(new - d.step / 2) if d.is_log else (new - d.step / 2)
                 right = np.log(new + d.step / 2) if d.is_log else (new + d.step / 2)
-                masses = log_gauss_mass_unique((left[:, np.newaxis] - mu) / sigma, (right[:, np.newaxis] - mu) / sigma)
+                a, b = (left[:, np.newaxis] - mu) / sigma, (right[:, np.newaxis] - mu) / sigma
+                masses = self._log_gauss_mass_unique(a, b)
                 rows.update(zip(new.tolist(), masses))
             between = np.asarray([rows[value] for value in xi.tolist()])
             weighted += between[np.ix_(xi_inverse, inverse)]
@@ -80,7 +78,7 @@ class KeptMixture:
         if self._continuous:
             columns = np.asarray([np.log(x[:, i]) if is_log else x[:, i] for i, is_log in self._continuous])
             z = np.atleast_1d((columns.T[:, np.newaxis, :] - self._loc) / self._scale)
-            out = norm_logpdf(z) - self._mass - self._log_scale
+            out = self._norm_logpdf(z) - self._mass - self._log_scale
             z, a, b = np.broadcast_arrays(z, self._a, self._b)
             weighted += np.select([a == b, (z < a) | (z > b)], [np.nan, -np.inf], default=out).sum(axis=-1)
         weighted += self._log_weights

@@ -109,7 +109,7 @@ class AppendOnlyJournal(JournalFileBackend):
 
     def append_logs(self, logs):
         data = memoryview(("\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n").encode())
-        with contextlib.nullcontext() if self._held else journal_lock(self):
+        with self.held():  # the lock, unless a run of appends holds it already
             fd = os.open(journal_file(self), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             start = os.lseek(fd, 0, os.SEEK_END)
             try:

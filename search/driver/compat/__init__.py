@@ -69,7 +69,6 @@ and the cluster and search tests, then widen the bound in pyproject.toml.
    appends to the journal without an fsync per line, and a suggestion's lines under one hold of the lock; and
    `._log_number_offset` (`journal_offsets_reset`), the byte offset of every line read so far, which it leaves out of
    a pickle. Replacement: Optuna's own backend (an fsync per write).
-
 14. Tune logs "Failed to restore the run state" and then restarts a half-restored experiment, which can
    hang (`restore_failures`, a `LogRecorder` filter on `TUNE_CONTROLLER_LOGGER`, records it;
    search/driver/callbacks.py's `RestoreCheck` stops the run on it at setup, before any trial runs). Replacement:
