@@ -12,6 +12,7 @@ solution a target, as the main job's finalize trains), and scores the model on o
 
     .venv/bin/python bench/levers.py --set condition_features=y_arccos --train-size 20000 --epochs 30
     .venv/bin/python bench/levers.py --model runs/demo/final/model.pt      # score a trained model only
+    .venv/bin/python bench/levers.py --model runs/demo/final/model.pt --synthetic 300   # official rows unseen
     .venv/bin/python bench/levers.py --quick                               # seconds, for the tests
 
 Prints a markdown table and `RESULT` lines for the goals of issue 26 (the main job's: network only
@@ -31,7 +32,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import load, machine, result, table
-from bench.official import BLOCKS, official_rows, regimes_for, row_blocks, score
+from bench.official import BLOCKS, fresh_conditions, official_rows, regimes_for, row_blocks, score
 from cvae.config import Config
 from cvae.data import DataSpec
 from cvae.functions import FunctionPair
@@ -71,6 +72,7 @@ def parse_args(argv=None):
     parser.add_argument("--train-size", type=int, default=20000, help="training rows (default 20000)")
     parser.add_argument("--epochs", type=int, help="epochs (default: the recipe's)")
     parser.add_argument("--rows", default=BLOCKS, help="official row blocks, e.g. 0-49,1000-1499")
+    parser.add_argument("--synthetic", type=int, help="score on this many fresh synthetic conditions instead")
     parser.add_argument("--temperatures", default="1", help="prior temperatures for network only, e.g. 1,0.5")
     parser.add_argument("--sampling", help="prior sampling for network only, e.g. independent,systematic")
     parser.add_argument("--refined", action="store_true", help="also network + refinement K=30, 20 LM steps")
@@ -148,7 +150,8 @@ def main(argv=None) -> int:
     headers = ["rows", "regime", "gates", "valid", "overall RMSE", "coverage_norm", "median distance", "prior valid"]
     lines, goals = [], []
     blocks = [(0, 2)] if args.quick else row_blocks(args.rows)
-    for label, x_true, y in official_rows(blocks, functions):
+    sets = fresh_conditions(args.synthetic, functions) if args.synthetic else official_rows(blocks, functions)
+    for label, x_true, y in sets:
         block = score_block(model, x_true, y, functions, args)
         for row in block:
             distance = f"{row['median_distance']:.4f}" if "median_distance" in row else ""

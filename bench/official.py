@@ -51,6 +51,16 @@ def official_rows(blocks, functions) -> list[tuple[str, torch.Tensor, torch.Tens
     return [(f"synthetic rows {a}-{b}", x[a : b + 1], y[a : b + 1]) for a, b in blocks]
 
 
+FRESH_SEED = 7_000_001  # apart from training (seed 0, 1, ...) and the search's validation (seed + 1,000,003)
+
+
+def fresh_conditions(n: int, functions) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+    """(label, x, y): n synthetic conditions drawn as the official ones are, never trained or searched on; a model
+    is ranked on them without looking at the official rows."""
+    x, y = make_dataset(n, functions, seed=FRESH_SEED)
+    return [(f"{n} fresh synthetic", x, y)]
+
+
 def distance_to_solutions(x: torch.Tensor, branch_sets) -> torch.Tensor:
     """Max-abs endpoint distance of each sample (N, S) to its condition's nearest exact solution."""
     ends = endpoints_from_lines(x.double())

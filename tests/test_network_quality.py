@@ -142,6 +142,15 @@ def test_levers_bench_quick(capsys):
     assert out.strip().splitlines()[-1].startswith("RESULT network_coverage_norm_")
 
 
+def test_levers_scores_fresh_synthetic_conditions_instead_of_official_rows(capsys):
+    levers = importlib.import_module("bench.levers")
+    levers.main(["--quick", "--synthetic", "3"])
+    out = capsys.readouterr().out
+    assert "| 3 fresh synthetic |" in out
+    assert "rows 0-" not in out
+    assert "RESULT network_valid_frac_3_fresh_synthetic" in out
+
+
 def test_objective_alignment_scores_each_trials_last_checkpoint(tmp_path, capsys):
     alignment = importlib.import_module("bench.objective_alignment")
     config = Config(**CATEGORICAL, val_samples=4)
