@@ -110,3 +110,27 @@ def test_robust_choice(ray_local, capsys):
     assert "| search seed | trials | best: search score | its re-run mean | optimism |" in out
     assert "| search seed | pruning | trials | failed trials | failed trials' s |" in out
     assert "| trial | latent | epochs | best val_score | min components |" in out
+
+
+def test_rung_alignment_ranks_each_epoch_against_the_last(tmp_path, capsys):
+    """Three trials that ran to the end, ordered one way at epoch 1 and the other way from epoch 2 on, and one
+    that ASHA stopped (left out: its end is unknown)."""
+    import pandas as pd
+
+    rows = []
+    for i, curve in enumerate(([0.3, 0.1, 0.1], [0.2, 0.2, 0.2], [0.1, 0.3, 0.3], [0.9])):
+        (tmp_path / f"t{i}").mkdir()
+        progress = pd.DataFrame({"epoch": range(1, len(curve) + 1), "val_score": curve})
+        progress.to_csv(tmp_path / f"t{i}" / "progress.csv", index=False)
+        rows.append({"run": f"t{i}", "metric": "val_score", "config/wy_delay": 10 * (i % 2)})
+    pd.DataFrame(rows).to_csv(tmp_path / "results.csv", index=False)
+    importlib.import_module("rung_alignment").main([str(tmp_path), "--rung", "1", "2", "--by", "wy_delay"])
+    out = capsys.readouterr().out
+    assert "3 trials that ran to the end" in out
+    assert "| 1 | 3 | -1.000 |" in out
+    assert "| 2 | 3 | 1.000 |" in out
+    assert "| 10 | 1 | 0.2000 | 0.2000 | 0.2000 |" in out  # the wy_delay 10 trial: t1
+    assert out.strip().splitlines()[-2:] == [
+        "RESULT rung_spearman_at_1 -1.000 goal >= 0.7 missed",
+        "RESULT rung_spearman_at_2 1.000 goal >= 0.7 met",
+    ]
