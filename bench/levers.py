@@ -36,6 +36,7 @@ from bench.official import BLOCKS, fresh_conditions, official_rows, regimes_for,
 from cvae.config import Config
 from cvae.data import DataSpec
 from cvae.functions import FunctionPair
+from cvae.inputs import number_at_least
 from cvae.metrics import branches
 from cvae.regimes import Regime
 from cvae.sampling import prior_valid_mass
@@ -72,7 +73,9 @@ def parse_args(argv=None):
     parser.add_argument("--train-size", type=int, default=20000, help="training rows (default 20000)")
     parser.add_argument("--epochs", type=int, help="epochs (default: the recipe's)")
     parser.add_argument("--rows", default=BLOCKS, help="official row blocks, e.g. 0-49,1000-1499")
-    parser.add_argument("--synthetic", type=int, help="score on this many fresh synthetic conditions instead")
+    parser.add_argument(
+        "--synthetic", type=number_at_least(int, 1), help="score on this many fresh synthetic conditions instead"
+    )
     parser.add_argument("--temperatures", default="1", help="prior temperatures for network only, e.g. 1,0.5")
     parser.add_argument("--sampling", help="prior sampling for network only, e.g. independent,systematic")
     parser.add_argument("--refined", action="store_true", help="also network + refinement K=30, 20 LM steps")

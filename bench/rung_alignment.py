@@ -68,11 +68,16 @@ def main(argv=None) -> int:
         headers = [args.by, "trials", *[f"median at {r}" for r in args.rung], "median last"]
         groups = sorted(trials.groupby(key), key=lambda kv: kv[0])
         lines = [
-            [f"{value:g}", str(len(g)), *[f"{g[r].median():.4f}" for r in args.rung], f"{g['last'].median():.4f}"]
+            [
+                f"{value:g}" if isinstance(value, float | int) else str(value),
+                str(len(g)),
+                *[f"{g[r].median():.4f}" for r in args.rung],
+                f"{g['last'].median():.4f}",
+            ]
             for value, g in groups
         ]
         common.table(headers, lines)
-    found = dict((e, rho) for e, _, rho in rows)
+    found = {e: rho for e, _, rho in rows}
     for rung in args.rung:
         rho = found.get(rung, float("nan"))
         common.result(f"rung_spearman_at_{rung}", f"{rho:.3f}", f">= {GOAL}", rho >= GOAL)
