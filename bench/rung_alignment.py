@@ -57,6 +57,9 @@ def by_epoch(trials: pd.DataFrame) -> list[tuple[int, int, float]]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    for folder in args.experiments:
+        if not (folder / "results.csv").is_file():
+            raise SystemExit(f"{folder}: no results.csv; pass a finished search's folder <storage>/<name>")
     trials = finished_trials(args.experiments)
     print(common.machine(f"{len(trials)} trials that ran to the end, from {len(args.experiments)} searches"))
     if trials.empty:

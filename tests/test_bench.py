@@ -134,3 +134,8 @@ def test_rung_alignment_ranks_each_epoch_against_the_last(tmp_path, capsys):
         "RESULT rung_spearman_at_1 -1.000 goal >= 0.7 missed",
         "RESULT rung_spearman_at_2 1.000 goal >= 0.7 met",
     ]
+
+
+def test_rung_alignment_names_a_folder_without_results(tmp_path):
+    with pytest.raises(SystemExit, match=r"no results\.csv; pass a finished search's folder"):
+        importlib.import_module("rung_alignment").main([str(tmp_path)])

@@ -124,6 +124,14 @@ def test_a_time_budget_keeps_the_epochs_that_fit_and_the_saved_config_says_so(tm
         assert torch.equal(value, plain.model.state_dict()[key]), key
 
 
+def test_a_cut_plan_shows_each_epoch_once_in_the_progress_bar(tiny_config, capsys):
+    config = Config(**{**tiny_config, "epochs": 4})
+    train, val = DataSpec(train_size=128, val_conditions=3).build(FunctionPair())
+    retrain(config, train, val, "cpu", progress=True, time_budget=1e-6, log=lambda line: None)
+    shown = capsys.readouterr().err.split("\r")
+    assert len([line for line in shown if " 1/1 [" in line]) == 1  # the bar's last line, not also a refresh
+
+
 def test_epochs_within_a_budget():
     assert epochs_within(600, 10, 60) == 60
     assert epochs_within(600, 14.5, 60) == 41

@@ -94,7 +94,7 @@ def retrain(
         else:
             spent = fit_within(trainer, time_budget, bar)
             if trainer.epoch < config.epochs:
-                budget = f"--time-budget {time_budget:g} s"
+                budget = f"--time-budget {time_budget:.0f} s"
                 log(f"finalize: trained {trainer.epoch} of {config.epochs} epochs in {spent:.0f} s ({budget})")
     return trainer
 
@@ -110,8 +110,7 @@ def fit_within(trainer: Trainer, seconds: float, bar) -> float:
         fitting = epochs_planned(planned, trainer.epoch, seconds - spent, last)
         if fitting != trainer.config.epochs:
             trainer.config = trainer.config.replace(epochs=fitting)
-            bar.total = fitting
-            bar.refresh()
+            bar.total = fitting  # shown by the next epoch's line (a refresh here printed this epoch's twice)
     return spent
 
 
