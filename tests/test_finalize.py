@@ -115,6 +115,7 @@ def test_a_time_budget_keeps_the_epochs_that_fit_and_the_saved_config_says_so(tm
     assert (short.epoch, short.status, short.config.epochs) == (1, "finished", 1)
     assert len(said) == 1
     assert "trained 1 of 4 epochs" in said[0]
+    assert said[0].endswith("(--time-budget 1e-06 s)")  # the budget as the user gave it
     path = short.save(tmp_path / "model.pt", resumable=False)
     assert load_checkpoint(path)["config"]["epochs"] == 1
     ample = retrain(config, train, val, "cpu", progress=False, time_budget=1e6, log=said.append)

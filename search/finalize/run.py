@@ -76,7 +76,7 @@ def retrain(
     (an epoch can grow dearer mid-run: the y-term starts after wy_delay). The cosine schedule follows the current
     total (a cut lowers the learning rate a little, a cut taken back raises it). compile: the loss compiled first
     (Trainer.compile_loss), its time counted in the budget."""
-    trainer = Trainer(config, train, val, device)
+    trainer, asked, compile_s = Trainer(config, train, val, device), time_budget, 0.0
     if compile:
         started = time.perf_counter()
         why_not = trainer.compile_loss()
@@ -94,7 +94,7 @@ def retrain(
         else:
             spent = fit_within(trainer, time_budget, bar)
             if trainer.epoch < config.epochs:
-                budget = f"--time-budget {time_budget:.0f} s"
+                budget = f"--time-budget {asked:g} s" + (f", {compile_s:.0f} s of it compiling" if compile_s else "")
                 log(f"finalize: trained {trainer.epoch} of {config.epochs} epochs in {spent:.0f} s ({budget})")
     return trainer
 
