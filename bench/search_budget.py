@@ -69,6 +69,12 @@ def parse_args(argv=None):
         help=f"finalize --time-budget (default {demo.FINAL_SECONDS:g}, as demo)",
     )
     parser.add_argument(
+        "--final-max-lr",
+        type=float,
+        default=demo.FINAL_MAX_LR,
+        help=f"finalize --max-lr (default {demo.FINAL_MAX_LR:g}, as demo)",
+    )
+    parser.add_argument(
         "--final-compile",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -106,8 +112,7 @@ def budget_run(minutes: float, out: Path, args) -> dict:
         times["search_s"] = time.perf_counter() - started
         loads["after_search"] = one_minute_load()
         started = time.perf_counter()
-        options = demo.final_data(experiment, args.final_rows, args.final_epochs, args.final_steps)
-        options += ["--time-budget", args.final_time_budget, *(["--compile"] if args.final_compile else [])]
+        options = demo.finalize_options(experiment, args)
         demo.run("scripts/finalize.py", "--experiment", experiment, "--out", final, "--quiet", *options)
         times["finalize_s"] = time.perf_counter() - started
     loads["after"] = one_minute_load()

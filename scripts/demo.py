@@ -23,6 +23,7 @@ from search.driver.files import BEST_CONFIG, FINAL, MODEL, REPORT_MD, RESULTS_CS
 REPO = Path(__file__).resolve().parents[1]
 FINAL_EPOCHS = 150  # at most; the time budget decides (a chosen MLP's network-only validity follows its epochs)
 FINAL_STEPS = 0  # no step budget: the time budget bounds finalize's time now (docs/quality.md)
+FINAL_MAX_LR = 1e-3  # finalize trains ~10x a search trial's steps: a lower peak rate than short trials favour
 FINAL_SECONDS = 600.0  # the search's 6 minutes + 10 of training + ~1.5 of the rest: the job within 20 minutes
 OFFICIAL = REPO.parent / "shared" / "twobirds" / "validation_dataset.pt"
 
@@ -66,6 +67,14 @@ def parse_args(argv=None):
         default=FINAL_SECONDS,
         help=f"seconds of training at most for the final model (default {FINAL_SECONDS:g}; finalize --time-budget: "
         "the epochs that still fit, re-planned after each), so a wide network or a large batch keeps the job's time",
+    )
+    parser.add_argument(
+        "--final-max-lr",
+        type=number_at_least(float, minimum=0),
+        default=FINAL_MAX_LR,
+        help=f"finalize --max-lr: the final model trains at the chosen learning rate, at most this (default "
+        f"{FINAL_MAX_LR:g}: its run is about ten times a search trial's steps, and a longer run trains best at a "
+        "lower peak rate than a short trial favours, docs/quality.md; 0: as searched)",
     )
     parser.add_argument(
         "--final-compile",
@@ -157,6 +166,13 @@ def final_data(experiment: Path, rows: int, epochs: int | None = None, steps: in
     return ["--train-size", str(rows), *(["--epochs", str(epochs)] if epochs else [])]
 
 
+def finalize_options(experiment: Path, args) -> list[str]:
+    """finalize's options from the --final-* arguments (bench/search_budget.py finalizes the same way)."""
+    options = final_data(experiment, args.final_rows, args.final_epochs, args.final_steps)
+    options += ["--time-budget", f"{args.final_time_budget:g}", *(["--compile"] if args.final_compile else [])]
+    return [*options, "--max-lr", f"{args.final_max_lr:g}"]
+
+
 def chosen_latent(experiment: Path) -> str | None:
     """The latent family of the search's best configuration (it sets the refinement proposals' temperature)."""
     import yaml
@@ -234,9 +250,7 @@ def main_job(args) -> int:
             "--time-budget",
             args.time_budget,
         )
-    final_options = final_data(experiment, args.final_rows, args.final_epochs, args.final_steps)
-    final_options += ["--time-budget", f"{args.final_time_budget:g}", *(["--compile"] if args.final_compile else [])]
-    run("scripts/finalize.py", "--experiment", experiment, "--out", final, *final_options)
+    run("scripts/finalize.py", "--experiment", experiment, "--out", final, *finalize_options(experiment, args))
     scoring = conditions_file(final, args.conditions)
     # Every regime (cvae/regimes.py) generated and scored apart: the network alone, no solver, the solver.
     latent = chosen_latent(experiment)

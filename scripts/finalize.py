@@ -55,6 +55,15 @@ def parse_args(argv=None):
         help="torch.compile the categorical loss before training (about a minute, counted in --time-budget; a "
         "y-phase epoch about 1.5x faster on a CPU); without a working compiler it says so and trains as without",
     )
+    parser.add_argument(
+        "--max-lr",
+        metavar="LR",
+        type=number_at_least(float, minimum=0),
+        default=0.0,
+        help="train at the chosen learning rate, at most LR: a run many times longer than the search's trials "
+        "trains best at a lower peak rate than a short trial favours (default 0: as searched; the main job uses "
+        "0.001, docs/quality.md)",
+    )
     parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, ...")
     parser.add_argument("--samples", type=int, default=30, help="samples per validation condition (default 30)")
     data_arguments(parser)
@@ -196,6 +205,7 @@ def run_finalize(args) -> int:
         choice=choice,
         time_budget=args.time_budget,
         compile=args.compile,
+        max_lr=args.max_lr,
     )
     v, objective = report["validation"], report["objective"]
     gates = "PASS" if v["gates_pass"] else "FAIL"

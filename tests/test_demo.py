@@ -38,6 +38,7 @@ def test_the_main_job_searches_finalizes_generates_and_scores(tmp_path, repo):
     report = json.loads((final / "report.json").read_text())
     assert report["data"]["train_rows"] == 700  # the smoke search picks an MLP: final rows apply
     assert "--epochs 3 --time-budget 600" in done.stdout  # finalize's training is bounded in time too
+    assert "--max-lr 0.001" in done.stdout  # ... and its peak learning rate capped (docs/quality.md)
     for name in ("submission.pt", "submission_check.pt", "submission_refined.pt"):
         x, _ = load_challenge(final / name)
         assert x.shape == (3 * 30, 50, 2)
@@ -70,12 +71,14 @@ def test_the_final_models_epochs_are_a_step_budget_at_the_chosen_batch(tmp_path)
     assert final_data(tmp_path, 100_000, 60, 0) == ["--train-size", "100000", "--epochs", "60"]
 
 
-@pytest.mark.parametrize("flag", ["--final-steps", "--final-rows", "--conditions", "--final-time-budget"])
+@pytest.mark.parametrize(
+    "flag", ["--final-steps", "--final-rows", "--conditions", "--final-time-budget", "--final-max-lr"]
+)
 def test_the_main_job_refuses_a_negative_count_before_any_work(run_main, flag):
     ran = run_main("demo", flag, "-5")
     assert ran.returncode == 2
     assert ran.stderr.strip().splitlines()[-1] == f"twobirds-demo: error: argument {flag}: must be >= " + (
-        "0, got -5" if flag == "--final-steps" else "1, got -5"
+        "0, got -5" if flag in ("--final-steps", "--final-max-lr") else "1, got -5"
     )
 
 
@@ -84,3 +87,6 @@ def test_finalize_refuses_a_time_budget_under_a_second_before_any_work(run_main,
     assert ran.returncode == 2
     last = ran.stderr.strip().splitlines()[-1]
     assert last == "twobirds-finalize: error: argument --time-budget: must be >= 1, got 0"
+    ran = run_main("finalize", "--experiment", tmp_path, "--max-lr=-1e-3")
+    assert ran.returncode == 2
+    assert ran.stderr.strip().splitlines()[-1] == "twobirds-finalize: error: argument --max-lr: must be >= 0, got -1e-3"

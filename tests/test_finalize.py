@@ -200,6 +200,30 @@ def test_finalize_on_a_refined_score_experiment_reports_the_refined_regime_first
     assert set(report["training"]["history"][0]) >= {"val_refined_score", "val_score"}
 
 
+def test_a_max_lr_caps_the_chosen_rate_and_the_report_and_model_say_so(tmp_path, make_experiment):
+    from search.finalize import finalize
+
+    folder = make_experiment(tmp_path / "search")
+    chosen, said = load_experiment(folder).config.lr, []
+    cap = chosen / 2
+    report = finalize(
+        load_experiment(folder), tmp_path / "final", samples=4, progress=False, log=said.append, max_lr=cap
+    )
+    assert report["config"]["lr"] == cap == load_checkpoint(tmp_path / "final" / "model.pt")["config"]["lr"]
+    assert f"finalize: the chosen learning rate {chosen:.3g} capped at {cap:g} (--max-lr)" in said
+    row = [d for d in report["differences"] if d["what"] == "learning rate"]
+    assert row == [{"what": "learning rate", "search": chosen, "final": cap, "same": False, "source": "--max-lr"}]
+    assert f"| learning rate | {chosen} | {cap} | **differs** |" in (tmp_path / "final" / "report.md").read_text()
+    # a cap above the chosen rate, or none, trains as searched
+    for name, above in (("above", chosen * 2), ("none", None)):
+        report = finalize(
+            load_experiment(folder), tmp_path / name, samples=4, progress=False, log=said.append, max_lr=above
+        )
+        assert report["config"]["lr"] == chosen
+        assert "learning rate" not in {d["what"] for d in report["differences"]}
+    assert len([line for line in said if "--max-lr" in line]) == 1
+
+
 def test_the_study_plots_are_optunas_on_the_saved_study(tmp_path, make_experiment):
     from optuna.trial import TrialState
 

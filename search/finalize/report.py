@@ -83,6 +83,12 @@ def differences(search: dict, config, data, samples: int) -> list[dict]:
     return out
 
 
+def lr_difference(chosen: float, final: float) -> dict:
+    """The differences row of a learning rate finalize capped (--max-lr)."""
+    chosen, final = (float(f"{value:.4g}") for value in (chosen, final))
+    return {"what": "learning rate", "search": chosen, "final": final, "same": False, "source": "--max-lr"}
+
+
 # --- report.md ------------------------------------------------------------------------------
 
 

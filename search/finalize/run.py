@@ -138,15 +138,21 @@ def finalize(
     choice: dict | None = None,
     time_budget: float | None = None,
     compile: bool = False,
+    max_lr: float | None = None,
 ) -> dict:
     """Retrain, validate, save model.pt, plots and report.json/report.md in `out`; returns the report.
 
     choice: search/finalize/choice.py's re-runs of the top configurations (experiment.config is the picked
     one): the report says how sure the choice is and where the final model landed. time_budget: seconds of
-    training at most, compile: torch.compile the loss first (retrain)."""
+    training at most, compile: torch.compile the loss first (retrain). max_lr: the chosen learning rate at most
+    this (a run many times longer than the search's trials trains best at a lower peak rate than the one a short
+    trial favours, docs/quality.md)."""
     clock, out = Stopwatch(), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     config = experiment.config if epochs is None else experiment.config.replace(epochs=epochs)
+    if max_lr and config.lr > max_lr:
+        config = config.replace(lr=max_lr)
+        log(f"finalize: the chosen learning rate {experiment.config.lr:.3g} capped at {max_lr:g} (--max-lr)")
     with clock("total_s"):
         with clock("data_s"):
             train, val = experiment.data.build(config)
@@ -166,6 +172,8 @@ def finalize(
             files, skipped = draw(experiment, trainer, val, shown, samples, out)
     timings = {k: clock[k] for k in ("data_s", "train_s", "epoch_mean_s", "evaluate_s", "plots_s", "total_s")}
     report = build_report(experiment, trainer, train, val, samples, regimes, timings)
+    if config.lr != experiment.config.lr:
+        report["differences"].append(reporting.lr_difference(experiment.config.lr, config.lr))
     report.update(files={"model": MODEL, **files}, skipped_plots=skipped)
     if choice is not None:
         report["choice"] = landed(choice, report)
