@@ -40,6 +40,24 @@ def parse_args(argv=None):
         default=360,
         help="seconds for the search (default 360; the whole job takes about 17 min on 2 cores, README)",
     )
+    add_final_options(parser)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        help="one seed for the search (TPE), the models' initial weights and the synthetic data: a copy of the "
+        "search file with these set is searched (default: the search file's own seeds)",
+    )
+    parser.add_argument(
+        "--conditions", type=number_at_least(int, minimum=1), default=50, help="official conditions to generate for"
+    )
+    parser.add_argument(
+        "--samples", type=number_at_least(int, minimum=1), default=30, help="samples per condition (challenge: 30)"
+    )
+    return parser.parse_args(argv)
+
+
+def add_final_options(parser: argparse.ArgumentParser) -> None:
+    """The --final-* options: how finalize retrains the chosen configuration (finalize_options reads them)."""
     parser.add_argument(
         "--final-rows",
         type=number_at_least(int, minimum=1),
@@ -82,19 +100,6 @@ def parse_args(argv=None):
         default=True,
         help="finalize --compile: torch.compile the loss, more epochs in the time budget (default on)",
     )
-    parser.add_argument(
-        "--seed",
-        type=int,
-        help="one seed for the search (TPE), the models' initial weights and the synthetic data: a copy of the "
-        "search file with these set is searched (default: the search file's own seeds)",
-    )
-    parser.add_argument(
-        "--conditions", type=number_at_least(int, minimum=1), default=50, help="official conditions to generate for"
-    )
-    parser.add_argument(
-        "--samples", type=number_at_least(int, minimum=1), default=30, help="samples per condition (challenge: 30)"
-    )
-    return parser.parse_args(argv)
 
 
 class StepFailed(UserError):
