@@ -57,7 +57,7 @@ def cluster_spec():
 class Parts:
     """The driver-side parts of one search, as make_tuner builds them, in a folder of their own."""
 
-    def __init__(self, spec, folder: str, name: str = "replay"):
+    def __init__(self, spec, folder: str, name: str = "replay", sampler=None):
         from ray.train._internal.storage import StorageContext
 
         from search.driver.callbacks import SigningCallback, TrialBoard, TrialLines
@@ -65,7 +65,7 @@ class Parts:
         from search.driver.tuner import make_searcher
 
         self.spec = spec
-        self.searcher = make_searcher(spec, name, Storage(folder))
+        self.searcher = make_searcher(spec, name, Storage(folder), sampler=sampler)
         self.asha = asha_for(spec)
         self.board = TrialBoard(spec.metric, spec.mode, spec.max_t)
         self.console = io.StringIO()
@@ -193,9 +193,18 @@ class Clock:
             self.cpu[name] += time.thread_time() - started
 
 
-def replay(spec, concurrency: int, finished_goal: int, marks, save_every: float, folder: str):
+def make_sampler(name: str):
+    """None: the project's TPE (make_searcher's default); "random": Optuna's RandomSampler, a searcher that
+    costs next to nothing to think, so what is left is the floor of every other driver-side part."""
+    import optuna
+
+    return optuna.samplers.RandomSampler(seed=0) if name == "random" else None
+
+
+def replay(spec, concurrency: int, finished_goal: int, marks, save_every: float, folder: str, sampler: str = "tpe"):
     """Feed the parts; returns {mark: window measures}."""
-    parts, clock, rng = Parts(spec, folder, name=f"replay-k{concurrency}"), Clock(), random.Random(0)
+    parts = Parts(spec, folder, name=f"replay-k{concurrency}", sampler=make_sampler(sampler))
+    clock, rng = Clock(), random.Random(0)
     queue, seq, finished, results = [], 0, 0, 0
     for _ in range(concurrency):
         trial = new_trial(parts, clock)
@@ -262,6 +271,9 @@ def main(argv=None):
     parser.add_argument("--concurrency", type=int, nargs="+", default=None, help="K values (default 256 1024)")
     parser.add_argument("--finished", type=int, default=None, help="finished trials to reach (default 5,000)")
     parser.add_argument("--save-every", type=float, default=10.0, help="simulated seconds between state saves")
+    parser.add_argument(
+        "--sampler", choices=("tpe", "random"), default="tpe", help="random: the floor with a searcher that costs ~0"
+    )
     args = parser.parse_args(argv)
     ks = args.concurrency or ([8] if args.quick else [256, 1024])
     goal = args.finished or (30 if args.quick else 5000)
@@ -272,12 +284,13 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="bench-replay-") as folder:
         os.environ["TWOBIRDS_CONFIG_DIR"] = str(Path(folder) / "key")  # a signing key of its own
         for k in ks:
-            runs[k], staging = replay(spec, k, goal, marks, args.save_every, folder)
+            runs[k], staging = replay(spec, k, goal, marks, args.save_every, folder, args.sampler)
             if staging is not None:  # the trials' TensorBoard folders, in the Ray session's staging folder
                 shutil.rmtree(staging, ignore_errors=True)
             loads.append(common.load())
     common.stop_ray()
-    print(common.machine(f"replay of K concurrent trials, 1 result/s each, cluster.yaml's ASHA, to {goal} finished"))
+    what = f"replay of K concurrent trials, 1 result/s each, cluster.yaml's ASHA, {args.sampler} sampler, to {goal}"
+    print(common.machine(f"{what} finished"))
     print(f"# loads: {'; '.join(loads)}")
     report(runs, marks)
     at = GOAL_AT if GOAL_AT in marks else marks[-1]
