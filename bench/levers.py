@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -78,6 +79,10 @@ def parse_args(argv=None):
     )
     parser.add_argument("--temperatures", default="1", help="prior temperatures for network only, e.g. 1,0.5")
     parser.add_argument("--sampling", help="prior sampling for network only, e.g. independent,systematic")
+    parser.add_argument(
+        "--check-temperatures",
+        help="network + check at each of these temperatures, e.g. 0.3,0.5 (default: the main job's)",
+    )
     parser.add_argument("--refined", action="store_true", help="also network + refinement K=30, 20 LM steps")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--out", type=Path, help="save the trained model here (a model.pt)")
@@ -132,7 +137,10 @@ def score_block(model, x_true, y, functions, args) -> list[dict]:
             row = score(model, x_true, y, functions, (Regime("network"),), branch_sets=sets)[0]
             rows.append({**row, "regime": f"network only (T={model.config.prior_temperature:g}, {how})"})
     model.config = config.replace(prior_sampling=how)  # check and refinement draw as the last --sampling
-    regimes = regimes_for(config.latent)[1:] if args.refined else regimes_for(config.latent)[1:2]
+    _network, check, refined = regimes_for(config.latent)
+    temperatures = args.check_temperatures.split(",") if args.check_temperatures else [check.temperature]
+    checks = [replace(check, temperature=float(t)) for t in temperatures]
+    regimes = (*checks, refined) if args.refined else tuple(checks)
     for row in score(model, x_true, y, functions, regimes, branch_sets=sets):
         rows.append({**row, "regime": f"{row['regime']} ({how})"})
     model.config = config

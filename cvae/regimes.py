@@ -32,9 +32,9 @@ KINDS = {
 # a categorical latent's proposals come from its components' own Gaussians, at 1).
 SUBMISSION_PROPOSALS, SUBMISSION_REFINE_STEPS, GAUSSIAN_TEMPERATURE = 300, 20, 2.0
 # A categorical check's draws: the prior at this temperature and each component's Gaussian at this times sigma.
-# With no solver to pull a draw in, draws nearer the components (and the likelier ones) are valid more often
-# (docs/quality.md, issue 26: K=300 coverage_norm 0.82 at 1, 0.87 at 0.5).
-CATEGORICAL_CHECK_TEMPERATURE = 0.5
+# With no solver to pull a draw in, draws nearer the components (and the likelier ones) are valid more often;
+# sharper still, fewer components are reached (docs/quality.md, issue 26: chosen on synthetic conditions).
+CATEGORICAL_CHECK_TEMPERATURE = 0.3
 
 
 def proposal_temperature(latent: str | None) -> float:

@@ -20,7 +20,7 @@ from cvae.functions import FunctionPair
 from cvae.lines import endpoints_from_lines
 from cvae.losses import closed_form_ok, component_y_error, line_y_error, sigma_at
 from cvae.model import build_model, condition_inputs, monotone_endpoints
-from cvae.regimes import Regime
+from cvae.regimes import CATEGORICAL_CHECK_TEMPERATURE, Regime
 from cvae.sampling import sample
 from cvae.train import Trainer, load_model
 
@@ -136,10 +136,21 @@ def test_levers_bench_quick(capsys):
     levers = importlib.import_module("bench.levers")
     levers.main(["--quick", "--temperatures", "1,0.5", "--refined"])
     out = capsys.readouterr().out
-    shown = ("network only (T=1, independent)", "network only (T=0.5, independent)", "network + check (K=300, T=0.5)")
+    check = f"network + check (K=300, T={CATEGORICAL_CHECK_TEMPERATURE:g})"  # the main job's check
+    shown = ("network only (T=1, independent)", "network only (T=0.5, independent)", check)
     for regime in (*shown, "network + refinement"):
         assert regime in out
     assert out.strip().splitlines()[-1].startswith("RESULT network_coverage_norm_")
+
+
+def test_levers_checks_at_each_temperature_asked(capsys):
+    levers = importlib.import_module("bench.levers")
+    levers.main(["--quick", "--check-temperatures", "0.2,0.7"])
+    out = capsys.readouterr().out
+    assert "network + check (K=300, T=0.2)" in out
+    assert "network + check (K=300, T=0.7)" in out
+    assert f"network + check (K=300, T={CATEGORICAL_CHECK_TEMPERATURE:g})" not in out  # instead of the default
+    assert "network + refinement" not in out  # not asked
 
 
 def test_levers_scores_fresh_synthetic_conditions_instead_of_official_rows(capsys):
