@@ -7,6 +7,7 @@ No test asserts a timing or a benchmark's quality number.
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 
 import pandas as pd
@@ -224,6 +225,15 @@ def test_search_budget_quick_searches_finalizes_and_scores_each_budget(capsys, t
         for kind in ("network", "check", "refined")
         for name in ("quality_rises_with_budget", "longest_minus_shortest")
     ]
+    gains = [line.split()[2] for line in results if "longest_minus_shortest" in line]
+    assert all(re.fullmatch(r"[+-]\d\.\d{4}", gain) for gain in gains), gains  # a tiny gain is not shown as 0.000
+
+
+def test_search_budget_refuses_a_negative_final_max_lr(capsys):
+    budget = importlib.import_module("bench.search_budget")
+    with pytest.raises(SystemExit):
+        budget.main(["--final-max-lr", "-0.001"])
+    assert "--final-max-lr: must be >= 0" in capsys.readouterr().err
 
 
 @pytest.mark.slow
