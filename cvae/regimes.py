@@ -34,7 +34,7 @@ SUBMISSION_PROPOSALS, SUBMISSION_REFINE_STEPS, GAUSSIAN_TEMPERATURE = 300, 20, 2
 # A categorical check's draws: the prior at this temperature and each component's Gaussian at this times sigma.
 # With no solver to pull a draw in, draws nearer the components (and the likelier ones) are valid more often;
 # sharper still, fewer components are reached (docs/quality.md, issue 26: chosen on synthetic conditions).
-CATEGORICAL_CHECK_TEMPERATURE = 0.3
+CATEGORICAL_CHECK_TEMPERATURE = 0.4
 
 
 def proposal_temperature(latent: str | None) -> float:
