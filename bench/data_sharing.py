@@ -89,6 +89,10 @@ def run(source: str, args, box, file: str) -> list[dict]:
     return [r.metrics for r in tuner.fit()]
 
 
+HEADERS = ["data source", "min s to data", "median", "max", "median s to trained-ready (data + Trainer)"]
+HEADERS += ["median peak RSS MB"]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
@@ -134,17 +138,7 @@ def main(argv=None):
                 statistics.median(v["peak_rss_mb"] for v in values),
             ]
         )
-    common.table(
-        [
-            "data source",
-            "min s to data",
-            "median",
-            "max",
-            "median s to trained-ready (data + Trainer)",
-            "median peak RSS MB",
-        ],
-        rows,
-    )
+    common.table(HEADERS, rows)
     store = statistics.median(v["ready_s"] for v in results["object store, numpy (project)"])
     best_other = min(statistics.median(v["ready_s"] for v in results[s]) for s in ("generate", "load .pt file"))
     ratio = store / best_other

@@ -45,15 +45,8 @@ def sleeping_trial(config, settings=None):
         tune.report({settings["metric"]: rng.random() + 0.01 * epoch, "epoch": epoch, "seconds": settings["interval"]})
 
 
-def run(args, concurrency: int):
-    from ray import tune
-    from ray.tune.execution.tune_controller import TuneController
-
-    from search.driver.searcher import PruningOptunaSearch
-    from search.driver.storage import Storage
-    from search.driver.tuner import make_tuner
-
-    spec = common.spec_from(
+def driver_spec(args, concurrency: int):
+    return common.spec_from(
         {
             "search": {
                 "num_samples": 100000,  # ended by the time budget
@@ -65,9 +58,15 @@ def run(args, concurrency: int):
             "start_points": [],
         }
     )
-    settings = {"metric": spec.metric, "max_t": spec.max_t, "interval": args.interval}
-    trainable = tune.with_resources(tune.with_parameters(sleeping_trial, settings=settings), {"cpu": 1})
-    events = {"result": [], "suggest": [], "suggest_s": [], "save_s": []}
+
+
+@contextlib.contextmanager
+def timing(events: dict):
+    """Record when the searcher's calls and Tune's state saves happen (and how long a suggestion and a save
+    take) while the block runs; the classes are restored after it."""
+    from ray.tune.execution.tune_controller import TuneController
+
+    from search.driver.searcher import PruningOptunaSearch
 
     def timed(cls, method, record):
         original = getattr(cls, method)
@@ -92,16 +91,33 @@ def run(args, concurrency: int):
         ),
         timed(TuneController, "save_to_dir", lambda t, s: events["save_s"].append(s)),
     ]
-    tuner = make_tuner(spec, trainable, f"driver{concurrency}", Storage(tempfile.mkdtemp(prefix="bench-driver-")))
-    started = time.perf_counter()
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            grid = tuner.fit()
+        yield
     finally:
         for cls, method, original in undo:
             setattr(cls, method, original)
+
+
+def run(args, concurrency: int):
+    from ray import tune
+
+    from search.driver.storage import Storage
+    from search.driver.tuner import make_tuner
+
+    spec = driver_spec(args, concurrency)
+    settings = {"metric": spec.metric, "max_t": spec.max_t, "interval": args.interval}
+    trainable = tune.with_resources(tune.with_parameters(sleeping_trial, settings=settings), {"cpu": 1})
+    events = {"result": [], "suggest": [], "suggest_s": [], "save_s": []}
+    tuner = make_tuner(spec, trainable, f"driver{concurrency}", Storage(tempfile.mkdtemp(prefix="bench-driver-")))
+    started = time.perf_counter()
+    with timing(events), contextlib.redirect_stdout(io.StringIO()):
+        grid = tuner.fit()
     wall = time.perf_counter() - started
     common.failed(grid)
+    return summary(grid, events, started, wall)
+
+
+def summary(grid, events: dict, started: float, wall: float) -> dict:
     intervals = []
     for res in grid:
         df = res.metrics_dataframe

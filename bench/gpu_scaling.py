@@ -47,7 +47,10 @@ def trial(config: dict, data=None) -> None:
     tune.report({"rate": rate, "gpu_mb": memory, "device": device})
 
 
-def main(argv=None):
+HEADERS = ["concurrent trials", "aggregate samples/s", "per trial (median)", "GPU MB per trial"]
+
+
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rows", type=int, default=100_000)
@@ -58,22 +61,24 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.quick:
         args.rows, args.epochs = 20_000, 3
+    if args.force_cpu:
+        args.rows, args.epochs, args.batch_size, args.trials = 2048, 2, 512, "1,2"
+    return args
+
+
+def main(argv=None):
     import torch
 
+    args = parse_args(argv)
     if not torch.cuda.is_available() and not args.force_cpu:
         print(common.machine("no CUDA device"))
         print("skipped: no GPU")
-        common.table(
-            ["concurrent trials", "aggregate samples/s", "per trial (median)", "GPU MB per trial"],
-            [["skipped: no GPU", "n/a", "n/a", "n/a"]],
-        )
+        common.table(HEADERS, [["skipped: no GPU", "n/a", "n/a", "n/a"]])
         common.result("gpu_aggregate_scaling", "skipped", GOAL, False)
         return None
-    if args.force_cpu:
-        args.rows, args.epochs, args.batch_size, args.trials = 2048, 2, 512, "1,2"
     import sys
 
-    from ray import cloudpickle, tune
+    from ray import cloudpickle
 
     from cvae.data import DataSpec
     from cvae.functions import FunctionPair
@@ -85,20 +90,7 @@ def main(argv=None):
     cpus = os.cpu_count() or 1
     ray_s = common.start_ray(cpus, num_gpus=1)
     name = "cpu (forced)" if args.force_cpu else torch.cuda.get_device_name(0)
-    rows, aggregates = [], []
-    for n in counts:
-        resources = {"cpu": max(cpus // n, 1) if n <= cpus else cpus / n, "gpu": 1 / n}
-        trainable = tune.with_resources(tune.with_parameters(trial, data=data), resources)
-        tuner = tune.Tuner(
-            trainable,
-            param_space={"batch_size": args.batch_size, "epochs": args.epochs, "force_cpu": args.force_cpu},
-            tune_config=tune.TuneConfig(num_samples=n, max_concurrent_trials=n),
-            run_config=tune.RunConfig(storage_path=tempfile.mkdtemp(prefix="bench-"), verbose=0),
-        )
-        metrics = [r.metrics for r in tuner.fit()]
-        rates = [m["rate"] for m in metrics]
-        aggregates.append(sum(rates))
-        rows.append([str(n), sum(rates), statistics.median(rates), statistics.median(m["gpu_mb"] for m in metrics)])
+    rows = [measure(n, cpus, data, args) for n in counts]
     common.stop_ray()
     print(
         common.machine(
@@ -106,7 +98,8 @@ def main(argv=None):
             f"Ray start {ray_s:.1f} s"
         )
     )
-    common.table(["concurrent trials", "aggregate samples/s", "per trial (median)", "GPU MB per trial"], rows)
+    common.table(HEADERS, rows)
+    aggregates = [row[1] for row in rows]
     saturated = next((counts[i] for i in range(len(counts) - 1) if aggregates[i + 1] < 1.1 * aggregates[i]), None)
     print(
         f"saturation: {'aggregate stops growing after ' + str(saturated) + ' trials' if saturated else 'not reached'}"
@@ -114,6 +107,23 @@ def main(argv=None):
     ratio = aggregates[-1] / aggregates[0]
     common.result("gpu_aggregate_scaling", ratio, GOAL, ratio > 1)
     return ratio
+
+
+def measure(n: int, cpus: int, data, args) -> list:
+    """n trials sharing the GPU at once: [n, aggregate samples/s, median per trial, median GPU MB per trial]."""
+    from ray import tune
+
+    resources = {"cpu": max(cpus // n, 1) if n <= cpus else cpus / n, "gpu": 1 / n}
+    trainable = tune.with_resources(tune.with_parameters(trial, data=data), resources)
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"batch_size": args.batch_size, "epochs": args.epochs, "force_cpu": args.force_cpu},
+        tune_config=tune.TuneConfig(num_samples=n, max_concurrent_trials=n),
+        run_config=tune.RunConfig(storage_path=tempfile.mkdtemp(prefix="bench-"), verbose=0),
+    )
+    metrics = [r.metrics for r in tuner.fit()]
+    rates = [m["rate"] for m in metrics]
+    return [str(n), sum(rates), statistics.median(rates), statistics.median(m["gpu_mb"] for m in metrics)]
 
 
 if __name__ == "__main__":

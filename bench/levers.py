@@ -6,13 +6,15 @@ solution a target, as the main job's finalize trains), and scores the model on o
 (never trained on; default 0-49 and 1000-1499, each block apart), 30 samples per condition:
 
 - network only, at each `--temperatures` value of the prior's sharpening p(c | y)^(1/T);
-- network + check (K=300, no solver), and with `--refined` network + refinement (K=30, 20 LM steps);
+- network + check (K=300, no solver; at the main job's temperature or each `--check-temperatures` value),
+  and with `--refined` network + refinement (K=30, 20 LM steps);
 - how far the network's own samples are from the nearest exact solution (max-abs endpoint distance:
   the RMSE < 0.1 gate asks for about 0.002), and the prior's mass on valid components.
 
     .venv/bin/python bench/levers.py --set condition_features=y_arccos --train-size 20000 --epochs 30
     .venv/bin/python bench/levers.py --model runs/demo/final/model.pt      # score a trained model only
     .venv/bin/python bench/levers.py --model runs/demo/final/model.pt --synthetic 300   # official rows unseen
+    .venv/bin/python bench/levers.py --model runs/demo/final/model.pt --synthetic 300 --check-temperatures 0.3,0.5
     .venv/bin/python bench/levers.py --quick                               # seconds, for the tests
 
 Prints a markdown table and `RESULT` lines for the goals of issue 26 (the main job's: network only

@@ -40,6 +40,7 @@ common.pickle_by_value(__name__)  # the trial function below reaches the workers
 
 GOALS = {"efficiency": 0.85, "searcher_ms": 50.0, "overhead_s": 0.3}
 FIFO_GOALS = {"no images": 0.87, "images": 0.80}  # --fifo (issue 22): Ray's own 87%; 0.80 with sample images
+SEARCHER_PARTS = ("suggest", "result", "complete")  # the searcher calls timed per trial
 LAPTOP = common.ROOT / "search" / "configs" / "laptop.yaml"
 
 
@@ -242,7 +243,7 @@ def breakdown_rows(name: str, r) -> list:
     return rows
 
 
-def main(argv=None):
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="100 tiny trials without padding")
     parser.add_argument("--long", action="store_true", help="5,000 trials")
@@ -266,8 +267,13 @@ def main(argv=None):
         args.trials = 100 if args.quick else 5000 if args.long else 1000
     if args.quick:
         args.epoch_seconds = 0.0
+    return args
+
+
+def main(argv=None):
     from cvae.functions import FunctionPair
 
+    args = parse_args(argv)
     spec = make_spec(args)
     data = spec.data.build(FunctionPair(spec.functions))
     loads = [common.load()]
@@ -293,7 +299,11 @@ def main(argv=None):
         rows += breakdown_rows(name, r)
     common.table(["search", "what", "value", "note"], rows)
     marks = [m for m in (100, 500, 1000, 2000) if m < args.trials] + [args.trials]
-    names = ("suggest", "result", "complete")
+    searcher_table(runs, marks)
+    return report_results(args, spec, runs, marks[-1])
+
+
+def searcher_table(runs: dict, marks: list[int]) -> None:
     srows = []
     for name, r in runs.items():
         t = r["timers"]
@@ -301,18 +311,21 @@ def main(argv=None):
             window = max(10, min(50, m // 5))
             srows.append(
                 [name, str(m)]
-                + [f"{1000 * t.per_trial_at(m, window, (each,)):.1f}" for each in names]
-                + [f"{1000 * t.per_trial_at(m, window, names):.1f}"]
+                + [f"{1000 * t.per_trial_at(m, window, (each,)):.1f}" for each in SEARCHER_PARTS]
+                + [f"{1000 * t.per_trial_at(m, window, SEARCHER_PARTS):.1f}"]
             )
     print("\nsearcher cost per trial (ms) as finished trials grow (mean over the trials before each mark)")
     common.table(["search", "finished", "suggest", "results", "complete", "suggest + tell"], srows)
+
+
+def report_results(args, spec, runs: dict, at: int) -> float:
+    """The RESULT lines (TPE's run); returns its efficiency."""
     tpe = runs["TPE (project)"]
     efficiency = tpe["work"] / tpe["concurrency"] / tpe["wall"]
     overhead = (tpe["wall"] * tpe["concurrency"] - tpe["work"]) / tpe["trials"]
-    at = marks[-1]
-    searcher = 1000 * tpe["timers"].per_trial_at(at, max(10, min(50, at // 5)), names)
+    searcher = 1000 * tpe["timers"].per_trial_at(at, max(10, min(50, at // 5)), SEARCHER_PARTS)
     if "random sampler" in runs:
-        rnd = runs["random sampler"]["timers"].per_trial_at(at, max(10, min(50, at // 5)), names)
+        rnd = runs["random sampler"]["timers"].per_trial_at(at, max(10, min(50, at // 5)), SEARCHER_PARTS)
         print(f"TPE's share of the searcher at {at} finished: {searcher - 1000 * rnd:.1f} of {searcher:.1f} ms")
     errors = sum(r["errors"] for r in runs.values())
     if errors:

@@ -203,8 +203,7 @@ def main(argv=None) -> int:
     n = args.conditions or (3 if args.quick else 50)
     steps = args.refine_steps if args.refine_steps is not None else (3 if args.quick else 20)
     ks = [int(k) for k in args.proposals.split(",")]
-    functions = FunctionPair()
-    model, note = get_model(args, functions)
+    model, note = get_model(args, FunctionPair())
     functions = FunctionPair(model.config.functions)
     x_true, y, source = conditions(n, functions)
     branch_sets = branches(y, functions, x_true=x_true)
@@ -214,32 +213,45 @@ def main(argv=None) -> int:
         f"conditions: {source}; branches per condition median {counts.median().item()}, "
         f"max {counts.max().item()}; {args.samples} samples each; {steps} refinement steps"
     )
-    if model.config.latent == "categorical":
-        mass = prior_valid_mass(model, y, functions)
-        print(
-            f"prior mass on valid components: {mass:.3f} "
-            "(mean over conditions of p(c | y) on components with RMSE < 0.1)"
-        )
-    else:
-        mass = math.nan
-        print(f"network proposals for refinement: z temperature {args.temperature}")
+    mass = describe_prior(model, y, functions, args)
+    rows, per_condition = measure_rows(args, ks, steps, model, y, functions, branch_sets, counts)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        document = {"model": note, "conditions": source, "prior_valid_mass": mass, "rows": rows}
+        args.json.write_text(json.dumps(document, indent=1))
+    if args.plot is not None and per_condition:
+        keep = {k: v for k, v in per_condition.items() if "K=3000" not in k or k.startswith("uniform")}
+        plot(args.plot, keep, counts)
+        print(f"plot: {args.plot}")
+    print_results(rows, ks)
+    return 0
 
+
+def describe_prior(model, y, functions, args) -> float:
+    """The categorical prior's mass on valid components (printed and returned); NaN for a Gaussian latent."""
+    if model.config.latent != "categorical":
+        print(f"network proposals for refinement: z temperature {args.temperature}")
+        return math.nan
+    mass = prior_valid_mass(model, y, functions)
+    print(
+        f"prior mass on valid components: {mass:.3f} (mean over conditions of p(c | y) on components with RMSE < 0.1)"
+    )
+    return mass
+
+
+def measure_rows(args, ks, steps, model, y, functions, branch_sets, counts) -> tuple[list[dict], dict]:
+    """One row per planned regime, printed as it is measured; with --plot, each plotted regime's hits per
+    condition as a share of its reachable branches."""
     rows, per_condition = [], {}
-    header = f"{'regime':<48}{'gates':>6}{'valid':>8}{'rmse':>8}{'cover':>8}{'c_norm':>8}{'sec':>7}"
-    print(header)
+    print(f"{'regime':<48}{'gates':>6}{'valid':>8}{'rmse':>8}{'cover':>8}{'c_norm':>8}{'sec':>7}")
     for kind, regime in plan(args, ks, steps, model):
         k = regime.proposals if regime is not None and regime.proposals else args.samples
         if regime is None:
             k = ks[sum(1 for r in rows if r["kind"] == "mixed")]
         x, label, seconds = run_row(kind, regime, model, y, functions, args, k, steps)
         row = {key: evaluate(x, y, functions, branch_sets=branch_sets)[key] for key in KEYS}
-        row.update(
-            regime=label,
-            kind=kind,
-            proposals=k,
-            refine_steps=0 if kind in ("network", "check") else steps,
-            seconds=seconds,
-        )
+        refine_steps = 0 if kind in ("network", "check") else steps
+        row.update(regime=label, kind=kind, proposals=k, refine_steps=refine_steps, seconds=seconds)
         rows.append(row)
         print(
             f"{label:<48}{'pass' if row['gates_pass'] else 'FAIL':>6}{row['valid_frac']:>8.3f}"
@@ -251,18 +263,14 @@ def main(argv=None) -> int:
         ):
             cover = coverage(x, y, functions, branch_sets=branch_sets)
             per_condition[label] = cover["hits"] / counts.clamp(min=1, max=args.samples)
+    return rows, per_condition
+
+
+def print_results(rows: list[dict], ks: list[int]) -> None:
+    """The RESULT lines of the goals, each regime apart."""
 
     def get(kind, k=None):
         return next((r for r in rows if r["kind"] == kind and (k is None or r["proposals"] == k)), None)
-
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        document = {"model": note, "conditions": source, "prior_valid_mass": mass, "rows": rows}
-        args.json.write_text(json.dumps(document, indent=1))
-    if args.plot is not None and per_condition:
-        keep = {k: v for k, v in per_condition.items() if "K=3000" not in k or k.startswith("uniform")}
-        plot(args.plot, keep, counts)
-        print(f"plot: {args.plot}")
 
     net = get("network")
     print(result("network_gates_pass", net["gates_pass"], 1, net["gates_pass"] == 1))
@@ -285,7 +293,6 @@ def main(argv=None) -> int:
         if mine is not None and far is not None and top > k:
             gain = mine["coverage_norm"] - far["coverage_norm"]
             print(result(f"refined_k{k}_coverage_norm_minus_uniform_k{top}", gain, 0, gain > 0))
-    return 0
 
 
 if __name__ == "__main__":

@@ -20,6 +20,9 @@ import common
 import pandas as pd
 
 GOAL = 3.0
+PROJECT, RANDOM = "TPE + ASHA (project)", "random + FIFO"
+HEADERS = ["search", "epochs to target (per seed)", "median epochs", "median s to target", "total epochs", "wall s"]
+HEADERS += ["best score (equal trials)", "best at TPE+ASHA's compute"]
 SPACE = {
     "head": {"type": "choice", "values": ["points", "lines"]},
     "lr": {"type": "loguniform", "low": 1.0e-4, "high": 3.0e-2},
@@ -116,7 +119,7 @@ def best_within(line: pd.DataFrame, epochs: float) -> float:
     return float(part["best"].iloc[-1]) if len(part) else math.nan
 
 
-def main(argv=None):
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seeds", type=int, default=3)
@@ -127,24 +130,29 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.trials, args.epochs, args.rows = 1, 2, 1, 256
+    return args
+
+
+def main(argv=None):
     from cvae.functions import FunctionPair
 
+    args = parse_args(argv)
     data = make_spec(args, 0).data.build(FunctionPair(make_spec(args, 0).functions))
     loads = [common.load()]
     ray_s = common.start_ray(2)
-    lines = {"TPE + ASHA (project)": [], "random + FIFO": []}
+    lines = {PROJECT: [], RANDOM: []}
     walls = {name: [] for name in lines}
     for seed in range(args.seeds):  # the two variants alternate
         spec = make_spec(args, seed)
         grid, wall, wall0 = common.run_project_search(spec, data)
-        lines["TPE + ASHA (project)"].append(timeline(grid, wall0))
-        walls["TPE + ASHA (project)"].append(wall)
+        lines[PROJECT].append(timeline(grid, wall0))
+        walls[PROJECT].append(wall)
         grid, wall, wall0 = random_fifo(spec, data, seed)
-        lines["random + FIFO"].append(timeline(grid, wall0))
-        walls["random + FIFO"].append(wall)
+        lines[RANDOM].append(timeline(grid, wall0))
+        walls[RANDOM].append(wall)
         loads.append(common.load())
     common.stop_ray()
-    target = args.target if args.target is not None else min(ln["best"].iloc[-1] for ln in lines["random + FIFO"])
+    target = args.target if args.target is not None else min(ln["best"].iloc[-1] for ln in lines[RANDOM])
     print(
         common.machine(
             f"{args.seeds} seeds x {args.trials} trials x up to {args.epochs} epochs, mlp, "
@@ -153,6 +161,11 @@ def main(argv=None):
     )
     print(f"# loads during the run: {'; '.join(loads)}")
     print(f"# target val_score {target:.4f} (lowest best of the random-FIFO runs)")
+    return compare(lines, walls, target)
+
+
+def compare(lines: dict, walls: dict, target: float) -> float:
+    """The table of both searches against the target, and the RESULT line; returns the compute ratio."""
     rows, medians = [], {}
     for name, runs in lines.items():
         hits = [to_target(line, target) for line in runs]
@@ -163,24 +176,12 @@ def main(argv=None):
         seconds = statistics.median(h[1] for h in hits)
         per_seed = ", ".join(f"{e:.0f}" for e in epochs)
         rows.append([name, per_seed, statistics.median(epochs), seconds, total, statistics.median(walls[name]), best])
-    tpe_budget = [ln["epochs"].iloc[-1] for ln in lines["TPE + ASHA (project)"]]
-    at_equal = [best_within(r, b) for r, b in zip(lines["random + FIFO"], tpe_budget)]
+    tpe_budget = [ln["epochs"].iloc[-1] for ln in lines[PROJECT]]
+    at_equal = [best_within(r, b) for r, b in zip(lines[RANDOM], tpe_budget)]
     rows[1].append(statistics.median(at_equal))
     rows[0].append(rows[0][-1])
-    common.table(
-        [
-            "search",
-            "epochs to target (per seed)",
-            "median epochs",
-            "median s to target",
-            "total epochs",
-            "wall s",
-            "best score (equal trials)",
-            "best at TPE+ASHA's compute",
-        ],
-        rows,
-    )
-    ratio = medians["random + FIFO"] / medians["TPE + ASHA (project)"]
+    common.table(HEADERS, rows)
+    ratio = medians[RANDOM] / medians[PROJECT]
     better = rows[0][-1] > rows[1][-1]
     print(
         f"best score at equal compute: TPE+ASHA {rows[0][-1]:.4f} vs random {rows[1][-1]:.4f} "
