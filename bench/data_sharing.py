@@ -23,6 +23,14 @@ from pathlib import Path
 import common
 
 GOAL = 1.0  # seconds to data: object store / the faster of generating and loading
+HEADERS = [
+    "data source",
+    "min s to data",
+    "median",
+    "max",
+    "median s to trained-ready (data + Trainer)",
+    "median peak RSS MB",
+]
 TRAIN_ROWS = 2048  # rows actually trained on (the point is start-up, not training)
 
 
@@ -87,10 +95,6 @@ def run(source: str, args, box, file: str) -> list[dict]:
         run_config=tune.RunConfig(storage_path=tempfile.mkdtemp(prefix="bench-"), verbose=0),
     )
     return [r.metrics for r in tuner.fit()]
-
-
-HEADERS = ["data source", "min s to data", "median", "max", "median s to trained-ready (data + Trainer)"]
-HEADERS += ["median peak RSS MB"]
 
 
 def main(argv=None):

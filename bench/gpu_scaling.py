@@ -22,6 +22,7 @@ import time
 import common
 
 GOAL = "aggregate(16)/aggregate(1)>1"
+HEADERS = ["concurrent trials", "aggregate samples/s", "per trial (median)", "GPU MB per trial"]
 
 
 def trial(config: dict, data=None) -> None:
@@ -45,9 +46,6 @@ def trial(config: dict, data=None) -> None:
     rate = trainer.x.shape[0] * (len(stamps) - 1) / (stamps[-1] - stamps[0])
     memory = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else float("nan")
     tune.report({"rate": rate, "gpu_mb": memory, "device": device})
-
-
-HEADERS = ["concurrent trials", "aggregate samples/s", "per trial (median)", "GPU MB per trial"]
 
 
 def parse_args(argv=None):

@@ -39,7 +39,7 @@ from bench.official import BLOCKS, fresh_conditions, official_rows, regimes_for,
 from cvae.config import Config
 from cvae.data import DataSpec
 from cvae.functions import FunctionPair
-from cvae.inputs import number_at_least
+from cvae.inputs import number_at_least, positive_numbers
 from cvae.metrics import branches
 from cvae.regimes import Regime
 from cvae.sampling import prior_valid_mass
@@ -79,10 +79,13 @@ def parse_args(argv=None):
     parser.add_argument(
         "--synthetic", type=number_at_least(int, 1), help="score on this many fresh synthetic conditions instead"
     )
-    parser.add_argument("--temperatures", default="1", help="prior temperatures for network only, e.g. 1,0.5")
+    parser.add_argument(
+        "--temperatures", type=positive_numbers, default="1", help="prior temperatures for network only, e.g. 1,0.5"
+    )
     parser.add_argument("--sampling", help="prior sampling for network only, e.g. independent,systematic")
     parser.add_argument(
         "--check-temperatures",
+        type=positive_numbers,
         help="network + check at each of these temperatures, e.g. 0.3,0.5 (default: the main job's)",
     )
     parser.add_argument("--refined", action="store_true", help="also network + refinement K=30, 20 LM steps")
@@ -133,15 +136,14 @@ def score_block(model, x_true, y, functions, args) -> list[dict]:
     sets = branches(y, functions, x_true=x_true)
     config, rows = model.config, []
     for how in args.sampling.split(",") if args.sampling else [config.prior_sampling]:
-        for t in [float(t) for t in args.temperatures.split(",")]:
+        for t in args.temperatures:
             # the model's own sampler: its prior sharpened by this factor, drawn this way
             model.config = config.replace(prior_temperature=config.prior_temperature * t, prior_sampling=how)
             row = score(model, x_true, y, functions, (Regime("network"),), branch_sets=sets)[0]
             rows.append({**row, "regime": f"network only (T={model.config.prior_temperature:g}, {how})"})
     model.config = config.replace(prior_sampling=how)  # check and refinement draw as the last --sampling
     _network, check, refined = regimes_for(config.latent)
-    temperatures = args.check_temperatures.split(",") if args.check_temperatures else [check.temperature]
-    checks = [replace(check, temperature=float(t)) for t in temperatures]
+    checks = [replace(check, temperature=t) for t in args.check_temperatures or [check.temperature]]
     regimes = (*checks, refined) if args.refined else tuple(checks)
     for row in score(model, x_true, y, functions, regimes, branch_sets=sets):
         rows.append({**row, "regime": f"{row['regime']} ({how})"})

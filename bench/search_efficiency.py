@@ -21,8 +21,16 @@ import pandas as pd
 
 GOAL = 3.0
 PROJECT, RANDOM = "TPE + ASHA (project)", "random + FIFO"
-HEADERS = ["search", "epochs to target (per seed)", "median epochs", "median s to target", "total epochs", "wall s"]
-HEADERS += ["best score (equal trials)", "best at TPE+ASHA's compute"]
+HEADERS = [
+    "search",
+    "epochs to target (per seed)",
+    "median epochs",
+    "median s to target",
+    "total epochs",
+    "wall s",
+    "best score (equal trials)",
+    "best at TPE+ASHA's compute",
+]
 SPACE = {
     "head": {"type": "choice", "values": ["points", "lines"]},
     "lr": {"type": "loguniform", "low": 1.0e-4, "high": 3.0e-2},

@@ -27,6 +27,20 @@ def user_path(text) -> Path:
         raise InputError(f"{text}: no home folder for {str(text).split('/')[0]!r}; write the path out") from None
 
 
+def positive_numbers(text) -> list[float]:
+    """An argparse type: comma-separated finite numbers > 0 (temperatures, scales), else argparse's one-line error."""
+    values = []
+    for part in text.split(","):
+        try:
+            value = float(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {part.strip()!r}") from None
+        if not 0 < value < float("inf"):
+            raise argparse.ArgumentTypeError(f"each must be a finite number > 0, got {part.strip()}")
+        values.append(value)
+    return values
+
+
 def number_at_least(kind, minimum=0):
     """An argparse type: a number of `kind` (int or float) no smaller than `minimum`, else argparse's one-line error."""
 

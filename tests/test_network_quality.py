@@ -154,6 +154,16 @@ def test_levers_checks_at_each_temperature_asked(capsys):
     assert "network + refinement" not in out  # not asked
 
 
+def test_levers_refuses_a_bad_temperature_before_training(capsys):
+    levers = importlib.import_module("bench.levers")
+    for flag, text in (("--check-temperatures", "0.3,x"), ("--temperatures", "0")):
+        with pytest.raises(SystemExit):
+            levers.main(["--quick", flag, text])
+        out, err = capsys.readouterr()
+        assert f"argument {flag}:" in err
+        assert "epoch 1" not in out  # refused before any training
+
+
 def test_levers_scores_fresh_synthetic_conditions_instead_of_official_rows(capsys):
     levers = importlib.import_module("bench.levers")
     levers.main(["--quick", "--synthetic", "3"])
