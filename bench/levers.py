@@ -6,15 +6,15 @@ solution a target, as the main job's finalize trains), and scores the model on o
 (never trained on; default 0-49 and 1000-1499, each block apart), 30 samples per condition:
 
 - network only, at each `--temperatures` value of the prior's sharpening p(c | y)^(1/T);
-- network + check (K=300, no solver; at the main job's temperature or each `--check-temperatures` value),
-  and with `--refined` network + refinement (K=30, 20 LM steps);
+- network + check (K=300, no solver; as the main job draws it, or at each pair of `--check-temperatures`
+  and `--check-spreads`), and with `--refined` network + refinement (K=30, 20 LM steps);
 - how far the network's own samples are from the nearest exact solution (max-abs endpoint distance:
   the RMSE < 0.1 gate asks for about 0.002), and the prior's mass on valid components.
 
     .venv/bin/python bench/levers.py --set condition_features=y_arccos --train-size 20000 --epochs 30
     .venv/bin/python bench/levers.py --model runs/demo/final/model.pt      # score a trained model only
     .venv/bin/python bench/levers.py --model runs/demo/final/model.pt --synthetic 300   # official rows unseen
-    .venv/bin/python bench/levers.py --model runs/demo/final/model.pt --synthetic 300 --check-temperatures 0.3,0.5
+    .venv/bin/python bench/levers.py --model runs/demo/final/model.pt --synthetic 300 --check-spreads 0.003,0.004
     .venv/bin/python bench/levers.py --quick                               # seconds, for the tests
 
 Prints a markdown table and `RESULT` lines for the goals of issue 26 (the main job's: network only
@@ -86,7 +86,13 @@ def parse_args(argv=None):
     parser.add_argument(
         "--check-temperatures",
         type=positive_numbers,
-        help="network + check at each of these temperatures, e.g. 0.3,0.5 (default: the main job's)",
+        help="network + check with its prior at each of these temperatures, e.g. 1,1.5 (default: the main job's)",
+    )
+    parser.add_argument(
+        "--check-spreads",
+        type=positive_numbers,
+        help="network + check with its extra proposals' noise at each of these stds (endpoint units), e.g. "
+        "0.003,0.004 (default: the main job's); every pair with --check-temperatures is scored",
     )
     parser.add_argument("--refined", action="store_true", help="also network + refinement K=30, 20 LM steps")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
@@ -143,7 +149,8 @@ def score_block(model, x_true, y, functions, args) -> list[dict]:
             rows.append({**row, "regime": f"network only (T={model.config.prior_temperature:g}, {how})"})
     model.config = config.replace(prior_sampling=how)  # check and refinement draw as the last --sampling
     _network, check, refined = regimes_for(config.latent)
-    checks = [replace(check, temperature=t) for t in args.check_temperatures or [check.temperature]]
+    temperatures, spreads = args.check_temperatures or [check.temperature], args.check_spreads or [check.spread]
+    checks = [replace(check, temperature=t, spread=s) for t in temperatures for s in spreads]
     regimes = (*checks, refined) if args.refined else tuple(checks)
     for row in score(model, x_true, y, functions, regimes, branch_sets=sets):
         rows.append({**row, "regime": f"{row['regime']} ({how})"})

@@ -119,8 +119,10 @@ def check_model_file(path, flag: str = "--model") -> None:
     require_torch_file(path, "the model.pt written by finalize", InputError, label=f"{flag} {path}")
 
 
-def check_sampling(samples: int, proposals: int | None, refine_steps: int, mix: float, temperature: float) -> None:
-    """generate's counts and scales: positive counts, K >= S, --mix a fraction, --temperature a finite scale > 0."""
+def check_sampling(
+    samples: int, proposals: int | None, refine_steps: int, mix: float, temperature: float, spread: float | None = None
+) -> None:
+    """generate's counts and scales: positive counts, K >= S, --mix a fraction, --temperature and --spread finite."""
     for flag, value in (("--samples", samples), ("--proposals", proposals)):
         if value is not None and value < 1:
             raise InputError(f"{flag} must be a positive integer, got {value}")
@@ -132,6 +134,8 @@ def check_sampling(samples: int, proposals: int | None, refine_steps: int, mix: 
         raise InputError(f"--mix {mix:g}: must lie in [0, 1] (the fraction of proposals from the network)")
     if not temperature > 0 or temperature == float("inf"):
         raise InputError(f"--temperature {temperature:g}: must be a finite number > 0 (1 is the prior's scale)")
+    if spread is not None and not 0 <= spread < float("inf"):
+        raise InputError(f"--spread {spread:g}: must be a finite number >= 0 (a noise std in endpoint units)")
 
 
 def check_data_files(data, prefix: str = "--") -> None:

@@ -31,10 +31,11 @@ KINDS = {
 # for check and refined, Levenberg-Marquardt steps, and a Gaussian latent's proposal temperature (docs/quality.md;
 # a categorical latent's proposals come from its components' own Gaussians, at 1).
 SUBMISSION_PROPOSALS, SUBMISSION_REFINE_STEPS, GAUSSIAN_TEMPERATURE = 300, 20, 2.0
-# A categorical check's draws: the prior at this temperature and each component's Gaussian at this times sigma.
-# With no solver to pull a draw in, draws nearer the components (and the likelier ones) are valid more often;
-# sharper still, fewer components are reached (docs/quality.md, issue 26: chosen on synthetic conditions).
-CATEGORICAL_CHECK_TEMPERATURE = 0.4
+# A categorical check's proposals beyond its C components (each component's line pair once): the prior as trained
+# (T = 1) picks a component and Gaussian noise of this std, in endpoint units, moves it. With no solver to pull a
+# draw in, the noise is sized to the gate's precision (about 0.002 at RMSE 0.1), not to the training sigma
+# (docs/quality.md, issue 26: chosen on synthetic conditions).
+CATEGORICAL_CHECK_SPREAD = 0.004
 
 
 def proposal_temperature(latent: str | None) -> float:
@@ -46,9 +47,7 @@ def submission_regime(kind: str, latent: str | None = None, samples: int = 30) -
     """The check or refined submission's regime, as the main job writes it."""
     k = max(SUBMISSION_PROPOSALS, samples)
     if kind == "check":
-        return Regime(
-            "check", proposals=k, temperature=CATEGORICAL_CHECK_TEMPERATURE if latent == "categorical" else 1.0
-        )
+        return Regime("check", proposals=k, spread=CATEGORICAL_CHECK_SPREAD if latent == "categorical" else None)
     return Regime(
         "refined", proposals=k, refine_steps=SUBMISSION_REFINE_STEPS, temperature=proposal_temperature(latent)
     )
@@ -64,6 +63,7 @@ class Regime:
     proposals: int | None = None  # K; None: as many as samples
     refine_steps: int = 0
     temperature: float = 1.0
+    spread: float | None = None  # a categorical model's extra proposals: noise std in endpoint units
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -72,6 +72,8 @@ class Regime:
             raise RegimeError(f"regime {self.kind} needs refine_steps >= 1")
         if self.kind in ("network", "check") and self.refine_steps:
             raise RegimeError(f"regime {self.kind} uses no solver; refine_steps must be 0")
+        if self.spread is not None and not 0 <= self.spread < float("inf"):
+            raise RegimeError(f"regime {self.kind}: spread must be a finite number >= 0, got {self.spread}")
 
     @property
     def label(self) -> str:
@@ -83,6 +85,8 @@ class Regime:
             parts.append(f"{self.refine_steps} LM steps")
         if self.temperature != 1.0:
             parts.append(f"T={self.temperature:g}")
+        if self.spread is not None:
+            parts.append(f"spread {self.spread:g}")
         return KINDS[self.kind] + (f" ({', '.join(parts)})" if parts else "")
 
     def generate(self, model, y: torch.Tensor, functions: FunctionPair, samples: int = 30, generator=None):
@@ -105,6 +109,7 @@ class Regime:
             generator=generator,
             noise=model.config.noise if model is not None else "prior",
             temperature=self.temperature,
+            spread=self.spread,
         )
 
 

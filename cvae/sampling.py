@@ -28,6 +28,7 @@ def sample(
     temperature: float = 1.0,
     distinct: bool = False,
     own_prior: bool = True,
+    spread: float | None = None,
 ) -> torch.Tensor:
     """x (N, samples, P, 2) for conditions y (N, P, 2).
 
@@ -40,11 +41,12 @@ def sample(
     "systematic", spread over the components (`systematic`); each sample its component's line pair (the
     decoder's mean, as a Gaussian CVAE's sample is); with `distinct` (proposals to select from) the
     first min(samples, C) are the components in order of prior weight, each once, and any beyond are
-    draws from the components' Gaussians (std sigma * temperature).
+    draws from the components' Gaussians (std sigma * temperature, or `spread` in endpoint units when given).
     """
     if model.config.latent == "categorical":
         prior_temperature = temperature * (model.config.prior_temperature if own_prior else 1.0)
-        return _sample_categorical(model, y, samples, generator, (prior_temperature, temperature), distinct)
+        noise_std = model.config.sigma * temperature if spread is None else spread
+        return _sample_categorical(model, y, samples, generator, (prior_temperature, noise_std), distinct)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -91,8 +93,8 @@ def systematic(probs: torch.Tensor, n: int, generator=None) -> torch.Tensor:
 
 
 def _sample_categorical(model, y, samples: int, generator, temperatures: tuple, distinct: bool) -> torch.Tensor:
-    """temperatures: the prior's and the proposal noise's (std sigma times it)."""
-    prior_temperature, temperature = temperatures
+    """temperatures: the prior's, and the proposals' noise std in endpoint units."""
+    prior_temperature, noise_std = temperatures
     ends, log_prior = _components(model, y)
     _n, c = log_prior.shape
     first = min(samples, c) if distinct else 0
@@ -102,10 +104,10 @@ def _sample_categorical(model, y, samples: int, generator, temperatures: tuple, 
     picks.append(draw(probs, samples - first, generator))
     chosen = ends.gather(1, torch.cat(picks, dim=1).unsqueeze(-1).expand(-1, -1, 4))  # (N, samples, 4)
     if distinct and samples > first:
-        # Proposals beyond the C components come from each component's Gaussian (std sigma, widened by
-        # the temperature): copies of the same means would add nothing for a solver or a check to use.
+        # Proposals beyond the C components come from a Gaussian around each component's line pair:
+        # copies of the same means would add nothing for a solver or a check to use.
         noise = torch.randn(chosen[:, first:].shape, generator=generator, device=chosen.device)
-        extra = project(chosen[:, first:] + temperature * model.config.sigma * noise)
+        extra = project(chosen[:, first:] + noise_std * noise)
         chosen = torch.cat([chosen[:, :first], extra], dim=1)
     return lines_from_endpoints(chosen, y.shape[-2])
 
@@ -175,12 +177,14 @@ def generate(
     noise: str = "prior",
     temperature: float = 1.0,
     mix: float = 0.5,
+    spread: float | None = None,
 ) -> torch.Tensor:
     """x (N, samples, P, 2): the network alone by default; with refinement and oversampling on request.
 
     proposals_from="uniform" replaces the network by uniformly random monotone lines:
     the no-learning multi-start baseline through the same code path. "mixed" draws a
-    fraction `mix` of the K proposals from the network and the rest uniformly.
+    fraction `mix` of the K proposals from the network and the rest uniformly. `spread`: a categorical
+    model's proposals beyond its components, their noise std in endpoint units (default sigma * temperature).
     """
     k = proposals or samples
     if proposals_from not in ("model", "uniform", "mixed"):
@@ -200,6 +204,7 @@ def generate(
                 temperature=temperature,
                 distinct=k > samples,
                 own_prior=k == samples and refine_steps == 0,  # network only: the network's own sampler
+                spread=spread,
             )
         )
     if k_model < k:

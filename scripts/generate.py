@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from cvae.regimes import SUBMISSION_PROPOSALS, SUBMISSION_REFINE_STEPS
+from cvae.regimes import CATEGORICAL_CHECK_SPREAD, SUBMISSION_PROPOSALS, SUBMISSION_REFINE_STEPS
 
 PROG = "twobirds-generate"
 
@@ -98,6 +98,13 @@ def _sampling_args(parser: argparse.ArgumentParser) -> None:
         "categorical latent: c ~ p(c | y)^(1/T))",
     )
     parser.add_argument(
+        "--spread",
+        type=float,
+        help="categorical latent: noise std (endpoint units) of the proposals beyond the network's components "
+        "(default with --regime check: the main job's check, cvae.regimes.CATEGORICAL_CHECK_SPREAD; otherwise "
+        "sigma x --temperature)",
+    )
+    parser.add_argument(
         "--mix",
         type=float,
         default=0.5,
@@ -130,7 +137,16 @@ def regime_label(args) -> str:
         kind = "refined"
     else:
         kind = "check" if k > args.samples else "network"
-    return Regime(kind, proposals=k, refine_steps=args.refine_steps, temperature=args.temperature).label
+    return Regime(kind, k, args.refine_steps, temperature=args.temperature, spread=args.spread).label
+
+
+def spread_for(args, latent: str | None) -> float | None:
+    """--spread as the model uses it: a categorical check's default is the main job's; other models draw none."""
+    if latent != "categorical":
+        return None
+    if args.spread is None and args.regime == "check":
+        return CATEGORICAL_CHECK_SPREAD
+    return args.spread
 
 
 def write_submission(args) -> int:
@@ -146,13 +162,14 @@ def write_submission(args) -> int:
 
     if args.model is None and args.proposals_from != "uniform":
         raise InputError("--model is required (or pass --proposals-from uniform for the no-model baseline)")
-    check_sampling(args.samples, args.proposals, args.refine_steps, args.mix, args.temperature)
+    check_sampling(args.samples, args.proposals, args.refine_steps, args.mix, args.temperature, args.spread)
     check_device(args.device)
     check_output_file(args.out, "--out")
     model = None
     if args.model is not None:
         check_model_file(args.model)
         model = load_model(args.model, args.device)
+    args.spread = spread_for(args, model.config.latent if model is not None else None)
     functions = FunctionPair(args.functions or (model.config.functions if model is not None else OFFICIAL_FUNCTIONS))
     device = next(model.parameters()).device if model is not None else pick_device(args.device)
     conditions = read_conditions(args.scoring, functions)
@@ -170,6 +187,7 @@ def write_submission(args) -> int:
         noise=model.config.noise if model is not None else "prior",
         temperature=args.temperature,
         mix=args.mix,
+        spread=args.spread,
     )
     seconds = time.perf_counter() - started
     path = save_submission(args.out, x, conditions.y)

@@ -57,9 +57,16 @@ def files(tmp_path_factory):
 
 @pytest.mark.parametrize(
     ("flag", "value", "message"),
-    [("--mix", "2", "--mix 2: must lie in [0, 1]"), ("--mix", "-0.5", "--mix -0.5"), ("--temperature", "0", "> 0")],
+    [
+        ("--mix", "2", "--mix 2: must lie in [0, 1]"),
+        ("--mix", "-0.5", "--mix -0.5"),
+        ("--temperature", "0", "> 0"),
+        ("--spread", "-0.01", "--spread -0.01: must be a finite number >= 0"),
+    ],
 )
-def test_generate_refuses_out_of_range_mix_and_temperature(files, tmp_path, flag, value, message, one_line_error):
+def test_generate_refuses_out_of_range_mix_temperature_and_spread(
+    files, tmp_path, flag, value, message, one_line_error
+):
     out = tmp_path / "result.pt"
     model, scoring = files["truncated"], files["scoring"]
     args = ("--model", model, "--proposals-from", "mixed", "--scoring", scoring, "--out", out, flag, value)

@@ -102,6 +102,43 @@ def test_check_regime_keeps_valid_components_without_a_solver(trained, one_condi
     assert (kept[:, None] - ends[0][None]).abs().amax(-1).min(1).values.max() < 6 * trained.config.sigma
 
 
+def test_spread_sets_how_far_extra_proposals_stray_from_their_components(trained, one_condition):
+    _, (_, y_val) = one_condition
+    model, c = trained.model.eval(), trained.config.components
+    ends = model(y_val)[0][0]
+
+    def distances(spread):  # each proposal beyond the C components: max-abs endpoint distance to the nearest one
+        x = sample(
+            model, y_val, c + 200, torch.Generator().manual_seed(4), distinct=True, own_prior=False, spread=spread
+        )
+        extra = endpoints_from_lines(x)[0, c:]
+        return (extra[:, None] - ends[None]).abs().amax(-1).min(1).values
+
+    assert distances(0.0).max() < 1e-5  # no noise: copies of the components' line pairs
+    narrow, wide = distances(0.002), distances(0.02)
+    assert narrow.max() < 6 * 0.002
+    assert wide.median() > 4 * narrow.median()  # the noise's std is the spread, in endpoint units
+    assert "spread 0.002" in Regime("check", 300, spread=0.002).label
+    with pytest.raises(RegimeError, match="spread must be a finite number >= 0"):
+        Regime("check", 300, spread=-1.0)
+
+
+def test_generate_checks_a_categorical_model_at_the_main_jobs_spread(trained, one_condition, tmp_path, capsys):
+    from cvae.data import save_submission
+    from cvae.regimes import CATEGORICAL_CHECK_SPREAD
+    from scripts import generate
+
+    _, (x_val, y_val) = one_condition
+    model, scoring = (
+        trained.save(tmp_path / "model.pt", resumable=False),
+        save_submission(tmp_path / "y.pt", x_val[None], y_val),
+    )
+    for extra, label in (([], f"spread {CATEGORICAL_CHECK_SPREAD:g}"), (["--spread", "0.01"], "spread 0.01")):
+        args = ["--model", str(model), "--scoring", str(scoring), "--regime", "check", "--device", "cpu", *extra]
+        assert generate.main([*args, "--out", str(tmp_path / f"check{len(extra)}.pt")]) == 0
+        assert f"regime: network + check (K=300, {label})" in capsys.readouterr().out
+
+
 def test_checkpoint_resumes_bit_for_bit(one_condition, tmp_path):
     train, val = one_condition
     config = _config(epochs=4, wy_delay=2, sigma_anneal=2)

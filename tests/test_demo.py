@@ -43,7 +43,7 @@ def test_the_main_job_searches_finalizes_generates_and_scores(tmp_path, repo):
         x, _ = load_challenge(final / name)
         assert x.shape == (3 * 30, 50, 2)
     assert done.stdout.count("Challenge gates") == 3, done.stdout[-2000:]  # each regime's submission scored
-    # a categorical model's check draws at CATEGORICAL_CHECK_TEMPERATURE (cvae/regimes.py), and its label says so
+    # a categorical model's check draws at CATEGORICAL_CHECK_SPREAD (cvae/regimes.py), and its label says so
     for regime in ("regime: network only", "regime: network + check (K=300", "regime: network + refinement (K=300"):
         assert regime in done.stdout, done.stdout[-3000:]
     # ... and their scores recorded in final/, not only on the console

@@ -21,7 +21,7 @@ from cvae.functions import FunctionPair
 from cvae.lines import endpoints_from_lines
 from cvae.losses import closed_form_ok, component_y_error, line_y_error, sigma_at
 from cvae.model import build_model, condition_inputs, monotone_endpoints
-from cvae.regimes import CATEGORICAL_CHECK_TEMPERATURE, Regime
+from cvae.regimes import CATEGORICAL_CHECK_SPREAD, Regime
 from cvae.sampling import sample
 from cvae.train import Trainer, load_model
 
@@ -137,7 +137,7 @@ def test_levers_bench_quick(capsys):
     levers = importlib.import_module("bench.levers")
     levers.main(["--quick", "--temperatures", "1,0.5", "--refined"])
     out = capsys.readouterr().out
-    check = f"network + check (K=300, T={CATEGORICAL_CHECK_TEMPERATURE:g})"  # the main job's check
+    check = f"network + check (K=300, spread {CATEGORICAL_CHECK_SPREAD:g})"  # the main job's check
     shown = ("network only (T=1, independent)", "network only (T=0.5, independent)", check)
     for regime in (*shown, "network + refinement"):
         assert regime in out
@@ -146,17 +146,17 @@ def test_levers_bench_quick(capsys):
 
 def test_levers_checks_at_each_temperature_asked(capsys):
     levers = importlib.import_module("bench.levers")
-    levers.main(["--quick", "--check-temperatures", "0.2,0.7"])
+    levers.main(["--quick", "--check-temperatures", "0.2,0.7", "--check-spreads", "0.003"])
     out = capsys.readouterr().out
-    assert "network + check (K=300, T=0.2)" in out
-    assert "network + check (K=300, T=0.7)" in out
-    assert f"network + check (K=300, T={CATEGORICAL_CHECK_TEMPERATURE:g})" not in out  # instead of the default
+    assert "network + check (K=300, T=0.2, spread 0.003)" in out
+    assert "network + check (K=300, T=0.7, spread 0.003)" in out
+    assert f"spread {CATEGORICAL_CHECK_SPREAD:g})" not in out  # instead of the default
     assert "network + refinement" not in out  # not asked
 
 
 def test_levers_refuses_a_bad_temperature_before_training(capsys):
     levers = importlib.import_module("bench.levers")
-    for flag, text in (("--check-temperatures", "0.3,x"), ("--temperatures", "0")):
+    for flag, text in (("--check-temperatures", "0.3,x"), ("--temperatures", "0"), ("--check-spreads", "-0.1")):
         with pytest.raises(SystemExit):
             levers.main(["--quick", flag, text])
         out, err = capsys.readouterr()
