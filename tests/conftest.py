@@ -219,8 +219,7 @@ def _make_experiment(
 
     objective refined_score adds val_refine_steps 2 to the fixed values (as search/configs/laptop.yaml does).
     """
-    import numpy as np  # here, not at the top: pytest-xdist's controller loads this file and runs no test
-    import pandas as pd
+    import pandas as pd  # here, not at the top: pytest-xdist's controller loads this file and runs no test
 
     from cvae.config import Config
 
@@ -241,6 +240,22 @@ def _make_experiment(
         },
     }
     (root / "search_config.yaml").write_text(yaml.safe_dump(search, sort_keys=False))
+    rows = _trial_rows(fixed, trials, finished, objective)
+    pd.DataFrame(rows).to_csv(root / "results.csv", index=False)
+    if best:
+        values = Config(**{**fixed, "epochs": TINY["epochs"], "head": "lines"}).to_dict()
+        (root / "best_config.yaml").write_text(yaml.safe_dump(values))
+    if study:
+        _journal(root, rows, search["space"])
+    return root
+
+
+def _trial_rows(fixed, trials, finished, objective):
+    """results.csv's rows for `trials` seeded trials: finished, stopped by ASHA and diverged in turn (or errors)."""
+    import numpy as np
+
+    from cvae.config import Config
+
     rng = np.random.default_rng(0)
     rows = []
     for i in range(trials):
@@ -269,13 +284,7 @@ def _make_experiment(
                 **{f"config/{k}": v for k, v in config.items()},
             }
         )
-    pd.DataFrame(rows).to_csv(root / "results.csv", index=False)
-    if best:
-        values = Config(**{**fixed, "epochs": TINY["epochs"], "head": "lines"}).to_dict()
-        (root / "best_config.yaml").write_text(yaml.safe_dump(values))
-    if study:
-        _journal(root, rows, search["space"])
-    return root
+    return rows
 
 
 def _journal(root, rows, space):

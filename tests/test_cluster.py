@@ -331,15 +331,9 @@ def test_killed_driver_resumes_on_the_cluster(cluster, shared, tmp_path, drivers
     print(f"FIGURES driver-resume: trials={len(table)} killed_at_s={killed_at:.0f} saved={saved} wall_s={wall:.0f}")
 
 
-def test_worker_killed_mid_search_loses_no_trial(cluster, shared, tmp_path, drivers, smoke):
-    """SIGKILL the worker's raylet once a trial on it has reported 2 epochs: every trial still
-    finishes, and the ones that ran there continue from their checkpoint on the head."""
-    max_t, trials = 6, 2
-    config = search_file(smoke, tmp_path, "failover", trials=trials, epochs=max_t)
-    worker = cluster.workers[0]
-    started = time.monotonic()
-    driver = drivers(cluster, config, "failover", shared)
-    victims, killed_at = {}, None
+def _kill_worker_mid_trial(cluster, worker, driver, started, max_t):
+    """SIGKILL the worker's raylet once a trial on it reported 2+ epochs: ({trial id: its epoch}, seconds in)."""
+    victims = {}
     while time.monotonic() - started < DRIVER_TIMEOUT and driver.poll() is None:
         on_worker = worker.processes()
         for trial_id, rows in live_results(cluster, "failover").items():
@@ -348,13 +342,22 @@ def test_worker_killed_mid_search_loses_no_trial(cluster, shared, tmp_path, driv
                 victims[trial_id] = last["epoch"]
         if victims:
             cluster.kill_raylet(worker)
-            killed_at = time.monotonic() - started
-            break
+            return victims, time.monotonic() - started
         time.sleep(0.2)
-    if not victims:
-        seen = {t: [(r["epoch"], r["pid"]) for r in rows] for t, rows in live_results(cluster, "failover").items()}
-        log = Path(driver.log.name).read_text(errors="replace")[-4000:]
-        pytest.fail(f"no trial on the worker reported an epoch: results {seen}, worker {worker.processes()}\n{log}")
+    seen = {t: [(r["epoch"], r["pid"]) for r in rows] for t, rows in live_results(cluster, "failover").items()}
+    log = Path(driver.log.name).read_text(errors="replace")[-4000:]
+    pytest.fail(f"no trial on the worker reported an epoch: results {seen}, worker {worker.processes()}\n{log}")
+
+
+def test_worker_killed_mid_search_loses_no_trial(cluster, shared, tmp_path, drivers, smoke):
+    """SIGKILL the worker's raylet once a trial on it has reported 2 epochs: every trial still
+    finishes, and the ones that ran there continue from their checkpoint on the head."""
+    max_t, trials = 6, 2
+    config = search_file(smoke, tmp_path, "failover", trials=trials, epochs=max_t)
+    worker = cluster.workers[0]
+    started = time.monotonic()
+    driver = drivers(cluster, config, "failover", shared)
+    victims, killed_at = _kill_worker_mid_trial(cluster, worker, driver, started, max_t)
     assert cluster.wait_dead(worker), f"{worker.name} still has processes: {worker.processes()}"
     finish_driver(driver)
     wall = time.monotonic() - started

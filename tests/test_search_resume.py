@@ -47,24 +47,7 @@ def test_killed_search_resumes_without_rerunning_finished_trials(tmp_path, smoke
         "--storage",
         str(tmp_path),
     ]
-    log = open(tmp_path / "first.log", "w")  # noqa: SIM115 (the driver writes it until killed)
-    driver = subprocess.Popen(command, cwd=repo, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and driver.poll() is None:
-            statuses = _statuses(folder)
-            if "TERMINATED" in statuses.values():
-                break
-            time.sleep(0.5)
-        assert driver.poll() is None, (
-            "the search ended before it could be killed: " + (tmp_path / "first.log").read_text()[-2000:]
-        )
-        done = sorted(t for t, s in statuses.items() if s == "TERMINATED")
-        assert done, "no trial finished within 180 s"
-        before = {t: _reported(folder, t) for t in done}
-    finally:
-        os.killpg(driver.pid, signal.SIGKILL)  # the driver and the local Ray it started
-        driver.wait()
+    done, before = _kill_once_a_trial_finished(command, folder, repo, tmp_path / "first.log")
     assert not (folder / "results.csv").exists()
     snapshot = set(_statuses(folder))  # the trials of Tune's last saved state: what the resume knows
 
@@ -80,7 +63,33 @@ def test_killed_search_resumes_without_rerunning_finished_trials(tmp_path, smoke
     for trial_id in done:  # not run again: not one more reported epoch
         assert _reported(folder, trial_id) == before[trial_id], trial_id
     assert (folder / "best_config.yaml").is_file()
-    # the searcher continued: one Optuna study in the experiment's journal with every trial, none left running
+    _assert_the_study_went_on(folder, table, snapshot)
+
+
+def _kill_once_a_trial_finished(command, folder, repo, log_path):
+    """Start the search, SIGKILL it (driver and its local Ray) once a trial has finished: ([done ids], {id: epochs})."""
+    log = open(log_path, "w")  # noqa: SIM115 (the driver writes it until killed)
+    driver = subprocess.Popen(command, cwd=repo, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and driver.poll() is None:
+            statuses = _statuses(folder)
+            if "TERMINATED" in statuses.values():
+                break
+            time.sleep(0.5)
+        assert driver.poll() is None, "the search ended before it could be killed: " + log_path.read_text()[-2000:]
+        done = sorted(t for t, s in statuses.items() if s == "TERMINATED")
+        assert done, "no trial finished within 180 s"
+        before = {t: _reported(folder, t) for t in done}
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver and the local Ray it started
+        driver.wait()
+        log.close()
+    return done, before
+
+
+def _assert_the_study_went_on(folder, table, snapshot):
+    """The searcher continued: one Optuna study in the experiment's journal holds every trial, none left running."""
     study = optuna.load_study(study_name="smoke", storage=open_storage(folder))
     assert all(t.state.is_finished() for t in study.trials)
     ran = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
