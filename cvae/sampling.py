@@ -92,9 +92,9 @@ def systematic(probs: torch.Tensor, n: int, generator=None) -> torch.Tensor:
     return torch.searchsorted(cumulative, points.contiguous()).clamp(max=probs.shape[1] - 1)
 
 
-def _sample_categorical(model, y, samples: int, generator, temperatures: tuple, distinct: bool) -> torch.Tensor:
-    """temperatures: the prior's, and the proposals' noise std in endpoint units."""
-    prior_temperature, noise_std = temperatures
+def _sample_categorical(model, y, samples: int, generator, scales: tuple, distinct: bool) -> torch.Tensor:
+    """scales: the prior's temperature, and the extra proposals' noise std in endpoint units."""
+    prior_temperature, noise_std = scales
     ends, log_prior = _components(model, y)
     _n, c = log_prior.shape
     first = min(samples, c) if distinct else 0
