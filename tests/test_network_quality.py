@@ -173,6 +173,22 @@ def test_levers_scores_fresh_synthetic_conditions_instead_of_official_rows(capsy
     assert "RESULT network_valid_frac_3_fresh_synthetic" in out
 
 
+def test_network_errors_splits_the_squared_error_and_names_conditions_the_check_misses(tmp_path, capsys):
+    importlib.import_module("bench.levers").main(["--quick", "--out", str(tmp_path / "model.pt")])
+    capsys.readouterr()
+    errors = importlib.import_module("bench.network_errors")
+    errors.main(["--model", str(tmp_path / "model.pt"), "--synthetic", "4", "--min-p", "0.5"])
+    out = capsys.readouterr().out
+    shares = [line.split("|") for line in out.splitlines() if "| sample RMSE " in line]
+    assert len(shares) == len(errors.RMSE_BINS)
+    assert sum(float(row[3]) for row in shares) == pytest.approx(1.0, abs=0.01)  # every sample in one bin
+    assert sum(float(row[5]) for row in shares) == pytest.approx(1.0, abs=0.01)  # and all the squared error
+    assert "| network only | " in out
+    assert "network only, prior tail under 0.5 x the likeliest cut" in out
+    # a one-epoch model leaves conditions without one valid check draw, and each is named
+    assert "network + check finds no valid draw: condition " in out
+
+
 def test_objective_alignment_scores_each_trials_last_checkpoint(tmp_path, capsys):
     alignment = importlib.import_module("bench.objective_alignment")
     config = Config(**CATEGORICAL, val_samples=4)
