@@ -75,13 +75,13 @@ def share_rows(label: str, what: str, rmse: torch.Tensor, keys: torch.Tensor, bi
     return rows
 
 
-def unserved_by_check(model, x_true, y, functions) -> list[str]:
+def unserved_by_check(model, y, functions, branch_sets) -> list[str]:
     """The conditions of which not one of the check's K proposals is valid: index, branches, best proposal's RMSE."""
     check = submission_regime("check", model.config.latent)
     generator = torch.Generator().manual_seed(0)
     x = sample(model, y, SUBMISSION_PROPOSALS, generator, distinct=True, own_prior=False, spread=check.spread)
     per_sample = validity(x, y, functions)
-    counts = [len(b) for b in branches(y, functions, x_true=x_true)]
+    counts = [len(b) for b in branch_sets]
     return [
         f"condition {i} of the block: {counts[i]} branches, best of {SUBMISSION_PROPOSALS} proposals RMSE "
         f"{per_sample['rmse'][i].min():.3f}"
@@ -112,15 +112,15 @@ def main(argv=None) -> int:
         shares.append(
             [label, "the worst 5 conditions", f"{5 / len(worst):.3f}", "", f"{worst[:5].sum() / worst.sum():.3f}"]
         )
-        sets_ = branches(y, functions, x_true=x_true)
+        branch_sets = branches(y, functions, x_true=x_true)
         for cut in [0.0, *args.min_p]:
-            m = evaluate(x if cut == 0 else own_draws(model, y, cut)[0], y, functions, branch_sets=sets_)
+            m = evaluate(x if cut == 0 else own_draws(model, y, cut)[0], y, functions, branch_sets=branch_sets)
             name = Regime("network").label + (f", prior tail under {cut:g} x the likeliest cut" if cut else "")
             scores.append(
                 [label, name, "pass" if m["gates_pass"] else "FAIL"]
                 + [f"{m[k]:.3f}" for k in ("valid_frac", "overall_rmse", "coverage_norm")]
             )
-        for line in unserved_by_check(model, x_true, y, functions):
+        for line in unserved_by_check(model, y, functions, branch_sets):
             print(f"{label}: network + check finds no valid draw: {line}")
     print("\nnetwork only, as the model samples: where the squared error is")
     table(["rows", "samples by", "share of samples", "valid", "share of squared error"], shares)

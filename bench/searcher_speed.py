@@ -34,6 +34,16 @@ from pathlib import Path
 import common
 
 GOAL_MS = 50.0
+HEADERS = [
+    "finished",
+    "suggest",
+    "tell (results + complete)",
+    "suggest + tell",
+    "of it CPU",
+    "epochs",
+    "quality",
+    "state save",
+]
 WIDE = common.ROOT / "search" / "configs" / "wide.yaml"
 
 
@@ -243,8 +253,7 @@ def report(records, saves: dict, marks: list[int], window: int, trials: int) -> 
             ]
         )
     print(f"\nper trial, mean of the {window} trials suggested before each mark (ms)")
-    headers = ["finished", "suggest", "tell (results + complete)", "suggest + tell", "of it CPU", "epochs"]
-    common.table([*headers, "quality", "state save"], rows)
+    common.table(HEADERS, rows)
     last = at_mark(records, trials, window)
     ms = 1000 * (last["suggest"] + last["tell"])
     common.result(f"searcher_ms_at_{trials}", ms, f"<={GOAL_MS:.0f}", ms <= GOAL_MS)
