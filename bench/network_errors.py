@@ -26,8 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import load, machine, table
 from bench.official import BLOCKS, fresh_conditions, official_rows, row_blocks
+from cvae.errors import run_command
 from cvae.functions import FunctionPair
-from cvae.inputs import number_at_least, positive_numbers
+from cvae.inputs import InputError, check_model_file, number_at_least, positive_numbers
 from cvae.lines import lines_from_endpoints
 from cvae.metrics import branches, evaluate, validity
 from cvae.regimes import SUBMISSION_PROPOSALS, Regime, submission_regime
@@ -90,11 +91,24 @@ def unserved_by_check(model, y, functions, branch_sets) -> list[str]:
     ]
 
 
+def categorical_model(path: Path):
+    """The model at path, refused in one line before any work unless it is a readable categorical model."""
+    check_model_file(path)
+    model = load_model(path, "cpu")
+    if model.config.latent != "categorical":
+        raise InputError(f"--model {path}: a {model.config.latent}-latent model; this bench reads a categorical one's")
+    return model
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    return run_command("network_errors", lambda: report(args))
+
+
+def report(args) -> int:
     torch.set_num_threads(args.threads)
+    model = categorical_model(args.model)
     print(machine(f"{args.threads} torch thread(s)"))
-    model = load_model(args.model, "cpu")
     functions = FunctionPair(model.config.functions)
     print(f"model: {args.model} (prior temperature {model.config.prior_temperature:g}, {model.config.prior_sampling})")
     sets = (

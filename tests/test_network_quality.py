@@ -189,6 +189,20 @@ def test_network_errors_splits_the_squared_error_and_names_conditions_the_check_
     assert "network + check finds no valid draw: condition " in out
 
 
+def test_network_errors_refuses_a_missing_or_gaussian_model_in_one_line(tmp_path, capsys):
+    errors = importlib.import_module("bench.network_errors")
+    assert errors.main(["--model", str(tmp_path / "none.pt")]) == 2
+    assert "--model" in capsys.readouterr().err
+    config = Config(epochs=1, batch_size=64)  # the Gaussian family
+    train, _ = DataSpec(train_size=64, val_conditions=2).build(config)
+    trainer = Trainer(config, train, None, "cpu")
+    trainer.fit()
+    assert errors.main(["--model", str(trainer.save(tmp_path / "model.pt", resumable=False))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "gaussian-latent model; this bench reads a categorical one's" in err
+    assert len(err.splitlines()) == 1
+
+
 def test_objective_alignment_scores_each_trials_last_checkpoint(tmp_path, capsys):
     alignment = importlib.import_module("bench.objective_alignment")
     config = Config(**CATEGORICAL, val_samples=4)
