@@ -9,12 +9,15 @@ solution a target, as the main job's finalize trains), and scores the model on o
 - network + check (K=300, no solver; as the main job draws it, or at each pair of `--check-temperatures`
   and `--check-spreads`), and with `--refined` network + refinement (K=30, 20 LM steps);
 - how far the network's own samples are from the nearest exact solution (max-abs endpoint distance:
-  the RMSE < 0.1 gate asks for about 0.002), and the prior's mass on valid components.
+  the RMSE < 0.1 gate asks for about 0.002), and the prior's mass on valid components;
+- with `--ema`: the same run's exponential moving averages of the weights (one per decay, updated after every
+  optimizer step, torch.optim.swa_utils), each scored beside the weights as trained.
 
     .venv/bin/python bench/levers.py --set condition_features=y_arccos --train-size 20000 --epochs 30
     .venv/bin/python bench/levers.py --model runs/demo/final/model.pt      # score a trained model only
     .venv/bin/python bench/levers.py --model runs/demo/final/model.pt --synthetic 300   # official rows unseen
     .venv/bin/python bench/levers.py --model runs/demo/final/model.pt --synthetic 300 --check-spreads 0.003,0.004
+    .venv/bin/python bench/levers.py --train-size 100000 --epochs 60 --ema 0.999,0.9999   # weight averages
     .venv/bin/python bench/levers.py --quick                               # seconds, for the tests
 
 Prints a markdown table and `RESULT` lines for the goals of issue 26 (the main job's: network only
@@ -24,6 +27,7 @@ Prints a markdown table and `RESULT` lines for the goals of issue 26 (the main j
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 from dataclasses import replace
@@ -31,6 +35,7 @@ from pathlib import Path
 
 import torch
 import yaml
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -95,10 +100,21 @@ def parse_args(argv=None):
         "0.003,0.004 (default: the main job's); every pair with --check-temperatures is scored",
     )
     parser.add_argument("--refined", action="store_true", help="also network + refinement K=30, 20 LM steps")
+    parser.add_argument(
+        "--ema", type=decays, default=[], help="also score moving averages of the weights at these decays, e.g. 0.999"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--out", type=Path, help="save the trained model here (a model.pt)")
     parser.add_argument("--quick", action="store_true", help="a tiny model, 1 epoch, 3 conditions (seconds)")
     return parser.parse_args(argv)
+
+
+def decays(text) -> list[float]:
+    """An argparse type: comma-separated EMA decays, each in (0, 1)."""
+    values = positive_numbers(text)
+    if any(v >= 1 for v in values):
+        raise argparse.ArgumentTypeError(f"each decay must be below 1 (e.g. 0.999), got {text}")
+    return values
 
 
 def changes(pairs: list[str]) -> dict:
@@ -109,7 +125,7 @@ def changes(pairs: list[str]) -> dict:
     return out
 
 
-def train(args) -> tuple[torch.nn.Module, str]:
+def train(args) -> tuple[list[tuple[str, torch.nn.Module]], str]:
     config = Config(**{**(QUICK if args.quick else MAIN_JOB), **changes(args.set)})
     if args.epochs:
         config = config.replace(epochs=args.epochs)
@@ -118,6 +134,9 @@ def train(args) -> tuple[torch.nn.Module, str]:
     started = time.perf_counter()
     train_data, val = spec.build(config)
     trainer = Trainer(config, train_data, val, device="cpu")
+    averages = [AveragedModel(trainer.model, multi_avg_fn=get_ema_multi_avg_fn(d)) for d in args.ema]
+    if averages:
+        trainer.optimizer.register_step_post_hook(lambda *_: [a.update_parameters(trainer.model) for a in averages])
     trainer.fit(callback=lambda row: print(progress(row), flush=True))
     seconds = time.perf_counter() - started
     if args.out:
@@ -126,7 +145,8 @@ def train(args) -> tuple[torch.nn.Module, str]:
     cpu = sum(row["cpu_seconds"] for row in trainer.history) / 60
     note = f"trained here: {rows} rows, {config.epochs} epochs, {seconds / 60:.1f} min ({cpu:.1f} CPU-min)"
     note += f", changes {changed}"
-    return trainer.model.eval(), note
+    models = [("as trained", trainer.model)] + [(f"EMA {d:g}", a.module) for d, a in zip(args.ema, averages)]
+    return [(name, model.eval()) for name, model in models], note
 
 
 def progress(row: dict) -> str:
@@ -164,25 +184,27 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     print(machine(f"{args.threads} torch thread(s)"))
     if args.model:
-        model, note = load_model(args.model, "cpu"), str(args.model)
+        models, note = [("as trained", load_model(args.model, "cpu"))], str(args.model)
     else:
-        model, note = train(args)
-    functions = FunctionPair(model.config.functions)
+        models, note = train(args)
+    functions = FunctionPair(models[0][1].config.functions)
     print(f"model: {note}")
     headers = ["rows", "regime", "gates", "valid", "overall RMSE", "coverage_norm", "median distance", "prior valid"]
     lines, goals = [], []
     blocks = [(0, 2)] if args.quick else row_blocks(args.rows)
     sets = fresh_conditions(args.synthetic, functions) if args.synthetic else official_rows(blocks, functions)
-    for label, x_true, y in sets:
+    for (label, x_true, y), (weights, model) in itertools.product(sets, models):
         block = score_block(model, x_true, y, functions, args)
+        shown = label if len(models) == 1 else f"{label}, {weights}"
         for row in block:
             distance = f"{row['median_distance']:.4f}" if "median_distance" in row else ""
             prior = f"{row['prior_valid']:.3f}" if "prior_valid" in row else ""
             gates = "pass" if row["gates_pass"] else "FAIL"
             numbers = [f"{row[k]:.3f}" for k in ("valid_frac", "overall_rmse", "coverage_norm")]
-            lines.append([label, row["regime"], gates, *numbers])
+            lines.append([shown, row["regime"], gates, *numbers])
             lines[-1] += [distance, prior]
-        goals.append((label.replace(" ", "_"), block[0]))
+        if weights == "as trained":
+            goals.append((label.replace(" ", "_"), block[0]))
     table(headers, lines)
     print(load())
     for label, net in goals:

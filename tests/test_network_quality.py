@@ -154,9 +154,19 @@ def test_levers_checks_at_each_temperature_asked(capsys):
     assert "network + refinement" not in out  # not asked
 
 
+def test_levers_scores_weight_averages_beside_the_weights_as_trained(capsys):
+    levers = importlib.import_module("bench.levers")
+    levers.main(["--quick", "--ema", "0.5,0.9"])
+    out = capsys.readouterr().out
+    for weights in ("as trained", "EMA 0.5", "EMA 0.9"):
+        assert f"rows 0-2, {weights} |" in out or f"synthetic rows 0-2, {weights} |" in out
+    assert sum(line.startswith("RESULT") for line in out.splitlines()) == 2  # the goals: the weights as trained
+
+
 def test_levers_refuses_a_bad_temperature_before_training(capsys):
     levers = importlib.import_module("bench.levers")
-    for flag, text in (("--check-temperatures", "0.3,x"), ("--temperatures", "0"), ("--check-spreads", "-0.1")):
+    bad = (("--check-temperatures", "0.3,x"), ("--temperatures", "0"), ("--check-spreads", "-0.1"), ("--ema", "1"))
+    for flag, text in bad:
         with pytest.raises(SystemExit):
             levers.main(["--quick", flag, text])
         out, err = capsys.readouterr()
