@@ -106,7 +106,10 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--out", type=Path, help="save the trained model here (a model.pt)")
     parser.add_argument("--quick", action="store_true", help="a tiny model, 1 epoch, 3 conditions (seconds)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.ema and args.model:
+        parser.error("--ema averages the weights of a run trained here; drop --model (or --ema)")
+    return args
 
 
 def decays(text) -> list[float]:

@@ -161,6 +161,9 @@ def test_levers_scores_weight_averages_beside_the_weights_as_trained(capsys):
     for weights in ("as trained", "EMA 0.5", "EMA 0.9"):
         assert f"rows 0-2, {weights} |" in out or f"synthetic rows 0-2, {weights} |" in out
     assert sum(line.startswith("RESULT") for line in out.splitlines()) == 2  # the goals: the weights as trained
+    with pytest.raises(SystemExit):
+        levers.main(["--model", "any.pt", "--ema", "0.9"])
+    assert "drop --model" in capsys.readouterr().err
 
 
 def test_levers_refuses_a_bad_temperature_before_training(capsys):
