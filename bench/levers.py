@@ -144,7 +144,8 @@ def train(args) -> tuple[list[tuple[str, torch.nn.Module]], str]:
     seconds = time.perf_counter() - started
     if args.out:
         trainer.save(args.out, resumable=False)
-    changed = {k: v for k, v in config.to_dict().items() if MAIN_JOB.get(k, Config().to_dict()[k]) != v}
+    recipe = Config(**(QUICK if args.quick else MAIN_JOB)).to_dict()
+    changed = {k: v for k, v in config.to_dict().items() if recipe[k] != v}
     cpu = sum(row["cpu_seconds"] for row in trainer.history) / 60
     note = f"trained here: {rows} rows, {config.epochs} epochs, {seconds / 60:.1f} min ({cpu:.1f} CPU-min)"
     note += f", changes {changed}"

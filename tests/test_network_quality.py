@@ -166,6 +166,12 @@ def test_levers_scores_weight_averages_beside_the_weights_as_trained(capsys):
     assert "drop --model" in capsys.readouterr().err
 
 
+def test_levers_names_only_the_changes_to_its_recipe(capsys):
+    levers = importlib.import_module("bench.levers")
+    levers.main(["--quick", "--set", "hidden=48"])
+    assert "changes {'hidden': 48}" in capsys.readouterr().out
+
+
 def test_levers_refuses_a_bad_temperature_before_training(capsys):
     levers = importlib.import_module("bench.levers")
     bad = (("--check-temperatures", "0.3,x"), ("--temperatures", "0"), ("--check-spreads", "-0.1"), ("--ema", "1"))
