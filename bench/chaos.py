@@ -25,10 +25,10 @@ import time
 from pathlib import Path
 
 import common
-import pandas as pd
 import psutil
 
 from search.driver.reaper import processes_of
+from search.trials import read_results
 
 ROOT = common.ROOT
 ENDED = re.compile(r"^\[\d+/\d+\] (t\S+): ")
@@ -95,7 +95,7 @@ def checks(experiment: Path, console: str) -> list[tuple[str, float, str, bool]]
 
     from search.driver.study import load_study
 
-    table = pd.read_csv(experiment / "results.csv")
+    table = read_results(experiment / "results.csv")
     study = load_study(experiment)
     journal = study.get_trials(deepcopy=False)
     reported = {m.group(1) for line in console.splitlines() if (m := ENDED.match(line))}
@@ -159,7 +159,7 @@ def main(argv=None) -> int:
         [[str(i + 1), str(r["kills"]), str(r["killed_driver"]), str(r["returncode"])] for i, r in enumerate(runs)],
     )
     results = checks(storage / "chaos", console)
-    table = pd.read_csv(storage / "chaos" / "results.csv")
+    table = read_results(storage / "chaos" / "results.csv")
     ended = table["stop_reason"].value_counts().to_dict()
     failures = sum(f.read_text().count("Failure # ") for f in (storage / "chaos").glob("*/error.txt"))
     print(f"trials: {len(table)}; ended: {ended}; wall {time.monotonic() - started:.0f} s")

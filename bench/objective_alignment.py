@@ -31,6 +31,7 @@ from cvae.functions import FunctionPair
 from cvae.metrics import branches
 from cvae.regimes import Regime
 from cvae.train import load_checkpoint, load_model
+from search.trials import read_results
 
 CHECKPOINT = "trainer.pt"
 GOAL = 0.7
@@ -66,9 +67,8 @@ def trial_rows(experiment: Path, blocks) -> tuple[list[dict], list[str]]:
     """One row per trial with a checkpoint: its run name, epoch, own val_score there, the results table's score,
     and network-only valid_frac / coverage_norm on the official rows (all blocks together); and the trials left
     out (no checkpoint)."""
-    import pandas as pd
 
-    results = pd.read_csv(experiment / "results.csv")
+    results = read_results(experiment / "results.csv")
     rows, skipped, cache = [], [], {}
     for record in results.to_dict("records"):
         path = last_checkpoint(experiment / str(record["run"]))

@@ -31,6 +31,8 @@ import common
 import pandas as pd
 import yaml
 
+from search.trials import read_results
+
 WIDE = common.ROOT / "search" / "configs" / "wide.yaml"  # the former laptop space, of part (a)'s run
 SAVING_GOAL = 0.30
 FAILED_REASONS = {"collapsed", "ignores_condition", "diverged"}
@@ -137,7 +139,7 @@ def robust_choice(args, storage: Path) -> tuple[list, list[str]]:
 
 def trial_rows(folder: Path) -> list[tuple[pd.Series, pd.DataFrame]]:
     """Each trial of an experiment: its results.csv row and its per-epoch history (progress.csv)."""
-    table = pd.read_csv(folder / "results.csv")
+    table = read_results(folder / "results.csv")
     out = []
     for _, row in table.iterrows():
         progress = folder / str(row["run"]) / "progress.csv"

@@ -38,6 +38,7 @@ from cvae.inputs import number_at_least
 from cvae.train import load_model
 from scripts import demo
 from search.driver.files import BEST_CONFIG, FINAL, MODEL, RESULTS_CSV
+from search.trials import read_results
 
 LAPTOP = demo.REPO / "search" / "configs" / "laptop.yaml"
 SHOWN = ("latent", "components", "hidden", "depth", "batch_size", "lr", "condition_features", "prior_temperature")
@@ -117,11 +118,10 @@ def budget_run(minutes: float, out: Path, args) -> dict:
         demo.run("scripts/finalize.py", "--experiment", experiment, "--out", final, "--quiet", *options)
         times["finalize_s"] = time.perf_counter() - started
     loads["after"] = one_minute_load()
-    import pandas as pd
     import yaml
 
     best = yaml.safe_load((experiment / BEST_CONFIG).read_text())
-    trials = len(pd.read_csv(experiment / RESULTS_CSV))
+    trials = len(read_results(experiment / RESULTS_CSV))
     return {"minutes": minutes, "times": times, "loads": loads, "best": best, "trials": trials}
 
 

@@ -153,6 +153,18 @@ def counts_text(counts: dict | None) -> str:
     return ", ".join(parts)
 
 
+# results.csv's columns that are names, never numbers: a Ray trial id of digits around an "e" ("4967e050") would
+# otherwise be read as the number 4.967e53, and match no trial of the study, the journal or TensorBoard
+NAME_COLUMNS = {"trial_id": str, "run": str, "node": str}
+
+
+def read_results(path):
+    """A search's results.csv as a DataFrame, its name columns as text."""
+    import pandas as pd
+
+    return pd.read_csv(path, dtype=NAME_COLUMNS)
+
+
 def finished_trials(results):
     """Rows of a results table that count as finished trials: a finite score, neither failed nor diverged.
 

@@ -4,12 +4,11 @@ their intervals and pick rules, on a recorded experiment (make_experiment), thro
 import json
 import math
 
-import pandas as pd
 import pytest
 
 from search.finalize import load_experiment
 from search.finalize.choice import candidates, interval, pick
-from search.trials import ranked_trials
+from search.trials import ranked_trials, read_results
 
 
 def test_the_interval_is_students_t_on_the_mean_and_for_one_new_run():
@@ -42,7 +41,7 @@ def test_the_pick_rules_mean_lcb_and_best():
 
 def test_the_candidates_are_the_searchs_ranking_with_their_trials_configurations(tmp_path, make_experiment):
     experiment = load_experiment(make_experiment(tmp_path / "exp", trials=6))
-    results = pd.read_csv(tmp_path / "exp" / "results.csv")
+    results = read_results(tmp_path / "exp" / "results.csv")
     ranked = ranked_trials(results, "max")
     assert ranked.iloc[0]["trial_id"] == experiment.best_trial["trial_id"]
     # full-length trials first, then the ASHA-stopped ones; the diverged one is no candidate

@@ -23,11 +23,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import yaml
 
 from cluster.local_cluster import LocalCluster, inspect
+from search.trials import read_results
 
 pytestmark = pytest.mark.cluster
 
@@ -245,7 +245,7 @@ def test_search_places_trials_on_every_node(cluster, shared, tmp_path, drivers, 
     wall = time.monotonic() - started
 
     experiment = shared / "spread"
-    table = pd.read_csv(experiment / "results.csv")
+    table = read_results(experiment / "results.csv")
     assert len(table) == 3, table
     assert set(table["status"]) == {"TERMINATED"}, table
     assert {"trial_id", "status", "stop_reason", "epochs", "node", "score"} <= set(table.columns)
@@ -315,7 +315,7 @@ def test_killed_driver_resumes_on_the_cluster(cluster, shared, tmp_path, drivers
     finish_driver(drivers(cluster, None, "resume", shared, "--resume"))
     wall = time.monotonic() - started
 
-    table = pd.read_csv(experiment / "results.csv")
+    table = read_results(experiment / "results.csv")
     assert len(table) == trials, table
     assert set(table["status"]) == {"TERMINATED"}, table
     assert set(table["epochs"]) == {max_t}, table
@@ -363,7 +363,7 @@ def test_worker_killed_mid_search_loses_no_trial(cluster, shared, tmp_path, driv
     wall = time.monotonic() - started
 
     experiment = shared / "failover"
-    table = pd.read_csv(experiment / "results.csv")
+    table = read_results(experiment / "results.csv")
     assert {s["status"] for s in experiment_state(experiment).values()} == {"TERMINATED"}
     lost = trials - int((table["status"] == "TERMINATED").sum())
     assert lost == 0, table

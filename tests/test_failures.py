@@ -4,7 +4,6 @@ configuration known to collapse is stopped with its reason and recorded as infea
 
 import math
 
-import pandas as pd
 import pytest
 import torch
 import yaml
@@ -18,7 +17,7 @@ from cvae.signals import condition_gap, prior_entropy
 from cvae.train import Trainer
 from search.spec import SearchConfigError, parse_search_config
 from search.spec.sections import Failures
-from search.trials import ended, failure, stop_reason
+from search.trials import ended, failure, read_results, stop_reason
 
 # A configuration of the smoke space whose prior p(c | y) collapses onto one or two of its 4 components within
 # its 4 epochs (effective components about 1.9, 1.4, 1.2, 1.2 on the smoke data).
@@ -142,7 +141,7 @@ def test_a_collapsing_configuration_is_stopped_and_told_to_tpe_as_infeasible(tmp
     ran = run_script("tune", "--config", path, "--name", "collapse", "--storage", tmp_path / "runs", timeout=600)
     assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
     experiment = tmp_path / "runs" / "collapse"
-    table = pd.read_csv(experiment / "results.csv")
+    table = read_results(experiment / "results.csv")
     collapsed = table[table["config/optimizer"] == "SGD"].iloc[0]
     assert collapsed["stop_reason"] == "collapsed"
     assert collapsed["epochs"] == 2

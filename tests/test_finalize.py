@@ -18,6 +18,7 @@ from cvae.plots import figure_to_png, plot_coverage, plot_training_curves
 from cvae.train import load_checkpoint, load_model
 from search.finalize import FinalizeError, load_config_file, load_experiment, retrain
 from search.finalize.run import epochs_planned, epochs_within
+from search.trials import read_results
 
 
 def _decodes(png: bytes):
@@ -38,7 +39,7 @@ def test_load_experiment_reads_config_data_and_best_trial(tmp_path, make_experim
     assert experiment.config.epochs == 2
     assert experiment.data == DataSpec(train_size=256, val_conditions=6, seed=0)
     assert experiment.params == ["lr", "head", "beta"]
-    results = pd.read_csv(folder / "results.csv")
+    results = read_results(folder / "results.csv")
     full = results[results["stop_reason"] == "finished"]  # the search prefers full-length trials
     assert experiment.best_trial["trial_id"] == full.loc[full["score"].idxmax(), "trial_id"]
     assert experiment.finished_trials == 5
@@ -242,7 +243,6 @@ def test_the_study_plots_are_optunas_on_the_saved_study(tmp_path, make_experimen
 def test_the_best_trial_rule():
     """The one rule the search and finalize both use (search.trials.best_trial): a diverged trial's
     placeholder score never wins, full-length trials come first."""
-    import pandas as pd
 
     from search.trials import best_trial
 

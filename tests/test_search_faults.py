@@ -16,10 +16,10 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from search.driver import local_ray, trust
+from search.trials import read_results
 
 MARKER_NAME = "MARKER"
 
@@ -287,7 +287,7 @@ def test_sigkilled_driver_leaves_no_ray_process_and_the_signed_state_resumes(tmp
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     resumed = subprocess.run([*command, "--resume"], cwd=repo, env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    table = pd.read_csv(tmp_path / "k" / "results.csv")
+    table = read_results(tmp_path / "k" / "results.csv")
     assert len(table) == 6, table[["trial_id", "status", "error"]]
     assert (table["status"] == "TERMINATED").all(), table[["trial_id", "status", "error"]]
     restarted = (resumed.stdout + resumed.stderr).count("damaged checkpoint")
@@ -314,7 +314,7 @@ def test_a_full_disk_stops_the_search_in_one_line_and_resume_finishes_once_there
     subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
     resumed = tune("--name", "full", "--storage", small_disk, "--resume", env=env)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    table = pd.read_csv(small_disk / "full" / "results.csv")
+    table = read_results(small_disk / "full" / "results.csv")
     assert len(table) == 6
     assert (table["status"] == "TERMINATED").all()
     assert finished <= set(table["trial_id"])

@@ -5,7 +5,6 @@ One test, three small searches (the commands run as a user runs them, each its o
 
 import json
 
-import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
@@ -13,6 +12,7 @@ from search.driver import trust
 from search.driver.storage import Storage
 from search.driver.study import load_study
 from search.driver.warm_start import FROM
+from search.trials import read_results
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +36,7 @@ def test_more_extends_the_search_and_warm_start_learns_from_it(tmp_path, smoke, 
 
     console = tune(run_script, "--name", "A", "--storage", storage, "--more", "2")
     assert "[2/2] t05_" in console or "[2/2] t04_" in console
-    table = pd.read_csv(a / "results.csv")
+    table = read_results(a / "results.csv")
     assert len(table) == 5
     assert table["trial_id"].is_unique
     assert numbers(a) == [1, 2, 3, 4, 5]  # no trial folder, run name or number reused
@@ -58,7 +58,7 @@ def test_more_extends_the_search_and_warm_start_learns_from_it(tmp_path, smoke, 
     assert warm["taken"] == 5
     b = load_study(tmp_path / "B")
     assert [t.user_attrs[FROM] for t in b.trials if FROM in t.user_attrs] == [str(a.resolve())] * 5
-    assert len(pd.read_csv(tmp_path / "B" / "results.csv")) == 2  # its own trials only
+    assert len(read_results(tmp_path / "B" / "results.csv")) == 2  # its own trials only
 
     done = run_main("compare", a, tmp_path / "B", "--out", tmp_path / "compare", "--json")
     assert done.returncode == 0, done.stderr

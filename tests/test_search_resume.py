@@ -8,11 +8,11 @@ import sys
 import time
 
 import optuna
-import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
 from search.driver.study import open_storage
+from search.trials import read_results
 
 pytestmark = pytest.mark.slow
 
@@ -56,7 +56,7 @@ def test_killed_search_resumes_without_rerunning_finished_trials(tmp_path, smoke
     print(f"resume: {time.perf_counter() - started:.1f} s, {len(done)} trials were done before the kill")
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
 
-    table = pd.read_csv(folder / "results.csv")
+    table = read_results(folder / "results.csv")
     assert len(table) == 6
     assert (table["status"] == "TERMINATED").all()
     assert set(done) <= set(table["trial_id"])

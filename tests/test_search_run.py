@@ -18,6 +18,7 @@ from search.driver.storage import Storage
 from search.driver.trainable import train_trial
 from search.driver.tuner import make_tuner, trial_settings
 from search.spec import load_search_config
+from search.trials import read_results
 
 pytestmark = pytest.mark.slow
 CONFIG_KEYS = list(Config.model_fields)
@@ -55,7 +56,7 @@ def spec(smoke):
 
 @pytest.fixture(scope="module")
 def table(experiment):
-    return pd.read_csv(experiment / "results.csv")
+    return read_results(experiment / "results.csv")
 
 
 def test_every_trial_is_in_the_results_table(experiment, table, spec, smoke):

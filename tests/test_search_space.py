@@ -12,7 +12,7 @@ import search
 from search.cli import main
 from search.driver.trainable import _metrics, image_epochs
 from search.spec import SearchConfigError, load_search_config, parse_search_config
-from search.trials import DIVERGED, stop_reason, stopped_early
+from search.trials import DIVERGED, best_trial, read_results, stop_reason, stopped_early
 
 CONFIGS_DIR = Path(search.__file__).parent / "configs"  # the checkout's search/configs (parametrizes below)
 CONFIGS = sorted(CONFIGS_DIR.glob("*.yaml"))
@@ -267,3 +267,12 @@ def test_search_images_choose_the_epochs_a_trial_draws_plots_at(mode, epochs):
     raw["asha"] = {"max_t": 8, "grace_period": 2, "reduction_factor": 2}
     raw["search"]["images"] = mode
     assert trial_images(parse_search_config(raw)) == epochs
+
+
+def test_results_table_keeps_trial_ids_that_look_like_numbers(tmp_path):
+    # Ray's trial ids are 8 hex digits: "4967e050" is also a float's text (4.967e53) to pandas
+    path = tmp_path / "results.csv"
+    path.write_text("trial_id,run,node,status,stop_reason,score\n4967e050,t01,10e1,TERMINATED,finished,0.3\n")
+    table = read_results(path)
+    assert best_trial(table, "max")["trial_id"] == "4967e050"
+    assert table["node"].tolist() == ["10e1"]

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import optuna
-import pandas as pd
 import yaml
 from optuna.exceptions import ExperimentalWarning
 from optuna.importance import PedAnovaImportanceEvaluator, get_param_importances
@@ -34,7 +33,7 @@ from cvae.inputs import user_path
 from ..driver.files import BEST_CONFIG, FINAL, JOURNAL, REPORT_JSON, RESULTS_CSV
 from ..driver.study import StudyError, load_study, quiet_optuna
 from ..driver.warm_start import FROM
-from ..trials import best_trial
+from ..trials import best_trial, read_results
 from .plots import write_png
 
 PLOT, IMPORTANCES, MARKDOWN = "compare.png", "importances.png", "compare.md"
@@ -129,7 +128,7 @@ def final_scores(folder: Path) -> tuple[dict | None, list[dict]]:
 def search_pick(folder: Path, mode: str) -> dict | None:
     """results.csv's pick (search.trials.best_trial): its trial id, run, score and how it ended."""
     try:
-        table = pd.read_csv(folder / RESULTS_CSV)
+        table = read_results(folder / RESULTS_CSV)
     except (OSError, ValueError):
         return None
     row = best_trial(table, mode)

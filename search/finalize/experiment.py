@@ -21,7 +21,7 @@ from cvae.submission import plain as _plain
 
 from ..driver.files import BEST_CONFIG, SEARCH_CONFIG
 from ..driver.files import RESULTS_CSV as RESULTS
-from ..trials import OBJECTIVES, best_trial, finished_trials
+from ..trials import OBJECTIVES, best_trial, finished_trials, read_results
 
 VAL_SAMPLES = 30  # samples per validation condition, as in a challenge submission
 
@@ -162,7 +162,7 @@ def _results(folder: Path):
     if not results_file.is_file():
         raise FinalizeError(f"{folder}: {RESULTS} is missing; the search has not recorded any trial yet")
     try:
-        results = pd.read_csv(results_file)
+        results = read_results(results_file)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
         raise FinalizeError(f"{results_file}: not a readable results table: {first_line(err)}") from None
     if finished_trials(results).empty:
