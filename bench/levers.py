@@ -71,6 +71,7 @@ MAIN_JOB = dict(
 )
 QUICK = dict(latent="categorical", components=8, hidden=32, depth=1, wy=1.0, wv=1.0, epochs=1, sigma_start=0.0)
 DATA = dict(lines="uniform", x_targets="all_branches")
+AS_TRAINED = "as trained"  # the weights the goals judge; --ema adds their averages beside them
 
 
 def parse_args(argv=None):
@@ -138,8 +139,13 @@ def train(args) -> tuple[list[tuple[str, torch.nn.Module]], str]:
     train_data, val = spec.build(config)
     trainer = Trainer(config, train_data, val, device="cpu")
     averages = [AveragedModel(trainer.model, multi_avg_fn=get_ema_multi_avg_fn(d)) for d in args.ema]
-    if averages:
-        trainer.optimizer.register_step_post_hook(lambda *_: [a.update_parameters(trainer.model) for a in averages])
+
+    def average(*_):
+        for a in averages:
+            a.update_parameters(trainer.model)
+
+    if averages:  # no hook, and no call per step, without --ema
+        trainer.optimizer.register_step_post_hook(average)
     trainer.fit(callback=lambda row: print(progress(row), flush=True))
     seconds = time.perf_counter() - started
     if args.out:
@@ -149,7 +155,7 @@ def train(args) -> tuple[list[tuple[str, torch.nn.Module]], str]:
     cpu = sum(row["cpu_seconds"] for row in trainer.history) / 60
     note = f"trained here: {rows} rows, {config.epochs} epochs, {seconds / 60:.1f} min ({cpu:.1f} CPU-min)"
     note += f", changes {changed}"
-    models = [("as trained", trainer.model)] + [(f"EMA {d:g}", a.module) for d, a in zip(args.ema, averages)]
+    models = [(AS_TRAINED, trainer.model)] + [(f"EMA {d:g}", a.module) for d, a in zip(args.ema, averages)]
     return [(name, model.eval()) for name, model in models], note
 
 
@@ -188,7 +194,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     print(machine(f"{args.threads} torch thread(s)"))
     if args.model:
-        models, note = [("as trained", load_model(args.model, "cpu"))], str(args.model)
+        models, note = [(AS_TRAINED, load_model(args.model, "cpu"))], str(args.model)
     else:
         models, note = train(args)
     functions = FunctionPair(models[0][1].config.functions)
@@ -207,7 +213,7 @@ def main(argv=None) -> int:
             numbers = [f"{row[k]:.3f}" for k in ("valid_frac", "overall_rmse", "coverage_norm")]
             lines.append([shown, row["regime"], gates, *numbers])
             lines[-1] += [distance, prior]
-        if weights == "as trained":
+        if weights == AS_TRAINED:
             goals.append((label.replace(" ", "_"), block[0]))
     table(headers, lines)
     print(load())

@@ -153,8 +153,8 @@ def counts_text(counts: dict | None) -> str:
     return ", ".join(parts)
 
 
-# results.csv's columns that are names, never numbers: a Ray trial id of digits around an "e" ("4967e050") would
-# otherwise be read as the number 4.967e53, and match no trial of the study, the journal or TensorBoard
+# results.csv's columns that are names, never numbers: pandas would read a Ray trial id of digits around an "e"
+# ("4967e050") as the float 4.967e53, an all-digit one as an integer, and neither would match the study's trial
 NAME_COLUMNS = {"trial_id": str, "run": str, "node": str}
 
 
