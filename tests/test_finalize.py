@@ -134,6 +134,21 @@ def test_a_cut_plan_shows_each_epoch_once_in_the_progress_bar(tiny_config, capsy
     assert len([line for line in shown if " 1/1 [" in line]) == 1  # the bar's last line, not also a refresh
 
 
+def test_a_plan_that_ends_before_the_y_term_starts_is_named_once(tiny_config):
+    config = Config(**{**tiny_config, "epochs": 4, "wy": 1.0, "wy_delay": 2})
+    train, val = DataSpec(train_size=128, val_conditions=3).build(FunctionPair())
+    said = []
+    retrain(config, train, val, "cpu", progress=False, time_budget=1e-6, log=said.append)
+    warnings = [line for line in said if "warning" in line]
+    assert len(warnings) == 1
+    assert "1 epochs fit in the time budget" in warnings[0]
+    assert "after 2 (wy_delay)" in warnings[0]
+    assert warnings[0].endswith("raise --time-budget or lower --train-size")
+    said.clear()
+    retrain(config, train, val, "cpu", progress=False, time_budget=1e6, log=said.append)  # all 4 fit: no warning
+    assert said == []
+
+
 def test_epochs_within_a_budget():
     assert epochs_within(600, 10, 60) == 60
     assert epochs_within(600, 14.5, 60) == 41

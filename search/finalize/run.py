@@ -92,17 +92,17 @@ def retrain(
         if time_budget is None:
             trainer.fit(callback=_progress_callback(bar))
         else:
-            spent = fit_within(trainer, time_budget, bar)
+            spent = fit_within(trainer, time_budget, bar, log)
             if trainer.epoch < config.epochs:
                 budget = f"--time-budget {asked:g} s" + (f", {compile_s:.0f} s of it compiling" if compile_s else "")
                 log(f"finalize: trained {trainer.epoch} of {config.epochs} epochs in {spent:.0f} s ({budget})")
     return trainer
 
 
-def fit_within(trainer: Trainer, seconds: float, bar) -> float:
+def fit_within(trainer: Trainer, seconds: float, bar, log=print) -> float:
     """Train epoch by epoch, re-planning the trainer's epochs after each (`epochs_planned`); returns the seconds
-    spent."""
-    callback, spent, planned = _progress_callback(bar), 0.0, trainer.config.epochs
+    spent. Says so, once, when the plan ends before the y-term starts."""
+    callback, spent, planned, warned = _progress_callback(bar), 0.0, trainer.config.epochs, False
     while trainer.epoch < trainer.config.epochs and trainer.status not in ("diverged", "stopped"):
         trainer.fit(epochs=trainer.epoch + 1, callback=callback)
         last = trainer.history[-1]["seconds"]
@@ -111,7 +111,22 @@ def fit_within(trainer: Trainer, seconds: float, bar) -> float:
         if fitting != trainer.config.epochs:
             trainer.config = trainer.config.replace(epochs=fitting)
             bar.total = fitting  # shown by the next epoch's line (a refresh here printed this epoch's twice)
+        if not warned and (why := y_term_missed(trainer.config)):
+            log(f"finalize: warning: {why}")
+            warned = True
     return spent
+
+
+def y_term_missed(config: Config) -> str | None:
+    """Why `config` trains a model never fitted to its conditions (None when it is): its epochs end before the
+    y-term starts. Schedules count epochs, so a larger --train-size in the same time budget can get there."""
+    if config.wy <= 0 or config.wy_delay < config.epochs:
+        return None
+    return (
+        f"{config.epochs} epochs fit in the time budget at this pace, and the y-term starts after "
+        f"{config.wy_delay} (wy_delay): the model would never be fitted to its conditions; "
+        "raise --time-budget or lower --train-size"
+    )
 
 
 def epochs_planned(planned: int, done: int, seconds_left: float, epoch_s: float) -> int:
