@@ -67,7 +67,6 @@ def trial_rows(experiment: Path, blocks) -> tuple[list[dict], list[str]]:
     """One row per trial with a checkpoint: its run name, epoch, own val_score there, the results table's score,
     and network-only valid_frac / coverage_norm on the official rows (all blocks together); and the trials left
     out (no checkpoint)."""
-
     results = read_results(experiment / "results.csv")
     rows, skipped, cache = [], [], {}
     for record in results.to_dict("records"):

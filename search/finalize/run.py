@@ -99,7 +99,7 @@ def retrain(
     return trainer
 
 
-def fit_within(trainer: Trainer, seconds: float, bar, log=print) -> float:
+def fit_within(trainer: Trainer, seconds: float, bar, log) -> float:
     """Train epoch by epoch, re-planning the trainer's epochs after each (`epochs_planned`); returns the seconds
     spent. Says so, once, when the plan ends before the y-term starts."""
     callback, spent, planned, warned = _progress_callback(bar), 0.0, trainer.config.epochs, False
